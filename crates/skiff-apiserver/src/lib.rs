@@ -1,0 +1,1 @@
+//! The Kubernetes-compatible HTTPS API: discovery, OpenAPI, CRUD, patch, watch, tables, authentication and authorization.

@@ -1,0 +1,1 @@
+//! Pod networking: bridge, veth pairs, IPAM, routes and NAT through netlink and nftables.

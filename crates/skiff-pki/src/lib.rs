@@ -1,0 +1,1 @@
+//! Cluster CA, certificates, join tokens and rustls configurations.

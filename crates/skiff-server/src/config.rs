@@ -1,0 +1,31 @@
+//! Settings of `skiff server`, filled in by the binary from flags, environment and config file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Everything `skiff server` is told on start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Root of all state (`DIR/server/...`, and `DIR/agent/...` for the local node).
+    pub data_dir: PathBuf,
+    /// TCP port of the HTTPS API and UDP port of the node link.
+    pub https_listen_port: u16,
+    /// Address both listeners bind to.
+    pub bind_address: IpAddr,
+    /// Address other machines use to reach this server, if not the bind address.
+    pub advertise_address: Option<IpAddr>,
+    /// Name of the server's own node.
+    pub node_name: String,
+    /// Labels (`K=V`) for the server's own node.
+    pub node_labels: Vec<String>,
+    /// Taints (`K=V:EFFECT`) for the server's own node.
+    pub node_taints: Vec<String>,
+    /// Pod capacity of the server's own node.
+    pub max_pods: u32,
+    /// Run the control plane only, without a local node.
+    pub disable_agent: bool,
+    /// Pod network of the cluster (`10.42.0.0/16`).
+    pub cluster_cidr: String,
+    /// Join token secret to use instead of a generated one.
+    pub token: Option<String>,
+}

@@ -1,0 +1,172 @@
+//! The command line: every flag of the contract in DESIGN.md, each also readable from the
+//! environment (`SKIFF_<NAME>`) and, for `server` and `agent`, from the YAML config file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default data directory of every subcommand.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff";
+/// Config file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/skiff/config.yaml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Kubernetes-style cluster for small edge machines, in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API, datastore, scheduler, controllers) and, unless disabled, a local node.
+    Server(ServerArgs),
+    /// Join this machine to a cluster as a worker node.
+    Agent(AgentArgs),
+    /// Manage the node's image store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Print the skiff version, its commit and the Kubernetes API version it serves.
+    Version,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags shared by the long-running commands.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Directory holding all state of this machine.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// YAML config file; keys are flag names without the leading dashes.
+    #[arg(long, env = "SKIFF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level or filter (`info`, `debug`, `skiff_store=trace,info`); RUST_LOG wins when set.
+    #[arg(
+        long,
+        env = "SKIFF_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SKIFF_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Flags describing the node this process runs (the server's own node, or an agent).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node name (default: the host name).
+    #[arg(long, env = "SKIFF_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Label to put on the node, `KEY=VALUE`; repeatable.
+    #[arg(
+        long = "node-label",
+        env = "SKIFF_NODE_LABEL",
+        value_delimiter = ',',
+        value_name = "K=V"
+    )]
+    pub node_labels: Vec<String>,
+    /// Taint to put on the node, `KEY=VALUE:EFFECT`; repeatable.
+    #[arg(
+        long = "node-taint",
+        env = "SKIFF_NODE_TAINT",
+        value_delimiter = ',',
+        value_name = "K=V:EFFECT"
+    )]
+    pub node_taints: Vec<String>,
+    /// Maximum number of pods on this node.
+    #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 110, value_name = "N")]
+    pub max_pods: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// TCP port of the HTTPS API; the node link listens on the same UDP port.
+    #[arg(
+        long,
+        env = "SKIFF_HTTPS_LISTEN_PORT",
+        default_value_t = 6443,
+        value_name = "PORT"
+    )]
+    pub https_listen_port: u16,
+    /// Address the API and the node link listen on.
+    #[arg(
+        long,
+        env = "SKIFF_BIND_ADDRESS",
+        default_value = "0.0.0.0",
+        value_name = "ADDR"
+    )]
+    pub bind_address: IpAddr,
+    /// Address other machines reach this server at (added to the serving certificate).
+    #[arg(long, env = "SKIFF_ADVERTISE_ADDRESS", value_name = "ADDR")]
+    pub advertise_address: Option<IpAddr>,
+    /// Do not run a node agent inside the server.
+    #[arg(long, env = "SKIFF_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// Pod network of the whole cluster, split into one range per node.
+    #[arg(
+        long,
+        env = "SKIFF_CLUSTER_CIDR",
+        default_value = "10.42.0.0/16",
+        value_name = "CIDR"
+    )]
+    pub cluster_cidr: String,
+    /// Join token secret to use instead of a generated one.
+    #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// URL of the server to join, `https://HOST:PORT`.
+    #[arg(long, env = "SKIFF_SERVER", value_name = "URL")]
+    pub server: String,
+    /// Join token printed by the server (`DIR/server/node-token`).
+    #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
+    pub token: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import OCI or docker-save archives into the image store.
+    Import {
+        /// Archive files to import.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the images in the store.
+    Ls {
+        #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}

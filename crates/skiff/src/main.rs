@@ -1,0 +1,39 @@
+//! The `skiff` binary: parses the command line and dispatches to one module per command.
+
+mod cli;
+mod cmd_agent;
+mod cmd_image;
+mod cmd_server;
+mod cmd_version;
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+
+use cli::Command;
+
+fn main() -> ExitCode {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // One crypto provider for every TLS user in the process (API server, link, kube client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Server(args) => cmd_server::run(args),
+        Command::Agent(args) => cmd_agent::run(args),
+        Command::Image(command) => cmd_image::run(command),
+        Command::Version => cmd_version::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages skiff's build and tests need (idempotent; needs root).
+set -euo pipefail
+packages=(
+  build-essential pkg-config libseccomp-dev   # libcontainer's seccomp support
+  busybox-static                               # test images (images/busybox/build.sh)
+  iproute2 nftables iptables                   # pod networking and the multi-node harness
+  runc crun skopeo umoci docker-registry       # reference runtimes, registry tests
+  jq curl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
