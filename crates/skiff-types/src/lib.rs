@@ -9,3 +9,4 @@ pub const KUBERNETES_VERSION: &str = "v1.33.0";
 pub const KUBERNETES_MAJOR: &str = "1";
 /// Minor part of [`KUBERNETES_VERSION`].
 pub const KUBERNETES_MINOR: &str = "33";
+pub mod podcidr;
