@@ -3,6 +3,8 @@
 
 pub use k8s_openapi;
 
+pub mod selector;
+
 /// The Kubernetes release whose API skiff serves (reported by `/version` and `skiff version`).
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
 /// Major part of [`KUBERNETES_VERSION`].

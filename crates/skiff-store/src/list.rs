@@ -1,0 +1,235 @@
+//! List with selectors and pagination consistent at one revision.
+//!
+//! The first page is served from the current state snapshot. A `continue` token carries the
+//! revision R of the first page and the next key. Later pages need the state at R: taken from
+//! a small cache of snapshots (the first page stores its O(1) snapshot there), or else rebuilt
+//! from the current state by undoing, newest first, the resource's events after R (each event
+//! carries the previous state). Both stay valid until R is compacted away, then the token is
+//! answered with [`StoreError::ContinueExpired`] (410), as upstream.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::continue_token;
+use crate::history::Event;
+use crate::state::{ItemMap, KeyRange};
+use crate::store::Shared;
+use crate::watch::Filter;
+use crate::{ListOptions, ListPage, ResourceVersionMatch, StoreError};
+
+/// Snapshots kept for paginated lists.
+const SNAPSHOT_CACHE_ENTRIES: usize = 8;
+/// How long an unused snapshot is kept.
+const SNAPSHOT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Recently served states at older revisions, for the next pages of paginated lists.
+#[derive(Default)]
+pub(crate) struct SnapshotCache {
+    entries: VecDeque<(Arc<str>, u64, ItemMap, Instant)>,
+}
+
+impl SnapshotCache {
+    fn get(&mut self, resource: &str, revision: u64) -> Option<ItemMap> {
+        let now = Instant::now();
+        self.entries
+            .retain(|(_, _, _, t)| now.duration_since(*t) < SNAPSHOT_CACHE_TTL);
+        let e = self
+            .entries
+            .iter_mut()
+            .find(|(r, rev, _, _)| **r == *resource && *rev == revision)?;
+        e.3 = now;
+        Some(e.2.clone())
+    }
+
+    fn put(&mut self, resource: &str, revision: u64, items: ItemMap) {
+        if self.get(resource, revision).is_some() {
+            return;
+        }
+        if self.entries.len() >= SNAPSHOT_CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries
+            .push_back((Arc::from(resource), revision, items, Instant::now()));
+    }
+
+    pub(crate) fn forget_before(&mut self, revision: u64) {
+        self.entries.retain(|(_, r, _, _)| *r >= revision);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Purpose {
+    Continue,
+    Exact,
+}
+
+/// The state of `resource` at `revision`.
+fn snapshot_at(
+    shared: &Shared,
+    resource: &str,
+    revision: u64,
+    purpose: Purpose,
+) -> Result<ItemMap, StoreError> {
+    let events: Vec<Arc<Event>>;
+    let mut items;
+    {
+        let hub = shared.hub.lock().unwrap_or_else(|p| p.into_inner());
+        let compacted = hub.history.compacted;
+        if revision < compacted {
+            return Err(match purpose {
+                Purpose::Continue => StoreError::ContinueExpired {
+                    requested: revision,
+                    compacted,
+                },
+                Purpose::Exact => StoreError::Gone {
+                    requested: revision,
+                    compacted,
+                },
+            });
+        }
+        let state = shared.state.read().unwrap_or_else(|p| p.into_inner());
+        if revision > state.revision {
+            return Err(match purpose {
+                Purpose::Continue => StoreError::InvalidContinue {
+                    message: format!(
+                        "the encoded resourceVersion {revision} is newer than the store's {}",
+                        state.revision
+                    ),
+                },
+                Purpose::Exact => StoreError::TooLargeResourceVersion {
+                    requested: revision,
+                    current: state.revision,
+                },
+            });
+        }
+        items = state.items(resource);
+        if revision == state.revision {
+            return Ok(items);
+        }
+        drop(state);
+        if let Some(cached) = shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource, revision)
+        {
+            return Ok(cached);
+        }
+        events = hub.history.since(resource, revision).cloned().collect();
+    }
+    for ev in events.iter().rev() {
+        let key = ev.object.key().map_key();
+        match &ev.prev {
+            Some(prev) => {
+                items.insert(key, prev.clone());
+            }
+            None => {
+                items.remove(&key);
+            }
+        }
+    }
+    shared
+        .snapshots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(resource, revision, items.clone());
+    Ok(items)
+}
+
+pub(crate) fn list(
+    shared: &Shared,
+    resource: &str,
+    namespace: Option<&str>,
+    options: &ListOptions,
+) -> Result<ListPage, StoreError> {
+    let limit = options.limit.filter(|l| *l > 0);
+    let requested_rv = options.resource_version.filter(|r| *r > 0);
+    let (items, revision, start, fresh) = match &options.continue_token {
+        Some(token) => {
+            if requested_rv.is_some() {
+                return Err(StoreError::InvalidContinue {
+                    message: "specifying resource version is not allowed when using continue"
+                        .into(),
+                });
+            }
+            let (rev, start) = continue_token::decode(token)?;
+            (
+                snapshot_at(shared, resource, rev, Purpose::Continue)?,
+                rev,
+                Some(start),
+                false,
+            )
+        }
+        None => match (options.resource_version_match, requested_rv) {
+            (ResourceVersionMatch::Exact, Some(rv)) => (
+                snapshot_at(shared, resource, rv, Purpose::Exact)?,
+                rv,
+                None,
+                false,
+            ),
+            (_, rv) => {
+                let state = shared.state.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(rv) = rv {
+                    if rv > state.revision {
+                        return Err(StoreError::TooLargeResourceVersion {
+                            requested: rv,
+                            current: state.revision,
+                        });
+                    }
+                }
+                (state.items(resource), state.revision, None, true)
+            }
+        },
+    };
+
+    let filter = Filter::new(
+        None,
+        options.label_selector.clone(),
+        options.field_selector.clone(),
+    );
+    let range = KeyRange::for_namespace(namespace);
+    let mut iter = range.iter(&items, start.as_deref());
+    let mut out = Vec::with_capacity(limit.unwrap_or(0).min(4096));
+    let mut last_key: Option<&str> = None;
+    for (k, o) in iter.by_ref() {
+        if filter.matches(o) {
+            out.push(o.clone());
+            last_key = Some(k);
+            if Some(out.len()) == limit {
+                break;
+            }
+        }
+    }
+    let mut continue_token = None;
+    let mut remaining_item_count = None;
+    if let (Some(_), Some(last)) = (limit, last_key) {
+        if out.len() == limit.unwrap_or(0) {
+            let more = if filter.has_selectors() {
+                iter.next().is_some()
+            } else {
+                let n = iter.count();
+                if n > 0 {
+                    remaining_item_count = Some(n as i64);
+                }
+                n > 0
+            };
+            if more {
+                continue_token = Some(continue_token::encode(revision, last));
+            }
+        }
+    }
+    if continue_token.is_some() && fresh {
+        shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(resource, revision, items.clone());
+    }
+    Ok(ListPage {
+        items: out,
+        revision,
+        continue_token,
+        remaining_item_count,
+    })
+}

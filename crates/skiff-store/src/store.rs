@@ -1,0 +1,360 @@
+//! The public [`Store`] handle.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::db::Db;
+use crate::history::History;
+use crate::list::{self, SnapshotCache};
+use crate::state::Published;
+use crate::watch::{Filter, Registry, Watcher};
+use crate::writer::{CommitStats, Request, WriteOp, Writer};
+use crate::{
+    meta, Key, ListOptions, ListPage, Object, Preconditions, StoreError, StoreOptions,
+    WatchOptions,
+};
+
+/// History and watchers, behind one lock (the writer publishes under it).
+#[derive(Default)]
+pub(crate) struct Hub {
+    pub history: History,
+    pub registry: Registry,
+}
+
+/// What the store handle, the writer thread and the watchers share.
+pub(crate) struct Shared {
+    pub state: RwLock<Published>,
+    pub hub: Mutex<Hub>,
+    /// The newest revision whose events have been handed to watchers.
+    pub dispatched: AtomicU64,
+    pub compacted: AtomicU64,
+    pub closed: AtomicBool,
+    pub options: StoreOptions,
+    pub snapshots: Mutex<SnapshotCache>,
+    pub stats: Mutex<CommitStats>,
+}
+
+impl Shared {
+    pub(crate) fn current_revision(&self) -> u64 {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .revision
+    }
+}
+
+/// The datastore: a handle that is cheap to clone. Reads (`get`, `list`, `count`, `watch`)
+/// are served from memory; writes go to one writer thread that commits them durably in
+/// groups. Dropping the last handle finishes queued writes and closes the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens the database at `path` (creating it and its directory if missing), loads the
+    /// current objects and history into memory, and starts the writer thread.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.display().to_string(),
+                source: Arc::new(e),
+            })?;
+        }
+        let started = std::time::Instant::now();
+        let db = Db::open(path, options.db_cache_bytes)?;
+        let loaded = db.load()?;
+        let mut state = Published::default();
+        let mut revision = loaded.revision;
+        let n_objects = loaded.objects.len();
+        for o in loaded.objects {
+            revision = revision.max(o.revision());
+            let r = state.intern(&o.key().resource);
+            state.apply(&r, o.key().map_key(), Some(o));
+        }
+        let mut history = History::default();
+        let n_events = loaded.events.len();
+        for (resource, ev) in loaded.events {
+            if ev.revision() <= loaded.compacted {
+                continue;
+            }
+            revision = revision.max(ev.revision());
+            let r = state.intern(&resource);
+            history.push(&r, Arc::new(ev));
+        }
+        history.compacted = loaded.compacted;
+        state.revision = revision;
+        tracing::info!(
+            path = %path.display(),
+            objects = n_objects,
+            events = n_events,
+            revision,
+            compacted = loaded.compacted,
+            took = ?started.elapsed(),
+            "store opened"
+        );
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            hub: Mutex::new(Hub {
+                history,
+                registry: Registry::default(),
+            }),
+            dispatched: AtomicU64::new(revision),
+            compacted: AtomicU64::new(loaded.compacted),
+            closed: AtomicBool::new(false),
+            options,
+            snapshots: Mutex::new(SnapshotCache::default()),
+            stats: Mutex::new(CommitStats::default()),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(db, shared.clone(), rx);
+        let handle = std::thread::Builder::new()
+            .name("skiff-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Io {
+                path: path.display().to_string(),
+                source: Arc::new(e),
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The last committed revision.
+    pub fn revision(&self) -> u64 {
+        self.shared().current_revision()
+    }
+
+    /// Revisions at or below this one are compacted away (watches and exact lists from them
+    /// get [`StoreError::Gone`]).
+    pub fn compacted_revision(&self) -> u64 {
+        self.shared().compacted.load(Ordering::Acquire)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        if self.shared().closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (reply, answer) = oneshot::channel();
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Creates an object. Sets `metadata.uid`, `creationTimestamp`, `generation` = 1 and
+    /// `resourceVersion`; name and namespace come from the key (the object's own must agree).
+    /// Returns once the write is durable.
+    pub async fn create(&self, key: &Key, object: Value) -> Result<Object, StoreError> {
+        let value = meta::prepare_create(key, object)?;
+        let key = key.clone();
+        self.request(|reply| Request::Write(WriteOp::Create { key, value }, reply))
+            .await
+    }
+
+    /// Replaces an object. A non-empty `metadata.resourceVersion` must equal the stored one
+    /// (else [`StoreError::Conflict`]). Keeps uid and creationTimestamp, bumps generation when
+    /// anything outside metadata and status changed (or deletion starts). An update that
+    /// changes nothing returns the stored object without a new revision, as upstream.
+    pub async fn update(&self, key: &Key, object: Value) -> Result<Object, StoreError> {
+        let (value, precondition) = meta::check_update(key, object)?;
+        let key = key.clone();
+        self.request(|reply| {
+            Request::Write(
+                WriteOp::Update {
+                    key,
+                    value,
+                    precondition,
+                },
+                reply,
+            )
+        })
+        .await
+    }
+
+    /// Deletes an object if the preconditions hold. Returns its last state with the deletion
+    /// revision as resourceVersion (what watchers get in DELETED).
+    pub async fn delete(
+        &self,
+        key: &Key,
+        preconditions: Preconditions,
+    ) -> Result<Object, StoreError> {
+        let key = key.clone();
+        self.request(|reply| {
+            Request::Write(
+                WriteOp::Delete {
+                    key,
+                    preconditions,
+                },
+                reply,
+            )
+        })
+        .await
+    }
+
+    /// The current state of an object.
+    pub fn get(&self, key: &Key) -> Option<Object> {
+        let state = self.shared().state.read().unwrap_or_else(|p| p.into_inner());
+        state.get(&key.resource, &key.map_key()).cloned()
+    }
+
+    /// Lists objects of a resource (in one namespace, or all with None), ordered by
+    /// namespace/name, filtered by selectors, paginated with `limit`/`continue` consistently
+    /// at the first page's revision.
+    pub fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ListPage, StoreError> {
+        list::list(self.shared(), resource, namespace, options)
+    }
+
+    /// How many objects a resource has (in one namespace, or all with None).
+    pub fn count(&self, resource: &str, namespace: Option<&str>) -> usize {
+        self.shared()
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(resource, namespace)
+    }
+
+    /// Watches a resource (in one namespace, or all with None). From revision R: the events
+    /// after R, then live ([`StoreError::Gone`] if R was compacted away). From None/0: synthetic
+    /// `Added` events for what exists now, then live.
+    pub fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        options: WatchOptions,
+    ) -> Result<Watcher, StoreError> {
+        let shared = self.inner.shared.clone();
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let filter = Filter::new(namespace, options.label_selector, options.field_selector);
+        let (tx, rx) = tokio::sync::mpsc::channel(shared.options.watch_queue_capacity.max(1));
+        let interval = options
+            .bookmarks
+            .then_some(shared.options.bookmark_interval);
+        let mut hub = shared.hub.lock().unwrap_or_else(|p| p.into_inner());
+        let state = shared.state.read().unwrap_or_else(|p| p.into_inner());
+        let current = state.revision;
+        let resource_name: Arc<str> = state.interned(resource).unwrap_or_else(|| Arc::from(resource));
+        match options.from_revision.filter(|r| *r > 0) {
+            None => {
+                let items = state.items(resource);
+                drop(state);
+                let id = hub.registry.register(resource_name, filter.clone(), tx);
+                drop(hub);
+                Ok(Watcher::new_snapshot(
+                    shared.clone(),
+                    id,
+                    filter,
+                    items,
+                    options.initial_events_end_bookmark.then_some(current),
+                    rx,
+                    interval,
+                ))
+            }
+            Some(from) => {
+                drop(state);
+                if from > current {
+                    return Err(StoreError::TooLargeResourceVersion {
+                        requested: from,
+                        current,
+                    });
+                }
+                let compacted = hub.history.compacted;
+                if from < compacted {
+                    return Err(StoreError::Gone {
+                        requested: from,
+                        compacted,
+                    });
+                }
+                let events: VecDeque<_> = hub.history.since(resource, from).cloned().collect();
+                let id = hub.registry.register(resource_name, filter.clone(), tx);
+                drop(hub);
+                Ok(Watcher::new_replay(
+                    shared.clone(),
+                    id,
+                    filter,
+                    events,
+                    rx,
+                    interval,
+                ))
+            }
+        }
+    }
+
+    /// How many watchers are registered.
+    pub fn watcher_count(&self) -> usize {
+        self.shared()
+            .hub
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .registry
+            .len()
+    }
+
+    /// Group-commit figures since open.
+    pub fn commit_stats(&self) -> CommitStats {
+        *self.shared().stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops history at or below `revision` (clamped to the current revision) from memory and
+    /// disk. Runs on a timer too (see [`StoreOptions`]).
+    pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        self.request(|reply| Request::Compact(revision, reply)).await
+    }
+
+    /// Finishes queued writes and closes the database; other handles then get
+    /// [`StoreError::Closed`] for writes. Reads keep serving the last state.
+    pub async fn close(self) {
+        let (reply, done) = oneshot::channel();
+        if let Some(tx) = self.inner.tx.as_ref() {
+            if tx.send(Request::Shutdown(reply)).is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}

@@ -1,0 +1,370 @@
+//! The single writer thread: group commit, revision assignment, publication, fan-out.
+//!
+//! Requests queue on a channel. The writer takes everything queued (up to `max_batch`),
+//! applies the requests in order against the committed state plus the batch's own earlier
+//! changes, writes all changes in one durable redb transaction, then publishes them (state,
+//! history, watchers) and answers every request. A failed commit fails the whole batch and
+//! publishes nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::db::{Change, Db};
+use crate::history::{Event, EventKind};
+use crate::meta::{self, Merged};
+use crate::object::set_resource_version;
+use crate::store::Shared;
+use crate::{Key, Object, Preconditions, StoreError};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write, already checked for shape by the caller's task.
+pub(crate) enum WriteOp {
+    Create {
+        key: Key,
+        value: Value,
+    },
+    Update {
+        key: Key,
+        value: Value,
+        precondition: Option<u64>,
+    },
+    Delete {
+        key: Key,
+        preconditions: Preconditions,
+    },
+}
+
+pub(crate) enum Request {
+    Write(WriteOp, Reply<Object>),
+    Compact(u64, Reply<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Figures about group commit, for benchmarks and logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write requests answered.
+    pub writes: u64,
+    /// Largest batch seen.
+    pub max_batch: u64,
+}
+
+pub(crate) struct Writer {
+    db: Db,
+    shared: Arc<Shared>,
+    rx: Receiver<Request>,
+    next_compaction: Instant,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    pub(crate) fn new(db: Db, shared: Arc<Shared>, rx: Receiver<Request>) -> Self {
+        let next_compaction = Instant::now() + shared.options.compaction_interval;
+        Writer {
+            db,
+            shared,
+            rx,
+            next_compaction,
+        }
+    }
+
+    /// Runs until every sender is gone or a shutdown request arrives; the database is closed
+    /// before shutdown requests are answered.
+    pub(crate) fn run(mut self) {
+        let mut shutdown: Vec<oneshot::Sender<()>> = Vec::new();
+        let max_batch = self.shared.options.max_batch.max(1);
+        'outer: loop {
+            let timeout = self
+                .next_compaction
+                .saturating_duration_since(Instant::now());
+            let first = match self.rx.recv_timeout(timeout) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.auto_compact();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut writes = Vec::new();
+            let mut next = Some(first);
+            loop {
+                let req = match next.take() {
+                    Some(r) => r,
+                    None => match self.rx.try_recv() {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    },
+                };
+                match req {
+                    Request::Write(op, reply) => {
+                        writes.push((op, reply));
+                        if writes.len() >= max_batch {
+                            break;
+                        }
+                    }
+                    Request::Compact(rev, reply) => {
+                        self.commit_batch(std::mem::take(&mut writes));
+                        let _ = reply.send(self.compact(rev));
+                    }
+                    Request::Shutdown(reply) => {
+                        self.commit_batch(std::mem::take(&mut writes));
+                        shutdown.push(reply);
+                        break 'outer;
+                    }
+                }
+            }
+            self.commit_batch(writes);
+            if Instant::now() >= self.next_compaction {
+                self.auto_compact();
+            }
+        }
+        // Requests still queued behind a shutdown are refused (their senders see Closed).
+        self.shared.closed.store(true, Ordering::Release);
+        let Writer { db, rx, .. } = self;
+        drop(rx);
+        drop(db);
+        for s in shutdown {
+            let _ = s.send(());
+        }
+    }
+
+    fn commit_batch(&mut self, writes: Vec<(WriteOp, Reply<Object>)>) {
+        if writes.is_empty() {
+            return;
+        }
+        let time_ms = now_ms();
+        let mut overlay: HashMap<(Arc<str>, Box<str>), Option<Object>> = HashMap::new();
+        let mut staged: Vec<(Arc<str>, Box<str>, Event)> = Vec::new();
+        let mut outcomes: Vec<(Reply<Object>, Result<Object, StoreError>)> =
+            Vec::with_capacity(writes.len());
+        let base;
+        let mut rev;
+        {
+            let state = self
+                .shared
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            base = state.revision;
+            rev = base;
+            let intern = |r: &str| -> Arc<str> {
+                state
+                    .interned(r)
+                    .unwrap_or_else(|| Arc::from(r))
+            };
+            for (op, reply) in writes {
+                let key = match &op {
+                    WriteOp::Create { key, .. }
+                    | WriteOp::Update { key, .. }
+                    | WriteOp::Delete { key, .. } => key,
+                };
+                let slot = (intern(&key.resource), key.map_key());
+                let current = match overlay.get(&slot) {
+                    Some(o) => o.clone(),
+                    None => state.get(&slot.0, &slot.1).cloned(),
+                };
+                let result = match op {
+                    WriteOp::Create { key, mut value } => match current {
+                        Some(_) => Err(StoreError::AlreadyExists { key }),
+                        None => {
+                            rev += 1;
+                            let obj = build(key, rev, &mut value);
+                            staged.push((
+                                slot.0.clone(),
+                                slot.1.clone(),
+                                Event {
+                                    kind: EventKind::Added,
+                                    object: obj.clone(),
+                                    prev: None,
+                                    time_ms,
+                                },
+                            ));
+                            overlay.insert(slot, Some(obj.clone()));
+                            Ok(obj)
+                        }
+                    },
+                    WriteOp::Update {
+                        key,
+                        value,
+                        precondition,
+                    } => match current {
+                        None => Err(StoreError::NotFound { key }),
+                        Some(cur) => match meta::merge_update(&key, &cur, value, precondition) {
+                            Err(e) => Err(e),
+                            Ok(Merged::Unchanged) => Ok(cur),
+                            Ok(Merged::Changed(mut value)) => {
+                                rev += 1;
+                                let obj = build(key, rev, &mut value);
+                                staged.push((
+                                    slot.0.clone(),
+                                    slot.1.clone(),
+                                    Event {
+                                        kind: EventKind::Modified,
+                                        object: obj.clone(),
+                                        prev: Some(cur),
+                                        time_ms,
+                                    },
+                                ));
+                                overlay.insert(slot, Some(obj.clone()));
+                                Ok(obj)
+                            }
+                        },
+                    },
+                    WriteOp::Delete { key, preconditions } => match current {
+                        None => Err(StoreError::NotFound { key }),
+                        Some(cur) => match meta::check_delete(&key, &cur, &preconditions) {
+                            Err(e) => Err(e),
+                            Ok(()) => {
+                                rev += 1;
+                                let obj = cur.with_revision(rev);
+                                staged.push((
+                                    slot.0.clone(),
+                                    slot.1.clone(),
+                                    Event {
+                                        kind: EventKind::Deleted,
+                                        object: obj.clone(),
+                                        prev: Some(cur),
+                                        time_ms,
+                                    },
+                                ));
+                                overlay.insert(slot, None);
+                                Ok(obj)
+                            }
+                        },
+                    },
+                };
+                outcomes.push((reply, result));
+            }
+        }
+
+        if !staged.is_empty() {
+            let changes: Vec<Change<'_>> = staged
+                .iter()
+                .map(|(r, k, ev)| Change {
+                    resource: r,
+                    map_key: k,
+                    event: ev,
+                })
+                .collect();
+            if let Err(e) = self.db.commit(&changes, rev) {
+                tracing::error!(error = %e, batch = outcomes.len(), "commit failed; batch rejected");
+                for (reply, result) in outcomes {
+                    let _ = reply.send(result.and(Err(e.clone())));
+                }
+                return;
+            }
+            self.publish(staged, rev);
+        }
+        {
+            let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.commits += u64::from(rev > base);
+            stats.writes += outcomes.len() as u64;
+            stats.max_batch = stats.max_batch.max(outcomes.len() as u64);
+        }
+        for (reply, result) in outcomes {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Makes committed changes visible: state, history, watchers — under the hub lock, so a
+    /// watch registering concurrently sees either all of a batch in its snapshot or all of it
+    /// in its stream.
+    fn publish(&mut self, staged: Vec<(Arc<str>, Box<str>, Event)>, rev: u64) {
+        let mut hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut state = self
+                .shared
+                .state
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            for (r, k, ev) in &staged {
+                let value = match ev.kind {
+                    EventKind::Deleted => None,
+                    _ => Some(ev.object.clone()),
+                };
+                state.apply(r, k.clone(), value);
+            }
+            state.revision = rev;
+        }
+        for (r, _, ev) in staged {
+            let ev = Arc::new(ev);
+            hub.registry.dispatch(&r, &ev);
+            hub.history.push(&r, ev);
+        }
+        self.shared.dispatched.store(rev, Ordering::Release);
+    }
+
+    fn auto_compact(&mut self) {
+        let opts = &self.shared.options;
+        self.next_compaction = Instant::now() + opts.compaction_interval;
+        let current = self.shared.current_revision();
+        let target = {
+            let hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
+            let retain_ms = u64::try_from(opts.compaction_retain.as_millis()).unwrap_or(u64::MAX);
+            let by_age = hub
+                .history
+                .last_revision_before(now_ms().saturating_sub(retain_ms));
+            let by_count = opts
+                .compaction_retain_revisions
+                .map_or(0, |n| current.saturating_sub(n));
+            by_age.max(by_count)
+        };
+        if target > self.shared.compacted.load(Ordering::Acquire) {
+            if let Err(e) = self.compact(target) {
+                tracing::warn!(error = %e, target, "compaction failed");
+            }
+        }
+    }
+
+    fn compact(&mut self, upto: u64) -> Result<(), StoreError> {
+        let upto = upto.min(self.shared.current_revision());
+        let before = self.shared.compacted.load(Ordering::Acquire);
+        if upto <= before {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.db.compact(upto)?;
+        let remaining = {
+            let mut hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
+            hub.history.compact(upto);
+            self.shared.compacted.store(upto, Ordering::Release);
+            hub.history.len()
+        };
+        self.shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_before(upto);
+        tracing::debug!(
+            from = before,
+            to = upto,
+            events_left = remaining,
+            took = ?started.elapsed(),
+            "compacted history"
+        );
+        Ok(())
+    }
+}
+
+/// Sets the revision into the value and serializes it into a stored object.
+fn build(key: Key, rev: u64, value: &mut Value) -> Object {
+    set_resource_version(value, rev);
+    // A serde_json::Value always serializes.
+    let json = serde_json::to_vec(&*value).unwrap_or_default();
+    Object::with_value(key, rev, json, value)
+}
