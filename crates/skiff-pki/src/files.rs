@@ -1,0 +1,72 @@
+//! Writing PKI files atomically with safe permissions.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::PkiError;
+
+/// Mode of private keys and files that embed them.
+pub const SECRET_MODE: u32 = 0o600;
+/// Mode of certificates.
+pub const PUBLIC_MODE: u32 = 0o644;
+
+/// Creates `dir` (and parents) if missing; a newly created directory gets mode 0700.
+pub fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        action: "create directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| PkiError::Io {
+        action: "set permissions of",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a crash never leaves
+/// a half-written file; the file gets `mode` before any byte is written.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let io = |action: &'static str, source: std::io::Error| PkiError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
+    file.write_all(contents).map_err(|e| io("write", e))?;
+    file.sync_all().map_err(|e| io("sync", e))?;
+    drop(file);
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| io("set permissions of", e))?;
+    fs::rename(&tmp, path).map_err(|e| io("rename into place", e))
+}
+
+/// Reads a whole file as UTF-8 text, `None` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
