@@ -1,1 +1,10 @@
-//! The node-to-server protocol: message types, framing, the IO-free session state machine, and the quinn driver.
+//! The node-to-server protocol: message types, framing, the IO-free session state machine, and
+//! the quinn driver.
+//!
+//! - [`proto`]: typed messages, length-delimited framing with size limits, version constants.
+//! - [`session`]: one state machine per side ([`session::AgentSession`],
+//!   [`session::ServerSession`]), driven with bytes and time, producing bytes, events and
+//!   deadlines; no IO, so every behaviour is unit-tested with a simulated clock.
+
+pub mod proto;
+pub mod session;
