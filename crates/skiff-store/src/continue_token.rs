@@ -66,12 +66,19 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["%%%", "abc", &URL_SAFE_NO_PAD.encode(br#"{"v":"x","rv":1,"start":"a"}"#),
-                    &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#),
-                    &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":3,"start":""}"#),
-                    &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":3,"start":"../x"}"#)] {
+        for bad in [
+            "%%%",
+            "abc",
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"x","rv":1,"start":"a"}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":3,"start":""}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":3,"start":"../x"}"#),
+        ] {
             let e = decode(bad).unwrap_err();
-            assert!(matches!(e, StoreError::InvalidContinue { .. }), "{bad}: {e}");
+            assert!(
+                matches!(e, StoreError::InvalidContinue { .. }),
+                "{bad}: {e}"
+            );
             assert!(e.to_string().starts_with("continue key is not valid: "));
         }
     }

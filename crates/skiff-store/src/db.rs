@@ -79,8 +79,12 @@ impl Db {
         let table = tx.open_table(OBJECTS).map_err(StoreError::db)?;
         for entry in table.iter().map_err(StoreError::db)? {
             let (k, v) = entry.map_err(StoreError::db)?;
-            let key = Key::from_db_key(k.value())
-                .ok_or_else(|| StoreError::Corrupt(format!("object key {:?}", String::from_utf8_lossy(k.value()))))?;
+            let key = Key::from_db_key(k.value()).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "object key {:?}",
+                    String::from_utf8_lossy(k.value())
+                ))
+            })?;
             let (rev, json) = split_revision(v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("object record of {key}")))?;
             let o = Object::new(key, rev, json.to_vec());
@@ -104,13 +108,10 @@ impl Db {
             let share = |o: Option<&Object>, r: u64| o.filter(|o| o.revision() == r).cloned();
             let object = share(by_key.get(rec.key), rev)
                 .unwrap_or_else(|| Object::new(key.clone(), rev, rec.object.to_vec()));
-            let prev = match rec.prev {
-                None => None,
-                Some((prev_rev, json)) => Some(
-                    share(last.get(rec.key), prev_rev)
-                        .unwrap_or_else(|| Object::new(key.clone(), prev_rev, json.to_vec())),
-                ),
-            };
+            let prev = rec.prev.map(|(prev_rev, json)| {
+                share(last.get(rec.key), prev_rev)
+                    .unwrap_or_else(|| Object::new(key.clone(), prev_rev, json.to_vec()))
+            });
             last.insert(rec.key.to_vec(), object.clone());
             events.push((
                 resource,

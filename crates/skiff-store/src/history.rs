@@ -64,7 +64,10 @@ pub(crate) struct History {
 impl History {
     pub(crate) fn push(&mut self, resource: &Arc<str>, event: Arc<Event>) {
         self.timeline.push_back((event.revision(), event.time_ms));
-        self.logs.entry(resource.clone()).or_default().push_back(event);
+        self.logs
+            .entry(resource.clone())
+            .or_default()
+            .push_back(event);
     }
 
     /// Events of `resource` with revision greater than `after`, oldest first.
@@ -114,7 +117,11 @@ mod tests {
     fn ev(rev: u64, t: u64) -> Arc<Event> {
         Arc::new(Event {
             kind: EventKind::Added,
-            object: Object::new(Key::cluster("nodes", format!("n{rev}")), rev, b"{}".to_vec()),
+            object: Object::new(
+                Key::cluster("nodes", format!("n{rev}")),
+                rev,
+                b"{}".to_vec(),
+            ),
             prev: None,
             time_ms: t,
         })

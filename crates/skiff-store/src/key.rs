@@ -17,7 +17,11 @@ pub struct Key {
 
 impl Key {
     /// A key; `namespace` None for cluster-scoped resources.
-    pub fn new(resource: impl Into<String>, namespace: Option<&str>, name: impl Into<String>) -> Self {
+    pub fn new(
+        resource: impl Into<String>,
+        namespace: Option<&str>,
+        name: impl Into<String>,
+    ) -> Self {
         Self {
             resource: resource.into(),
             namespace: namespace.map(str::to_string),
@@ -75,7 +79,10 @@ impl Key {
     /// Checks the parts are usable as a key (no separators inside them).
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.resource.is_empty() || self.resource.contains(['\0', '/']) {
-            return Err(format!("resource {:?} is not a valid resource name", self.resource));
+            return Err(format!(
+                "resource {:?} is not a valid resource name",
+                self.resource
+            ));
         }
         if self.name.is_empty() {
             return Err("metadata.name: Required value: name is required".to_string());

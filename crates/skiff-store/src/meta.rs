@@ -14,7 +14,10 @@ fn invalid(key: &Key, message: impl Into<String>) -> StoreError {
 
 /// Checks the object is a JSON object with an object `metadata` whose name and namespace agree
 /// with the key (filling them in when absent); returns `metadata`.
-fn check_shape<'a>(key: &Key, value: &'a mut Value) -> Result<&'a mut Map<String, Value>, StoreError> {
+fn check_shape<'a>(
+    key: &Key,
+    value: &'a mut Value,
+) -> Result<&'a mut Map<String, Value>, StoreError> {
     let Some(obj) = value.as_object_mut() else {
         return Err(invalid(key, "the object must be a JSON object"));
     };
@@ -95,7 +98,9 @@ pub(crate) fn update_precondition(key: &Key, value: &Value) -> Result<Option<u64
         Some(Value::String(s)) => s.parse::<u64>().map(Some).map_err(|_| {
             invalid(
                 key,
-                format!("metadata.resourceVersion: Invalid value: {s:?}: must be a decimal integer"),
+                format!(
+                    "metadata.resourceVersion: Invalid value: {s:?}: must be a decimal integer"
+                ),
             )
         }),
         Some(other) => Err(invalid(
@@ -106,7 +111,10 @@ pub(crate) fn update_precondition(key: &Key, value: &Value) -> Result<Option<u64
 }
 
 /// Checks the shape of an update before it is queued.
-pub(crate) fn check_update(key: &Key, mut value: Value) -> Result<(Value, Option<u64>), StoreError> {
+pub(crate) fn check_update(
+    key: &Key,
+    mut value: Value,
+) -> Result<(Value, Option<u64>), StoreError> {
     key.check().map_err(|m| invalid(key, m))?;
     check_shape(key, &mut value)?;
     let precondition = update_precondition(key, &value)?;
@@ -148,9 +156,14 @@ pub(crate) fn merge_update(
             let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
                 return true;
             };
-            let skip = |k: &String| matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind");
-            a.iter().filter(|(k, _)| !skip(k)).any(|(k, v)| b.get(k) != Some(v))
-                || b.iter().filter(|(k, _)| !skip(k)).any(|(k, _)| !a.contains_key(k))
+            let skip =
+                |k: &String| matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind");
+            a.iter()
+                .filter(|(k, _)| !skip(k))
+                .any(|(k, v)| b.get(k) != Some(v))
+                || b.iter()
+                    .filter(|(k, _)| !skip(k))
+                    .any(|(k, _)| !a.contains_key(k))
         };
         differs(&old, &new)
     };
@@ -182,7 +195,11 @@ pub(crate) fn merge_update(
 }
 
 /// Checks delete preconditions against the stored object.
-pub(crate) fn check_delete(key: &Key, stored: &Object, pre: &Preconditions) -> Result<(), StoreError> {
+pub(crate) fn check_delete(
+    key: &Key,
+    stored: &Object,
+    pre: &Preconditions,
+) -> Result<(), StoreError> {
     if let Some(uid) = &pre.uid {
         let value = stored.value();
         let actual = value
@@ -224,7 +241,11 @@ mod tests {
 
     #[test]
     fn create_sets_metadata() {
-        let v = prepare_create(&key(), json!({"metadata": {"resourceVersion": "5"}, "spec": {}})).unwrap();
+        let v = prepare_create(
+            &key(),
+            json!({"metadata": {"resourceVersion": "5"}, "spec": {}}),
+        )
+        .unwrap();
         let m = &v["metadata"];
         assert_eq!(m["name"], "p");
         assert_eq!(m["namespace"], "d");
@@ -239,13 +260,29 @@ mod tests {
     fn create_rejects_bad_shapes() {
         let e = prepare_create(&key(), json!([1])).unwrap_err().to_string();
         assert!(e.contains("must be a JSON object"), "{e}");
-        let e = prepare_create(&key(), json!({"metadata": 3})).unwrap_err().to_string();
+        let e = prepare_create(&key(), json!({"metadata": 3}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("metadata: Invalid value"), "{e}");
-        let e = prepare_create(&key(), json!({"metadata": {"name": "q"}})).unwrap_err().to_string();
-        assert!(e.starts_with("pods \"p\" is invalid: metadata.name: Invalid value: \"q\""), "{e}");
-        let e = prepare_create(&key(), json!({"metadata": {"namespace": "x"}})).unwrap_err().to_string();
-        assert!(e.contains("metadata.namespace: Invalid value: \"x\""), "{e}");
-        let v = prepare_create(&Key::cluster("nodes", "n"), json!({"metadata": {"namespace": "x"}})).unwrap();
+        let e = prepare_create(&key(), json!({"metadata": {"name": "q"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("pods \"p\" is invalid: metadata.name: Invalid value: \"q\""),
+            "{e}"
+        );
+        let e = prepare_create(&key(), json!({"metadata": {"namespace": "x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metadata.namespace: Invalid value: \"x\""),
+            "{e}"
+        );
+        let v = prepare_create(
+            &Key::cluster("nodes", "n"),
+            json!({"metadata": {"namespace": "x"}}),
+        )
+        .unwrap();
         assert!(v["metadata"].get("namespace").is_none());
     }
 
@@ -259,38 +296,66 @@ mod tests {
         // No change at all (and without rv) -> unchanged.
         let mut same = created.clone();
         same["metadata"].as_object_mut().unwrap().remove("uid");
-        assert!(matches!(merge_update(&key(), &stored, same, None).unwrap(), Merged::Unchanged));
+        assert!(matches!(
+            merge_update(&key(), &stored, same, None).unwrap(),
+            Merged::Unchanged
+        ));
 
         // Status change: no generation bump.
         let mut st = created.clone();
         st["status"] = json!({"phase": "Running"});
-        let Merged::Changed(v) = merge_update(&key(), &stored, st, Some(7)).unwrap() else { panic!() };
+        let Merged::Changed(v) = merge_update(&key(), &stored, st, Some(7)).unwrap() else {
+            panic!()
+        };
         assert_eq!(v["metadata"]["generation"], 1);
 
         // Spec change: bump; uid/creationTimestamp preserved even if the client changed them.
         let mut sp = created.clone();
         sp["spec"]["a"] = json!(2);
         sp["metadata"]["uid"] = json!("forged");
-        let Merged::Changed(v) = merge_update(&key(), &stored, sp, None).unwrap() else { panic!() };
+        let Merged::Changed(v) = merge_update(&key(), &stored, sp, None).unwrap() else {
+            panic!()
+        };
         assert_eq!(v["metadata"]["generation"], 2);
         assert_eq!(v["metadata"]["uid"], created["metadata"]["uid"]);
 
         // Deletion starting bumps generation.
         let mut del = created.clone();
         del["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
-        let Merged::Changed(v) = merge_update(&key(), &stored, del, None).unwrap() else { panic!() };
+        let Merged::Changed(v) = merge_update(&key(), &stored, del, None).unwrap() else {
+            panic!()
+        };
         assert_eq!(v["metadata"]["generation"], 2);
 
         // Stale rv.
-        let e = merge_update(&key(), &stored, created.clone(), Some(6)).err().unwrap().to_string();
+        let e = merge_update(&key(), &stored, created.clone(), Some(6))
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(e, "Operation cannot be fulfilled on pods \"p\": the object has been modified; please apply your changes to the latest version and try again");
     }
 
     #[test]
     fn bad_resource_version_in_update() {
-        let e = check_update(&key(), json!({"metadata": {"resourceVersion": "abc"}})).err().unwrap().to_string();
-        assert!(e.contains("metadata.resourceVersion: Invalid value: \"abc\""), "{e}");
-        assert_eq!(check_update(&key(), json!({"metadata": {"resourceVersion": ""}})).unwrap().1, None);
-        assert_eq!(check_update(&key(), json!({"metadata": {"resourceVersion": "12"}})).unwrap().1, Some(12));
+        let e = check_update(&key(), json!({"metadata": {"resourceVersion": "abc"}}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("metadata.resourceVersion: Invalid value: \"abc\""),
+            "{e}"
+        );
+        assert_eq!(
+            check_update(&key(), json!({"metadata": {"resourceVersion": ""}}))
+                .unwrap()
+                .1,
+            None
+        );
+        assert_eq!(
+            check_update(&key(), json!({"metadata": {"resourceVersion": "12"}}))
+                .unwrap()
+                .1,
+            Some(12)
+        );
     }
 }

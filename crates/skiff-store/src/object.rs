@@ -92,9 +92,7 @@ impl Object {
     pub fn field(&self, path: &str) -> Option<String> {
         match path {
             "metadata.name" => return Some(self.0.key.name.clone()),
-            "metadata.namespace" => {
-                return Some(self.0.key.namespace.clone().unwrap_or_default())
-            }
+            "metadata.namespace" => return Some(self.0.key.namespace.clone().unwrap_or_default()),
             _ => {}
         }
         match self.attrs().field(path) {
@@ -189,9 +187,7 @@ impl Attrs {
             .map(|m| {
                 let mut v: Vec<(Box<str>, Box<str>)> = m
                     .iter()
-                    .filter_map(|(k, v)| {
-                        v.as_str().map(|s| (k.as_str().into(), s.into()))
-                    })
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.as_str().into(), s.into())))
                     .collect();
                 v.sort();
                 v.into_boxed_slice()

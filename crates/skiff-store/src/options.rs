@@ -127,9 +127,7 @@ impl WatchEvent {
     /// The revision this event brings the watcher to.
     pub fn revision(&self) -> u64 {
         match self {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                o.revision()
-            }
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o.revision(),
             WatchEvent::Bookmark(r) => *r,
         }
     }

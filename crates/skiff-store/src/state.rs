@@ -34,7 +34,9 @@ impl Published {
 
     /// The shared name of a resource already known.
     pub(crate) fn interned(&self, resource: &str) -> Option<Arc<str>> {
-        self.resources.get_key_value(resource).map(|(k, _)| k.clone())
+        self.resources
+            .get_key_value(resource)
+            .map(|(k, _)| k.clone())
     }
 
     pub(crate) fn get(&self, resource: &str, map_key: &str) -> Option<&Object> {
@@ -169,7 +171,12 @@ mod tests {
             .collect();
         assert_eq!(keys, ["a/2"]);
         // A start outside the namespace range yields nothing.
-        assert_eq!(KeyRange::for_namespace(Some("a")).iter(&items, Some("z")).count(), 0);
+        assert_eq!(
+            KeyRange::for_namespace(Some("a"))
+                .iter(&items, Some("z"))
+                .count(),
+            0
+        );
         let all: Vec<_> = KeyRange::for_namespace(None)
             .iter(&items, None)
             .map(|(k, _)| k.to_string())

@@ -16,8 +16,7 @@ use crate::state::Published;
 use crate::watch::{Filter, Registry, Watcher};
 use crate::writer::{CommitStats, Request, WriteOp, Writer};
 use crate::{
-    meta, Key, ListOptions, ListPage, Object, Preconditions, StoreError, StoreOptions,
-    WatchOptions,
+    meta, Key, ListOptions, ListPage, Object, Preconditions, StoreError, StoreOptions, WatchOptions,
 };
 
 /// History and watchers, behind one lock (the writer publishes under it).
@@ -211,21 +210,17 @@ impl Store {
         preconditions: Preconditions,
     ) -> Result<Object, StoreError> {
         let key = key.clone();
-        self.request(|reply| {
-            Request::Write(
-                WriteOp::Delete {
-                    key,
-                    preconditions,
-                },
-                reply,
-            )
-        })
-        .await
+        self.request(|reply| Request::Write(WriteOp::Delete { key, preconditions }, reply))
+            .await
     }
 
     /// The current state of an object.
     pub fn get(&self, key: &Key) -> Option<Object> {
-        let state = self.shared().state.read().unwrap_or_else(|p| p.into_inner());
+        let state = self
+            .shared()
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         state.get(&key.resource, &key.map_key()).cloned()
     }
 
@@ -271,7 +266,9 @@ impl Store {
         let mut hub = shared.hub.lock().unwrap_or_else(|p| p.into_inner());
         let state = shared.state.read().unwrap_or_else(|p| p.into_inner());
         let current = state.revision;
-        let resource_name: Arc<str> = state.interned(resource).unwrap_or_else(|| Arc::from(resource));
+        let resource_name: Arc<str> = state
+            .interned(resource)
+            .unwrap_or_else(|| Arc::from(resource));
         match options.from_revision.filter(|r| *r > 0) {
             None => {
                 let items = state.items(resource);
@@ -330,13 +327,18 @@ impl Store {
 
     /// Group-commit figures since open.
     pub fn commit_stats(&self) -> CommitStats {
-        *self.shared().stats.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .shared()
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drops history at or below `revision` (clamped to the current revision) from memory and
     /// disk. Runs on a timer too (see [`StoreOptions`]).
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        self.request(|reply| Request::Compact(revision, reply)).await
+        self.request(|reply| Request::Compact(revision, reply))
+            .await
     }
 
     /// Finishes queued writes and closes the database; other handles then get

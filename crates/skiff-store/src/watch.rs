@@ -222,7 +222,11 @@ impl Registry {
             }
         }
         for id in dead {
-            tracing::debug!(watcher = id, resource, "ending watcher: too far behind or gone");
+            tracing::debug!(
+                watcher = id,
+                resource,
+                "ending watcher: too far behind or gone"
+            );
             self.unregister(id);
         }
     }
@@ -376,9 +380,7 @@ impl Watcher {
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
             match sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + interval);
+                    sleep.as_mut().reset(tokio::time::Instant::now() + interval);
                     self.bookmark_due = true;
                 }
                 Poll::Pending => return Poll::Pending,

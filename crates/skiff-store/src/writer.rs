@@ -155,18 +155,11 @@ impl Writer {
         let base;
         let mut rev;
         {
-            let state = self
-                .shared
-                .state
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let state = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
             base = state.revision;
             rev = base;
-            let intern = |r: &str| -> Arc<str> {
-                state
-                    .interned(r)
-                    .unwrap_or_else(|| Arc::from(r))
-            };
+            let intern =
+                |r: &str| -> Arc<str> { state.interned(r).unwrap_or_else(|| Arc::from(r)) };
             for (op, reply) in writes {
                 let key = match &op {
                     WriteOp::Create { key, .. }
@@ -287,11 +280,7 @@ impl Writer {
     fn publish(&mut self, staged: Vec<(Arc<str>, Box<str>, Event)>, rev: u64) {
         let mut hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
         {
-            let mut state = self
-                .shared
-                .state
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut state = self.shared.state.write().unwrap_or_else(|p| p.into_inner());
             for (r, k, ev) in &staged {
                 let value = match ev.kind {
                     EventKind::Deleted => None,

@@ -341,7 +341,7 @@ impl Token {
     }
 
     /// In a values context the keywords `in`/`notin` are plain identifiers.
-    fn as_value(self) -> Token {
+    fn into_value(self) -> Token {
         match self {
             Token::In => Token::Identifier("in".into()),
             Token::NotIn => Token::Identifier("notin".into()),
@@ -445,7 +445,7 @@ impl Parser {
             .get(self.pos)
             .cloned()
             .unwrap_or(Token::End)
-            .as_value()
+            .into_value()
     }
 
     fn next_raw(&mut self) -> Token {
@@ -455,7 +455,7 @@ impl Parser {
     }
 
     fn next_value(&mut self) -> Token {
-        self.next_raw().as_value()
+        self.next_raw().into_value()
     }
 
     fn parse(&mut self) -> Result<Vec<LabelRequirement>, String> {
@@ -509,10 +509,7 @@ impl Parser {
         };
         let key_errors = label_key_errors(&key);
         if !key_errors.is_empty() {
-            return Err(format!(
-                "Invalid value: {key:?}: {}",
-                key_errors.join("; ")
-            ));
+            return Err(format!("Invalid value: {key:?}: {}", key_errors.join("; ")));
         }
         if matches!(self.peek(), Token::End | Token::Comma) {
             let op = if negated {
@@ -601,9 +598,7 @@ impl Parser {
                                 return Ok(values);
                             }
                             Token::Comma => values.push(String::new()),
-                            Token::Identifier(_) if values.is_empty() => {
-                                values.push(String::new())
-                            }
+                            Token::Identifier(_) if values.is_empty() => values.push(String::new()),
                             Token::Identifier(_) => {}
                             t => {
                                 return Err(format!(

@@ -114,11 +114,21 @@ mod tests {
         assert!(label_key_errors("app.kubernetes.io/name").is_empty());
         assert!(label_key_errors("A_b-9.c").is_empty());
         assert!(label_key_errors("").iter().any(|e| e.contains("non-empty")));
-        assert!(label_key_errors("/x").iter().any(|e| e.contains("prefix part must be non-empty")));
-        assert!(label_key_errors("Ex.com/x").iter().any(|e| e.starts_with("prefix part a lowercase RFC 1123")));
-        assert!(label_key_errors("a/b/c").iter().any(|e| e.starts_with("a qualified name")));
-        assert!(label_key_errors("-a").iter().any(|e| e.starts_with("name part must consist")));
-        assert!(label_key_errors(&"a".repeat(64)).iter().any(|e| e.contains("no more than 63")));
+        assert!(label_key_errors("/x")
+            .iter()
+            .any(|e| e.contains("prefix part must be non-empty")));
+        assert!(label_key_errors("Ex.com/x")
+            .iter()
+            .any(|e| e.starts_with("prefix part a lowercase RFC 1123")));
+        assert!(label_key_errors("a/b/c")
+            .iter()
+            .any(|e| e.starts_with("a qualified name")));
+        assert!(label_key_errors("-a")
+            .iter()
+            .any(|e| e.starts_with("name part must consist")));
+        assert!(label_key_errors(&"a".repeat(64))
+            .iter()
+            .any(|e| e.contains("no more than 63")));
     }
 
     #[test]

@@ -87,28 +87,54 @@ fn label_matching_semantics() {
 #[test]
 fn label_parse_errors_name_the_bad_part() {
     let e = label_err("a b");
-    assert_eq!(e, "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
+    assert_eq!(
+        e,
+        "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+    );
     let e = label_err("a=b=c");
-    assert!(e.contains("found '=', expected: ',' or 'end of string'"), "{e}");
+    assert!(
+        e.contains("found '=', expected: ',' or 'end of string'"),
+        "{e}"
+    );
     let e = label_err("x in (a");
-    assert!(e.starts_with("unable to parse requirement: found '', expected: ',' or ')'"), "{e}");
+    assert!(
+        e.starts_with("unable to parse requirement: found '', expected: ',' or ')'"),
+        "{e}"
+    );
     let e = label_err("x in a");
     assert!(e.contains("found 'a' expected: '('"), "{e}");
     let e = label_err("-bad=x");
-    assert!(e.starts_with("unable to parse requirement: Invalid value: \"-bad\": name part must consist"), "{e}");
+    assert!(
+        e.starts_with(
+            "unable to parse requirement: Invalid value: \"-bad\": name part must consist"
+        ),
+        "{e}"
+    );
     let e = label_err("a=b c");
-    assert!(e.contains("found 'c', expected: ',' or 'end of string'"), "{e}");
+    assert!(
+        e.contains("found 'c', expected: ',' or 'end of string'"),
+        "{e}"
+    );
     let e = label_err("a=b,");
-    assert!(e.contains("found '', expected: identifier after ','"), "{e}");
+    assert!(
+        e.contains("found '', expected: identifier after ','"),
+        "{e}"
+    );
     let e = label_err(",a");
-    assert!(e.contains("found ',', expected: !, identifier, or 'end of string'"), "{e}");
+    assert!(
+        e.contains("found ',', expected: !, identifier, or 'end of string'"),
+        "{e}"
+    );
     let e = label_err("a=-x");
     assert!(e.contains("\"-x\""), "{e}");
     assert!(e.contains("a valid label must be an empty string"), "{e}");
     let e = label_err("k>x");
     assert!(e.contains("the value must be an integer"), "{e}");
     let e = label_err("!a=b");
-    assert!(e.contains("found '=', expected: ',' or 'end of string'"), "{e}");
+    assert!(
+        e.contains("found '=', expected: ',' or 'end of string'"),
+        "{e}"
+    );
     let e = label_err("a=(b)");
     assert!(e.contains("found '(', expected: identifier"), "{e}");
     let e = label_err(&format!("a={}", "v".repeat(64)));
@@ -140,9 +166,11 @@ fn label_from_metav1() {
     assert!(!s.matches(&labels(&[("app", "web"), ("env", "prod"), ("legacy", "")])));
     assert_eq!(s.requires_exact_match("app"), Some("web"));
     assert_eq!(s.requires_exact_match("env"), None);
-    assert!(LabelSelector::from_label_selector(&metav1::LabelSelector::default())
-        .unwrap()
-        .is_empty());
+    assert!(
+        LabelSelector::from_label_selector(&metav1::LabelSelector::default())
+            .unwrap()
+            .is_empty()
+    );
 
     let bad_op = metav1::LabelSelector {
         match_expressions: Some(vec![metav1::LabelSelectorRequirement {
@@ -152,7 +180,9 @@ fn label_from_metav1() {
         }]),
         ..Default::default()
     };
-    let e = LabelSelector::from_label_selector(&bad_op).unwrap_err().to_string();
+    let e = LabelSelector::from_label_selector(&bad_op)
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "\"Like\" is not a valid label selector operator");
 
     let empty_in = metav1::LabelSelector {
@@ -163,14 +193,18 @@ fn label_from_metav1() {
         }]),
         ..Default::default()
     };
-    let e = LabelSelector::from_label_selector(&empty_in).unwrap_err().to_string();
+    let e = LabelSelector::from_label_selector(&empty_in)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("values set can't be empty"), "{e}");
 
     let bad_key = metav1::LabelSelector {
         match_labels: Some([("a b".to_string(), "x".to_string())].into()),
         ..Default::default()
     };
-    let e = LabelSelector::from_label_selector(&bad_key).unwrap_err().to_string();
+    let e = LabelSelector::from_label_selector(&bad_key)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("key: Invalid value: \"a b\""), "{e}");
 
     let exists_with_values = metav1::LabelSelector {
@@ -189,7 +223,8 @@ fn label_from_metav1() {
 
 #[test]
 fn field_parse_and_match() {
-    let s = FieldSelector::parse("spec.nodeName=n1,metadata.name!=x,status.phase==Running").unwrap();
+    let s =
+        FieldSelector::parse("spec.nodeName=n1,metadata.name!=x,status.phase==Running").unwrap();
     assert_eq!(s.requirements().len(), 3);
     assert_eq!(
         s.to_string(),
@@ -235,7 +270,9 @@ fn field_escapes() {
 
 #[test]
 fn field_parse_errors_name_the_bad_part() {
-    let e = FieldSelector::parse("metadata.name").unwrap_err().to_string();
+    let e = FieldSelector::parse("metadata.name")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
