@@ -1,0 +1,513 @@
+//! Test harness: simulated nodes and pods in network namespaces of their own.
+//!
+//! A "host" namespace plays the network between the nodes (an L2 bridge, or a router between
+//! separate subnets) and the outside world; every node is a namespace with an `uplink` veth
+//! into it; every pod is a namespace made like `ip netns add` makes a sandbox's. Nothing is
+//! created in the namespace the tests run in, and every namespace is deleted by a Drop guard,
+//! also when a test fails.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use nix::sched::{setns, CloneFlags};
+use skiff_net::{Backend, NetworkConfig, PodNetRequest};
+
+/// True when the test may run; prints a loud skip (or panics under SKIFF_E2E_REQUIRED=1).
+pub fn root_or_skip(test: &str) -> bool {
+    let required = std::env::var("SKIFF_E2E_REQUIRED").as_deref() == Ok("1");
+    let mut missing = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push("root (CAP_NET_ADMIN)".to_string());
+    }
+    for tool in ["ip", "nft", "busybox"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            missing.push(format!("the `{tool}` command"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("{test} needs {}", missing.join(", "));
+    if required {
+        panic!("{message} (SKIFF_E2E_REQUIRED=1)");
+    }
+    eprintln!("\n!!!!! SKIPPED {message} !!!!!\n");
+    false
+}
+
+/// Runs a command, panicking with its output if it fails; returns stdout.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A named network namespace (`/run/netns/NAME`), deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("skt{}-{n}-{tag}", std::process::id());
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns {
+            path: PathBuf::from(format!("/run/netns/{name}")),
+            name,
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Like `exec`, but returns success and combined output instead of panicking.
+    pub fn try_exec(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.name.as_str()])
+            .args(args)
+            .output()
+            .expect("run ip netns exec");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+    }
+
+    /// Runs `f` on a thread inside this namespace.
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = File::open(&self.path).expect("open netns");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .expect("thread inside netns")
+        })
+    }
+
+    /// The namespace's resources, for leak checks.
+    pub fn census(&self) -> Census {
+        let links = self
+            .ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+            .collect();
+        let addresses = self
+            .ip(&["-o", "addr", "show"])
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some(format!("{} {}", f.get(1)?, f.get(3)?))
+            })
+            .collect();
+        let routes = self
+            .ip(&["route", "show", "table", "all"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        let neighbours = self
+            .ip(&["neigh", "show", "nud", "permanent"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        let ruleset = self.exec(&["nft", "list", "ruleset"]);
+        let nft_rules = ruleset
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("table")
+                    && !l.starts_with("chain")
+                    && !l.starts_with("type")
+                    && !l.starts_with("set ")
+                    && !l.starts_with("elements")
+                    && !l.starts_with('}')
+            })
+            .map(str::to_string)
+            .collect();
+        Census {
+            links,
+            addresses,
+            routes,
+            neighbours,
+            nft_rules,
+            nft_tables: ruleset
+                .lines()
+                .filter(|l| l.starts_with("table"))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// What a namespace holds: links, addresses, routes, permanent neighbours, nft rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Census {
+    pub links: BTreeSet<String>,
+    pub addresses: BTreeSet<String>,
+    pub routes: BTreeSet<String>,
+    pub neighbours: BTreeSet<String>,
+    pub nft_rules: Vec<String>,
+    pub nft_tables: BTreeSet<String>,
+}
+
+/// How the simulated nodes are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// All nodes on one L2 segment 192.168.50.0/24 (bridge in the host namespace,
+    /// host = 192.168.50.1, node i = 192.168.50.(11+i)).
+    OneL2,
+    /// Each node on its own subnet 192.168.(51+i).0/24 behind the host acting as router
+    /// (host = 192.168.(51+i).1, node = 192.168.(51+i).10): no common L2.
+    Routed,
+}
+
+/// A simulated node.
+pub struct SimNode {
+    pub index: usize,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+    pub state_dir: tempfile::TempDir,
+    pub ns: Netns,
+}
+
+impl SimNode {
+    pub fn config(&self, backend: Backend) -> NetworkConfig {
+        let mut c = NetworkConfig::new(
+            self.pod_cidr,
+            "10.42.0.0/16".parse().unwrap(),
+            self.ip,
+            self.state_dir.path(),
+        );
+        c.backend = backend;
+        c.netns = Some(self.ns.path.clone());
+        c
+    }
+
+    pub fn peer(&self) -> skiff_net::Peer {
+        skiff_net::Peer {
+            name: self.name.clone(),
+            node_ip: self.ip,
+            pod_cidr: self.pod_cidr,
+        }
+    }
+}
+
+/// The host namespace plus the nodes.
+pub struct Cluster {
+    pub nodes: Vec<SimNode>,
+    /// The host's address as each node sees it (the nodes' default gateway).
+    pub host_ips: Vec<Ipv4Addr>,
+    pub host: Netns,
+}
+
+impl Cluster {
+    pub fn new(layout: Layout, count: usize) -> Self {
+        let host = Netns::new("host");
+        let mut nodes = Vec::new();
+        let mut host_ips = Vec::new();
+        if layout == Layout::OneL2 {
+            host.ip(&["link", "add", "seg0", "type", "bridge"]);
+            host.ip(&["addr", "add", "192.168.50.1/24", "dev", "seg0"]);
+            host.ip(&["link", "set", "seg0", "up"]);
+        } else {
+            host.sysctl("net.ipv4.ip_forward", "1");
+        }
+        for i in 0..count {
+            let ns = Netns::new(&format!("n{}", i + 1));
+            let hside = format!("h{}", i + 1);
+            host.ip(&[
+                "link", "add", &hside, "type", "veth", "peer", "name", "uplink", "netns", &ns.name,
+            ]);
+            let (node_ip, host_ip) = match layout {
+                Layout::OneL2 => {
+                    host.ip(&["link", "set", &hside, "master", "seg0"]);
+                    (
+                        Ipv4Addr::new(192, 168, 50, 11 + i as u8),
+                        Ipv4Addr::new(192, 168, 50, 1),
+                    )
+                }
+                Layout::Routed => {
+                    let net = 51 + i as u8;
+                    host.ip(&["addr", "add", &format!("192.168.{net}.1/24"), "dev", &hside]);
+                    (
+                        Ipv4Addr::new(192, 168, net, 10),
+                        Ipv4Addr::new(192, 168, net, 1),
+                    )
+                }
+            };
+            host.ip(&["link", "set", &hside, "up"]);
+            ns.ip(&["addr", "add", &format!("{node_ip}/24"), "dev", "uplink"]);
+            ns.ip(&["link", "set", "uplink", "up"]);
+            ns.ip(&["route", "add", "default", "via", &host_ip.to_string()]);
+            nodes.push(SimNode {
+                index: i,
+                name: format!("node-{}", i + 1),
+                ip: node_ip,
+                pod_cidr: format!("10.42.{}.0/24", i + 1).parse().unwrap(),
+                state_dir: tempfile::tempdir().expect("state dir"),
+                ns,
+            });
+            host_ips.push(host_ip);
+        }
+        Cluster {
+            nodes,
+            host_ips,
+            host,
+        }
+    }
+
+    pub fn peers(&self) -> Vec<skiff_net::Peer> {
+        self.nodes.iter().map(SimNode::peer).collect()
+    }
+}
+
+/// A pod sandbox: a network namespace and a uid.
+pub struct Pod {
+    pub uid: String,
+    pub name: String,
+    pub ns: Netns,
+}
+
+impl Pod {
+    pub fn new(name: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let ns = Netns::new("pod");
+        Pod {
+            uid: format!("{:08x}-{n:04x}-4000-8000-{:012x}", std::process::id(), n),
+            name: name.to_string(),
+            ns,
+        }
+    }
+
+    pub fn request(&self) -> PodNetRequest {
+        PodNetRequest {
+            uid: self.uid.clone(),
+            namespace: "default".into(),
+            name: self.name.clone(),
+            netns: self.ns.path.clone(),
+            host_ports: Vec::new(),
+        }
+    }
+}
+
+/// `busybox httpd` serving `/cgi-bin/ip`, which answers the client address it sees.
+pub struct Httpd {
+    child: Child,
+    _root: tempfile::TempDir,
+}
+
+impl Httpd {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let root = tempfile::tempdir().expect("httpd root");
+        let cgi = root.path().join("cgi-bin");
+        std::fs::create_dir(&cgi).unwrap();
+        let script = cgi.join("ip");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"Content-Type: text/plain\"\necho \"\"\necho \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        run(&["chmod", "755", script.to_str().unwrap()]);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "busybox", "httpd", "-f"])
+            .arg("-p")
+            .arg(format!("0.0.0.0:{port}"))
+            .arg("-h")
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn busybox httpd");
+        let httpd = Httpd { child, _root: root };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        while http_get(ns, local).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "httpd in {} did not start",
+                ns.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        httpd
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET /cgi-bin/ip from inside `ns`; returns the body (the address the server saw).
+pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
+    ns.within(|| {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /cgi-bin/ip HTTP/1.0\r\n\r\n")
+            .map_err(|e| format!("send to {addr}: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .or_else(|| response.split_once("\n\n"))
+            .ok_or_else(|| format!("no HTTP response from {addr}: {response:?}"))?;
+        if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+            return Err(format!("{addr} answered {head:?}"));
+        }
+        Ok(body.trim().to_string())
+    })
+}
+
+/// Asks the httpd at `addr` from `ns` which client address it sees, panicking on failure.
+pub fn seen_from(ns: &Netns, addr: SocketAddr) -> Ipv4Addr {
+    let body = http_get(ns, addr).unwrap_or_else(|e| panic!("from {}: {e}", ns.name));
+    body.parse()
+        .unwrap_or_else(|_| panic!("from {}: unexpected answer {body:?}", ns.name))
+}
+
+/// A UDP server in a namespace that answers every datagram with the sender's address.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let file = File::open(&ns.path).expect("open netns");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            let socket = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp echo");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(peer.ip().to_string().as_bytes(), peer);
+                }
+            }
+        });
+        ready_rx.recv().expect("udp echo ready");
+        UdpEcho {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends a datagram to `addr` from `ns`; returns the address the echo server saw.
+pub fn udp_ask(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
+    ns.within(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            socket
+                .send_to(b"who", addr)
+                .map_err(|e| format!("send to {addr}: {e}"))?;
+            if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Err(format!("no UDP answer from {addr}"))
+    })
+}
+
+/// Panics if any of `links` exists in the namespace the tests run in: the tests must only
+/// ever create interfaces inside their own namespaces.
+pub fn assert_absent_from_own_namespace(links: &[String]) {
+    let own = run(&["ip", "-o", "link", "show"]);
+    for name in links {
+        assert!(
+            !own.contains(&format!(": {name}:")) && !own.contains(&format!(": {name}@")),
+            "{name} leaked into the test runner's own network namespace"
+        );
+    }
+}
+
+/// `addr:port`.
+pub fn sock(addr: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((addr, port))
+}
