@@ -5,6 +5,9 @@
 //! - [`session`]: one state machine per side ([`session::AgentSession`],
 //!   [`session::ServerSession`]), driven with bytes and time, producing bytes, events and
 //!   deadlines; no IO, so every behaviour is unit-tested with a simulated clock.
+//! - [`quic`]: the quinn driver: the server endpoint, the agent's link client, joining,
+//!   server-initiated streams (logs), reconnects and migration.
 
 pub mod proto;
+pub mod quic;
 pub mod session;

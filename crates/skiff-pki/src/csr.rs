@@ -137,9 +137,15 @@ mod tests {
     fn garbage_csr_is_refused() {
         let ca = ClusterCa::generate().unwrap();
         let err = ca
-            .sign_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", &node_identity("x"))
+            .sign_csr(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                &node_identity("x"),
+            )
             .unwrap_err();
-        assert!(err.to_string().contains("certificate signing request"), "{err}");
+        assert!(
+            err.to_string().contains("certificate signing request"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -284,13 +284,21 @@ impl BootstrapToken {
             reason,
         };
         if secret.get("type").and_then(Value::as_str) != Some(TOKEN_SECRET_TYPE) {
-            return Err(unusable(format!("Secret {name} is not of type {TOKEN_SECRET_TYPE}")));
+            return Err(unusable(format!(
+                "Secret {name} is not of type {TOKEN_SECRET_TYPE}"
+            )));
         }
         let field = |key: &str| -> Result<Option<String>, TokenError> {
-            if let Some(text) = secret.pointer(&format!("/stringData/{key}")).and_then(Value::as_str) {
+            if let Some(text) = secret
+                .pointer(&format!("/stringData/{key}"))
+                .and_then(Value::as_str)
+            {
                 return Ok(Some(text.to_string()));
             }
-            let Some(encoded) = secret.pointer(&format!("/data/{key}")).and_then(Value::as_str) else {
+            let Some(encoded) = secret
+                .pointer(&format!("/data/{key}"))
+                .and_then(Value::as_str)
+            else {
                 return Ok(None);
             };
             let bytes = base64::engine::general_purpose::STANDARD
@@ -306,8 +314,8 @@ impl BootstrapToken {
                 "data.token-id {id:?} does not match the Secret name {name}"
             )));
         }
-        let secret_value =
-            field("token-secret")?.ok_or_else(|| unusable("data.token-secret is missing".into()))?;
+        let secret_value = field("token-secret")?
+            .ok_or_else(|| unusable("data.token-secret is missing".into()))?;
         if field("usage-bootstrap-authentication")?.as_deref() != Some("true") {
             return Err(unusable(
                 "the token is not allowed for authentication (usage-bootstrap-authentication is not \"true\")".into(),
@@ -316,7 +324,9 @@ impl BootstrapToken {
         let expiration = match field("expiration")? {
             None => None,
             Some(text) => Some(text.parse::<jiff::Timestamp>().map_err(|e| {
-                unusable(format!("data.expiration {text:?} is not an RFC 3339 time: {e}"))
+                unusable(format!(
+                    "data.expiration {text:?} is not an RFC 3339 time: {e}"
+                ))
             })?),
         };
         Ok(Self {
@@ -396,10 +406,12 @@ pub fn link_server_config(
     let mut roots = RootCertStore::empty();
     let ca_der = first_cert(ca_pem, "CA certificate")?;
     roots.add(ca_der.clone())?;
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -478,11 +490,16 @@ impl ServerCertVerifier for PinnedCaVerifier {
         let mut roots = RootCertStore::empty();
         roots
             .add(intermediates[index].clone().into_owned())
-            .map_err(|e| self.check.fail(format!("the pinned CA certificate is unusable: {e}")))?;
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|e| self.check.fail(format!("cannot build the verifier: {e}")))?;
+            .map_err(|e| {
+                self.check
+                    .fail(format!("the pinned CA certificate is unusable: {e}"))
+            })?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| self.check.fail(format!("cannot build the verifier: {e}")))?;
         verifier
             .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
             .map_err(|e| {
@@ -620,12 +637,14 @@ mod tests {
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![leaf.cert_der().unwrap(), first_cert(ca.cert_pem(), "ca").unwrap()],
+                vec![
+                    leaf.cert_der().unwrap(),
+                    first_cert(ca.cert_pem(), "ca").unwrap(),
+                ],
                 leaf.key_der().unwrap(),
             )
             .unwrap();
-        let (client, check) =
-            pinned_client_config(&ca_hash(ca.cert_pem()).unwrap(), &[]).unwrap();
+        let (client, check) = pinned_client_config(&ca_hash(ca.cert_pem()).unwrap(), &[]).unwrap();
         assert!(handshake(client, forged).is_err());
         let reason = check.failure().unwrap();
         assert!(reason.contains("under the pinned CA"), "{reason}");
@@ -649,10 +668,15 @@ mod tests {
         back.check("0123456789abcdef", before).unwrap();
         assert_eq!(
             back.check("0123456789abcdeX", before),
-            Err(TokenError::WrongSecret { id: "abcdef".into() })
+            Err(TokenError::WrongSecret {
+                id: "abcdef".into()
+            })
         );
         let expired = back.check("0123456789abcdef", after).unwrap_err();
-        assert!(expired.to_string().contains("expired at 2030-01-01"), "{expired}");
+        assert!(
+            expired.to_string().contains("expired at 2030-01-01"),
+            "{expired}"
+        );
     }
 
     #[test]
@@ -666,7 +690,10 @@ mod tests {
         .to_secret();
         secret["data"]["usage-bootstrap-authentication"] = json!("ZmFsc2U=");
         let err = BootstrapToken::from_secret(&secret).unwrap_err();
-        assert!(err.to_string().contains("usage-bootstrap-authentication"), "{err}");
+        assert!(
+            err.to_string().contains("usage-bootstrap-authentication"),
+            "{err}"
+        );
         secret["type"] = json!("Opaque");
         let err = BootstrapToken::from_secret(&secret).unwrap_err();
         assert!(err.to_string().contains("not of type"), "{err}");
