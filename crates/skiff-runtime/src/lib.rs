@@ -13,3 +13,8 @@ pub mod exits;
 mod launcher;
 #[doc(hidden)]
 pub mod testing;
+pub mod dns;
+mod rootfs;
+mod sandbox;
+mod volumes;
+pub mod logs;
