@@ -139,10 +139,7 @@ async fn host_ports_reach_the_pod_through_the_node_address_and_go_away_on_detach
     assert!(!net1.attached().await.iter().any(|p| p.uid == thief.uid));
 
     net1.detach(&web.uid).await.unwrap();
-    assert!(
-        http_get(&cluster.host, published).is_err(),
-        "hostPort still open after detach"
-    );
+    assert_unreachable(&cluster.host, published);
     assert!(udp_ask(&cluster.host, sock(n1.ip, 5353)).is_err());
     let rules = n1.ns.exec(&["nft", "list", "table", "inet", "skiff"]);
     assert!(
@@ -153,4 +150,93 @@ async fn host_ports_reach_the_pod_through_the_node_address_and_go_away_on_detach
     net1.attach(&stolen).await.unwrap();
 
     assert_absent_from_own_namespace(&[w.host_interface, o.host_interface]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vxlan_connects_pods_of_nodes_on_different_subnets() {
+    if !root_or_skip("vxlan_connects_pods_of_nodes_on_different_subnets") {
+        return;
+    }
+    // The nodes share no L2 segment and the router between them knows no pod routes, so
+    // pod traffic between them can only flow encapsulated.
+    let cluster = Cluster::new(Layout::Routed, 2);
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+
+    // host-gw cannot work here, and says why.
+    let gw = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    let err = gw
+        .sync_peers(&cluster.peers())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node-2") && err.contains("vxlan"), "{err}");
+    drop(gw);
+
+    // Switching the same node to VXLAN adopts the bridge and adds the VXLAN device.
+    let net1 = PodNetwork::setup(n1.config(Backend::vxlan()))
+        .await
+        .unwrap();
+    let net2 = PodNetwork::setup(n2.config(Backend::vxlan()))
+        .await
+        .unwrap();
+    net1.sync_peers(&cluster.peers()).await.unwrap();
+    net2.sync_peers(&cluster.peers()).await.unwrap();
+    assert_eq!(
+        net1.mtu(),
+        1450,
+        "VXLAN costs 50 bytes of the uplink's 1500"
+    );
+
+    let server = Pod::new("server");
+    let remote = Pod::new("remote");
+    let s = net1.attach(&server.request()).await.unwrap();
+    let r = net2.attach(&remote.request()).await.unwrap();
+    assert_eq!(s.mtu, 1450);
+    let link = server.ns.ip(&["link", "show", "eth0"]);
+    assert!(link.contains("mtu 1450"), "{link}");
+    let _httpd = Httpd::start(&server.ns, CGI_PORT);
+    let target = sock(s.ip, CGI_PORT);
+
+    assert_eq!(
+        seen_from(&remote.ns, target),
+        r.ip,
+        "pod to pod across nodes"
+    );
+    // Node to a pod of another node: the source is the node's VXLAN address.
+    assert_eq!(seen_from(&n2.ns, target), Ipv4Addr::new(10, 42, 2, 0));
+    assert_eq!(seen_from(&n1.ns, target), s.gateway);
+    // Pod to another node's address keeps the pod's address.
+    let _node_httpd = Httpd::start(&n2.ns, 8081);
+    assert_eq!(seen_from(&server.ns, sock(n2.ip, 8081)), s.ip);
+    // Egress to the outside is masqueraded.
+    let _outside = Httpd::start(&cluster.host, 8082);
+    assert_eq!(
+        seen_from(&server.ns, sock(cluster.host_ips[0], 8082)),
+        n1.ip
+    );
+
+    // The VXLAN entries of the peer, as flannel would have them.
+    let fdb = n1.ns.exec(&["bridge", "fdb", "show", "dev", "skiff.1"]);
+    assert!(
+        fdb.contains(&format!("dst {} self permanent", n2.ip)),
+        "{fdb}"
+    );
+    let routes = n1.ns.ip(&["route", "show", "proto", "77"]);
+    assert!(
+        routes.contains("10.42.2.0/24 via 10.42.2.0 dev skiff.1 onlink"),
+        "{routes}"
+    );
+
+    // A peer that leaves loses its route and VXLAN entries; connectivity to it stops.
+    net1.sync_peers(&[n1.peer()]).await.unwrap();
+    let routes = n1.ns.ip(&["route", "show", "proto", "77"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+    let fdb = n1.ns.exec(&["bridge", "fdb", "show", "dev", "skiff.1"]);
+    assert!(!fdb.contains(&n2.ip.to_string()), "{fdb}");
+    assert_unreachable(&remote.ns, target);
+    // ... and comes back when it rejoins.
+    net1.sync_peers(&cluster.peers()).await.unwrap();
+    assert_eq!(seen_from(&remote.ns, target), r.ip);
+
+    assert_absent_from_own_namespace(&[s.host_interface, r.host_interface]);
 }

@@ -140,8 +140,10 @@ impl Netns {
             .filter_map(|l| l.split(':').nth(1))
             .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
             .collect();
+        // IPv4 only: skiff manages no IPv6, and the kernel adds and keeps IPv6 link-local
+        // addresses on its own as carriers come and go.
         let addresses = self
-            .ip(&["-o", "addr", "show"])
+            .ip(&["-o", "-4", "addr", "show"])
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
@@ -149,9 +151,10 @@ impl Netns {
             })
             .collect();
         let routes = self
-            .ip(&["route", "show", "table", "all"])
+            .ip(&["-4", "route", "show", "table", "all"])
             .lines()
-            .map(|l| l.trim().to_string())
+            // The carrier flag follows the bridge's ports with a delay; not a resource.
+            .map(|l| l.replace(" linkdown", "").trim().to_string())
             .collect();
         let neighbours = self
             .ip(&["neigh", "show", "nud", "permanent"])
@@ -197,7 +200,7 @@ impl Drop for Netns {
     }
 }
 
-/// What a namespace holds: links, addresses, routes, permanent neighbours, nft rules.
+/// What a namespace holds: links, IPv4 addresses and routes, permanent neighbours, nft rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Census {
     pub links: BTreeSet<String>,
@@ -401,8 +404,19 @@ impl Drop for Httpd {
 
 /// GET /cgi-bin/ip from inside `ns`; returns the body (the address the server saw).
 pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
+    http_get_within(ns, addr, Duration::from_secs(2))
+}
+
+/// Panics unless a GET to `addr` from `ns` fails (refused, or no answer within 500 ms).
+pub fn assert_unreachable(ns: &Netns, addr: SocketAddr) {
+    if let Ok(body) = http_get_within(ns, addr, Duration::from_millis(500)) {
+        panic!("{addr} still answers from {}: {body}", ns.name);
+    }
+}
+
+fn http_get_within(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     ns.within(|| {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connect {addr}: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(3)))
