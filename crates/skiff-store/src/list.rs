@@ -145,6 +145,8 @@ pub(crate) fn list(
 ) -> Result<ListPage, StoreError> {
     let limit = options.limit.filter(|l| *l > 0);
     let requested_rv = options.resource_version.filter(|r| *r > 0);
+    // Objects in the listed range at the listed revision, when known without counting.
+    let mut total_in_range: Option<usize> = None;
     let (items, revision, start, fresh) = match &options.continue_token {
         Some(token) => {
             if requested_rv.is_some() {
@@ -178,6 +180,7 @@ pub(crate) fn list(
                         });
                     }
                 }
+                total_in_range = Some(state.count(resource, namespace));
                 (state.items(resource), state.revision, None, true)
             }
         },
@@ -208,7 +211,11 @@ pub(crate) fn list(
             let more = if filter.has_selectors() {
                 iter.next().is_some()
             } else {
-                let n = iter.count();
+                // A first page without selectors has scanned exactly the items it returns.
+                let n = match total_in_range {
+                    Some(total) => total.saturating_sub(out.len()),
+                    None => iter.count(),
+                };
                 if n > 0 {
                     remaining_item_count = Some(n as i64);
                 }
