@@ -404,3 +404,153 @@ pub struct Peer {
     /// Its `spec.podCIDR`.
     pub pod_cidr: Ipv4Net,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NetworkConfig {
+        NetworkConfig::new(
+            "10.42.1.0/24".parse().unwrap(),
+            "10.42.0.0/16".parse().unwrap(),
+            "192.168.1.11".parse().unwrap(),
+            "/var/lib/skiff/agent/net",
+        )
+    }
+
+    #[test]
+    fn backend_names_parse_like_the_flannel_flag() {
+        assert_eq!("host-gw".parse::<Backend>().unwrap(), Backend::HostGw);
+        assert_eq!("vxlan".parse::<Backend>().unwrap(), Backend::vxlan());
+        assert_eq!(Backend::vxlan().vxlan_device().as_deref(), Some("skiff.1"));
+        assert_eq!(Backend::HostGw.to_string(), "host-gw");
+        let err = "wireguard".parse::<Backend>().unwrap_err().to_string();
+        assert!(
+            err.contains("\"wireguard\"") && err.contains("host-gw"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn protocols_parse_kubernetes_spelling() {
+        assert_eq!("TCP".parse::<Protocol>().unwrap(), Protocol::Tcp);
+        assert_eq!("udp".parse::<Protocol>().unwrap(), Protocol::Udp);
+        let err = "SCTP".parse::<Protocol>().unwrap_err().to_string();
+        assert!(err.contains("SCTP"), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_is_the_first_address() {
+        assert_eq!(config().gateway(), Ipv4Addr::new(10, 42, 1, 1));
+        config().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        type Mutation = Box<dyn Fn(&mut NetworkConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|c| c.pod_cidr = "10.42.1.7/24".parse().unwrap()),
+                "pod_cidr",
+            ),
+            (
+                Box::new(|c| c.pod_cidr = "10.42.1.0/31".parse().unwrap()),
+                "pod_cidr",
+            ),
+            (
+                Box::new(|c| c.pod_cidr = "10.43.1.0/24".parse().unwrap()),
+                "pod_cidr",
+            ),
+            (
+                Box::new(|c| c.cluster_cidr = "10.42.0.1/16".parse().unwrap()),
+                "cluster_cidr",
+            ),
+            (
+                Box::new(|c| c.node_ip = "10.42.9.9".parse().unwrap()),
+                "node_ip",
+            ),
+            (Box::new(|c| c.node_ip = Ipv4Addr::LOCALHOST), "node_ip"),
+            (Box::new(|c| c.bridge = String::new()), "bridge"),
+            (
+                Box::new(|c| c.bridge = "a-name-that-is-too-long".into()),
+                "bridge",
+            ),
+            (Box::new(|c| c.bridge = "br\"0".into()), "bridge"),
+            (
+                Box::new(|c| c.backend = Backend::Vxlan { vni: 0, port: 8472 }),
+                "backend",
+            ),
+            (
+                Box::new(|c| c.backend = Backend::Vxlan { vni: 1, port: 0 }),
+                "backend",
+            ),
+            (
+                Box::new(|c| {
+                    c.backend = Backend::Vxlan {
+                        vni: 16_777_216,
+                        port: 8472,
+                    }
+                }),
+                "backend",
+            ),
+            (Box::new(|c| c.mtu = Some(100)), "mtu"),
+            (Box::new(|c| c.state_dir = PathBuf::new()), "state_dir"),
+        ];
+        for (mutate, field) in cases {
+            let mut c = config();
+            mutate(&mut c);
+            let err = c
+                .validate()
+                .map(|()| format!("accepted {c:?}"))
+                .unwrap_or_else(|e| e.to_string());
+            assert!(
+                err.starts_with(&format!("network configuration: {field}:")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_requests_are_checked() {
+        let ok = PodNetRequest {
+            uid: "u1".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            netns: "/run/netns/x".into(),
+            host_ports: vec![
+                HostPort {
+                    host_port: 80,
+                    container_port: 80,
+                    protocol: Protocol::Tcp,
+                    host_ip: None,
+                },
+                HostPort {
+                    host_port: 80,
+                    container_port: 80,
+                    protocol: Protocol::Udp,
+                    host_ip: None,
+                },
+            ],
+        };
+        ok.validate().unwrap();
+        let mut twice = ok.clone();
+        twice.host_ports[1].protocol = Protocol::Tcp;
+        twice.host_ports[1].host_ip = Some("192.168.1.11".parse().unwrap());
+        let err = twice.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("default/web (u1): hostPorts[1].hostPort"),
+            "{err}"
+        );
+        // Different specific host IPs do not clash.
+        let mut split = twice.clone();
+        split.host_ports[0].host_ip = Some("192.168.1.12".parse().unwrap());
+        split.validate().unwrap();
+        let mut control = ok.clone();
+        control.uid = "a\nb".into();
+        assert!(control.validate().unwrap_err().to_string().contains("uid"));
+        let mut multicast = ok;
+        multicast.host_ports[0].host_ip = Some("224.0.0.1".parse().unwrap());
+        let err = multicast.validate().unwrap_err().to_string();
+        assert!(err.contains("hostPorts[0].hostIP"), "{err}");
+    }
+}
