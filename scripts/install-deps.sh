@@ -7,6 +7,7 @@ packages=(
   iproute2 nftables iptables                   # pod networking and the multi-node harness
   runc crun skopeo umoci docker-registry       # reference runtimes, registry tests
   jq curl
+  apache2-utils openssl                        # registry tests (htpasswd, token signing)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -564,7 +564,20 @@ impl ImageStore {
 
     /// The client for an endpoint, created once and reused (connections, tokens).
     fn client_for(&self, endpoint: &Endpoint) -> Result<oci_client::Client> {
-        let key = format!("{endpoint:?}");
+        // Credentials are part of the key: the client caches them (and tokens obtained with
+        // them), so changed credentials need a new client.
+        let credentials = endpoint.config.auth.as_ref().map(|a| {
+            let text = format!(
+                "{:?}\0{:?}\0{:?}\0{:?}",
+                a.username, a.password, a.auth, a.identity_token
+            );
+            Digest::of(text.as_bytes()).to_string()
+        });
+        let key = format!(
+            "{}|{:?}|{credentials:?}",
+            endpoint.url(),
+            endpoint.config.tls
+        );
         let mut clients = self
             .inner
             .clients

@@ -148,6 +148,8 @@ pub struct TestImage<'a> {
     pub layers: Vec<Vec<u8>>,
     pub architecture: &'a str,
     pub compress: bool,
+    /// Diff ids to write in the config instead of the real ones.
+    pub diff_ids: Option<Vec<String>>,
 }
 
 /// Writes an OCI image-layout archive holding `images`; when `index_name` is set the images
@@ -164,7 +166,10 @@ pub fn write_oci_archive(path: &Path, images: &[TestImage], index_name: Option<&
     };
     let mut descriptors = Vec::new();
     for image in images {
-        let diff_ids: Vec<String> = image.layers.iter().map(|l| sha256(l)).collect();
+        let diff_ids: Vec<String> = match &image.diff_ids {
+            Some(ids) => ids.clone(),
+            None => image.layers.iter().map(|l| sha256(l)).collect(),
+        };
         let mut layer_descriptors = Vec::new();
         for layer in &image.layers {
             let (data, media_type) = if image.compress {
