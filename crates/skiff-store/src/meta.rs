@@ -74,15 +74,19 @@ pub(crate) fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// Prepares a new object: uid, creationTimestamp, generation 1; the resourceVersion is set by
-/// the writer when it assigns the revision.
+/// Prepares a new object: uid (kept when the caller — the API server — already assigned one,
+/// as upstream fills it before create strategies run), creationTimestamp, generation 1; the
+/// resourceVersion is set by the writer when it assigns the revision.
 pub(crate) fn prepare_create(key: &Key, mut value: Value) -> Result<Value, StoreError> {
     key.check().map_err(|m| invalid(key, m))?;
     let meta = check_shape(key, &mut value)?;
-    meta.insert(
-        "uid".into(),
-        Value::String(uuid::Uuid::new_v4().to_string()),
-    );
+    let has_uid = matches!(meta.get("uid"), Some(Value::String(uid)) if !uid.is_empty());
+    if !has_uid {
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+    }
     meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
     meta.insert("generation".into(), Value::from(1));
     meta.remove("resourceVersion");
@@ -254,6 +258,14 @@ mod tests {
         assert_eq!(m["uid"].as_str().unwrap().len(), 36);
         let ts = m["creationTimestamp"].as_str().unwrap();
         assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+    }
+
+    #[test]
+    fn create_keeps_a_uid_assigned_by_the_caller() {
+        let v = prepare_create(&key(), json!({"metadata": {"uid": "given"}, "spec": {}})).unwrap();
+        assert_eq!(v["metadata"]["uid"], "given");
+        let v = prepare_create(&key(), json!({"metadata": {"uid": ""}, "spec": {}})).unwrap();
+        assert_eq!(v["metadata"]["uid"].as_str().unwrap().len(), 36);
     }
 
     #[test]
