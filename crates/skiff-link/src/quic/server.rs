@@ -192,6 +192,11 @@ impl NodeSender {
         self.commands.is_closed()
     }
 
+    /// Resolves when the session has ended.
+    pub async fn closed(&self) {
+        self.commands.closed().await
+    }
+
     /// Confirms a registration.
     pub fn registered(&self, uid: String) -> Result<(), NodeCommandError> {
         self.command(Command::Registered(uid))
