@@ -1,1 +1,132 @@
-//! The Kubernetes-compatible HTTPS API: discovery, OpenAPI, CRUD, patch, watch, tables, authentication and authorization.
+//! The Kubernetes-compatible HTTPS API: discovery, OpenAPI, CRUD, patch, watch, tables,
+//! authentication and authorization.
+//!
+//! [`ApiServer`] holds the store and everything rendered once (discovery, OpenAPI). Its
+//! [`ApiServer::router`] is an axum router that answers every request with the Kubernetes
+//! REST protocol; [`ApiServer::serve`] runs it over rustls with client-certificate
+//! authentication, and [`ApiServer::service`] runs it in-process for a fixed identity (the
+//! controllers' `kube::Client`).
+
+mod auth;
+mod body;
+mod bootstrap;
+mod discovery;
+mod handlers;
+mod negotiate;
+mod node_authorizer;
+mod objects;
+mod openapi;
+mod query;
+mod render;
+mod request;
+mod serve;
+mod service;
+mod status;
+
+use std::sync::{Arc, OnceLock};
+
+use skiff_store::Store;
+
+pub use auth::{
+    forbidden_message, AlwaysAllow, Attributes, Authorizer, Decision, GroupAuthorizer, Identity,
+    UnionAuthorizer,
+};
+pub use body::MAX_BODY_BYTES;
+pub use bootstrap::SYSTEM_NAMESPACES;
+pub use node_authorizer::NodeAuthorizer;
+pub use serve::{Authenticated, ServeError};
+pub use service::InProcessService;
+pub use status::{ApiError, Details, StatusCause, Subject};
+
+/// Settings of the API server.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Decides what each identity may do.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Largest request body accepted (upstream: 3 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            authorizer: Arc::new(GroupAuthorizer::masters()),
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The API server: cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: ApiConfig,
+    discovery: discovery::Discovery,
+    openapi: OnceLock<openapi::OpenApiDocs>,
+}
+
+impl ApiServer {
+    /// An API server over `store`. Call [`ApiServer::bootstrap`] before serving.
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        ApiServer {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                discovery: discovery::Discovery::new(),
+                openapi: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Creates what must exist before clients come: the system namespaces (`default`,
+    /// `kube-system`, `kube-public`, `kube-node-lease`) and a `default` ServiceAccount in
+    /// every namespace.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        bootstrap::run(self).await
+    }
+
+    /// The store behind the API.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn discovery(&self) -> &discovery::Discovery {
+        &self.inner.discovery
+    }
+
+    pub(crate) fn openapi(&self) -> &openapi::OpenApiDocs {
+        self.inner
+            .openapi
+            .get_or_init(openapi::OpenApiDocs::generate)
+    }
+
+    /// The router answering every API path. Requests must carry an [`Authenticated`]
+    /// extension (the serve loop and [`ApiServer::service`] add it) or get 401.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(handlers::dispatch)
+            .with_state(self.clone())
+    }
+
+    /// The router as a tower service acting as `identity`, for in-process clients:
+    /// `kube::Client::new(api.service(Identity::admin()), "default")`.
+    pub fn service(&self, identity: Identity) -> InProcessService {
+        InProcessService::new(self.router(), identity)
+    }
+}

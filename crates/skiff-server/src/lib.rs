@@ -1,15 +1,57 @@
 //! Wiring of the store, API server, controllers and node sessions into the control plane.
+//!
+//! [`run`] starts everything in order — data directories, PKI, store, API bootstrap, HTTPS
+//! listener, kubeconfig — then serves until shutdown. [`ControlPlane`] holds the pieces so
+//! later parts (controllers, node sessions) can be started beside the API.
 
 mod config;
+mod control_plane;
+pub mod nodes;
 
 pub use config::ServerConfig;
+pub use control_plane::{ControlPlane, ServerPaths};
 
 /// Errors that stop the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// A piece of the control plane is not built yet.
-    #[error("{0} is not yet available in this build of skiff")]
-    NotAvailable(&'static str),
+    /// A directory or file of the data directory could not be created or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The certificates could not be created or loaded.
+    #[error("PKI: {0}")]
+    Pki(#[from] skiff_pki::PkiError),
+    /// The datastore could not be opened.
+    #[error("cannot open the datastore {path}: {source}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: Box<skiff_store::StoreError>,
+    },
+    /// The system namespaces could not be created.
+    #[error("cannot create the system objects: {0}")]
+    Bootstrap(Box<skiff_apiserver::ApiError>),
+    /// The API port could not be bound.
+    #[error("cannot listen on {addr} (is another server running?): {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] skiff_apiserver::ServeError),
+    /// A background task of the control plane panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -17,8 +59,13 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let _ = (config, shutdown);
-    Err(ServerError::NotAvailable("the control plane"))
+    let plane = ControlPlane::start(&config).await?;
+    if !config.disable_agent {
+        tracing::warn!(
+            "the local node agent is not available in this build yet; running the control plane only (pass --disable-agent to silence this)"
+        );
+    }
+    plane.serve(shutdown).await
 }
 
 pub use skiff_types::KUBERNETES_VERSION;

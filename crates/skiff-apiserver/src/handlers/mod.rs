@@ -1,0 +1,376 @@
+//! Request dispatch: public endpoints, authentication, discovery, OpenAPI, and the resource
+//! verbs (one module each).
+
+mod delete;
+mod meta;
+mod patch;
+mod read;
+mod subresources;
+mod watch;
+mod write;
+
+pub(crate) use write::create_object;
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use skiff_store::StoreError;
+use skiff_types::registry::ResourceInfo;
+
+use crate::auth::{forbidden_message, Attributes, Decision};
+use crate::discovery::{aggregated_content_type, wants_aggregated};
+use crate::query::Query;
+use crate::render::json_bytes;
+use crate::request::{self, ResourceRequest, Verb};
+use crate::status::Subject;
+use crate::{negotiate, ApiError, ApiServer, Authenticated};
+
+/// Everything a resource handler needs about its request.
+pub(crate) struct Call {
+    pub api: ApiServer,
+    pub request: ResourceRequest,
+    pub query: Query,
+    pub headers: http::HeaderMap,
+}
+
+impl Call {
+    pub fn info(&self) -> &'static ResourceInfo {
+        self.request.info
+    }
+
+    /// `details` naming this request's object.
+    pub fn subject<'a>(&'a self, name: &'a str) -> Subject<'a> {
+        Subject {
+            group: self.request.info.group,
+            kind: self.request.info.plural,
+            name,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.request.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.request.namespace.as_deref()
+    }
+
+    /// The store key of the object named in the URL.
+    pub fn key(&self) -> skiff_store::Key {
+        skiff_store::Key::new(
+            self.request.info.storage_name(),
+            self.namespace(),
+            self.name(),
+        )
+    }
+
+    /// Maps a store error to the API's `Status`, naming this request's object.
+    pub fn store_error(&self, error: StoreError) -> ApiError {
+        store_error(self.request.info, error)
+    }
+}
+
+/// Maps a store error to a `Status`.
+pub(crate) fn store_error(info: &ResourceInfo, error: StoreError) -> ApiError {
+    fn subject<'a>(info: &'a ResourceInfo, name: &'a str) -> Subject<'a> {
+        Subject {
+            group: info.group,
+            kind: info.plural,
+            name,
+        }
+    }
+    let subject = |name| subject(info, name);
+    match &error {
+        StoreError::AlreadyExists { key } => ApiError::already_exists(subject(&key.name)),
+        StoreError::NotFound { key } => ApiError::not_found(subject(&key.name)),
+        StoreError::Conflict { key, message } => {
+            if message.starts_with("Precondition failed") {
+                ApiError::conflict(subject(&key.name), message)
+            } else {
+                ApiError::stale(subject(&key.name))
+            }
+        }
+        StoreError::Gone {
+            requested,
+            compacted,
+        } => ApiError::gone(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::ContinueExpired { .. } => ApiError::gone(error.to_string()),
+        StoreError::TooLargeResourceVersion { requested, current } => {
+            let mut e = ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            ));
+            e.details_mut().retry_after_seconds = Some(1);
+            e.details_mut().causes.push(crate::StatusCause {
+                reason: "ResourceVersionTooLarge".into(),
+                message: format!("Too large resource version: {requested}, current: {current}"),
+                field: String::new(),
+            });
+            e
+        }
+        StoreError::InvalidContinue { .. } => ApiError::bad_request(error.to_string()),
+        StoreError::InvalidObject { key, message } => ApiError::invalid(
+            subject(&key.name),
+            format!(
+                "{} \"{}\" is invalid: {message}",
+                info.qualified_kind(),
+                key.name
+            ),
+            Vec::new(),
+        ),
+        StoreError::Closed => ApiError::unavailable("the store is shutting down"),
+        _ => {
+            tracing::error!(%error, "store failure");
+            ApiError::internal(error.to_string())
+        }
+    }
+}
+
+/// Entry point of every request.
+pub(crate) async fn dispatch(
+    State(api): State<ApiServer>,
+    request: Request<Body>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = match route(api, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+fn health(path: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from("ok"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let _ = path;
+    response
+}
+
+fn only_get(method: &Method) -> Result<(), ApiError> {
+    if method == Method::GET || method == Method::HEAD {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )))
+    }
+}
+
+async fn route(api: ApiServer, request: Request<Body>) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_string();
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    match first {
+        "healthz" | "livez" | "readyz" => {
+            only_get(request.method())?;
+            return Ok(health(&path));
+        }
+        "version" if path == "/version" || path == "/version/" => {
+            only_get(request.method())?;
+            return Ok(json_bytes(StatusCode::OK, api.discovery().version.clone()));
+        }
+        _ => {}
+    }
+    let identity = request
+        .extensions()
+        .get::<Authenticated>()
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
+    let trimmed = path.trim_matches('/');
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    match segments.as_slice() {
+        ["api"] => {
+            only_get(request.method())?;
+            Ok(discovery_root(&api, request.headers(), true))
+        }
+        ["apis"] => {
+            only_get(request.method())?;
+            Ok(discovery_root(&api, request.headers(), false))
+        }
+        ["api", version] => {
+            only_get(request.method())?;
+            api.discovery()
+                .resource_list("", version)
+                .map(|b| json_bytes(StatusCode::OK, b))
+                .ok_or_else(ApiError::no_route)
+        }
+        ["apis", group, version] => {
+            only_get(request.method())?;
+            api.discovery()
+                .resource_list(group, version)
+                .map(|b| json_bytes(StatusCode::OK, b))
+                .ok_or_else(ApiError::no_route)
+        }
+        ["openapi", "v2"] => {
+            only_get(request.method())?;
+            openapi_v2(&api, request.headers())
+        }
+        ["openapi", "v3"] => {
+            only_get(request.method())?;
+            Ok(json_bytes(StatusCode::OK, api.openapi().v3_index.clone()))
+        }
+        ["openapi", "v3", rest @ ..] => {
+            only_get(request.method())?;
+            openapi_v3(&api, &rest.join("/"), request.uri().query())
+        }
+        ["api", version, rest @ ..] => {
+            let (version, rest) = (version.to_string(), to_owned(rest));
+            resource(api, identity, "", &version, rest, request).await
+        }
+        ["apis", group, version, rest @ ..] => {
+            let (group, version, rest) = (group.to_string(), version.to_string(), to_owned(rest));
+            resource(api, identity, &group, &version, rest, request).await
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn to_owned(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn discovery_root(api: &ApiServer, headers: &http::HeaderMap, core: bool) -> Response<Body> {
+    let d = api.discovery();
+    if let Some(version) = wants_aggregated(headers) {
+        let docs = if core {
+            &d.aggregated_api
+        } else {
+            &d.aggregated_apis
+        };
+        if let Some((_, body)) = docs.iter().find(|(v, _)| *v == version) {
+            let mut response = json_bytes(StatusCode::OK, body.clone());
+            if let Ok(ct) = HeaderValue::from_str(&aggregated_content_type(version)) {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            return response;
+        }
+    }
+    let mut response = json_bytes(
+        StatusCode::OK,
+        if core { d.api.clone() } else { d.apis.clone() },
+    );
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn openapi_v2(api: &ApiServer, headers: &http::HeaderMap) -> Result<Response<Body>, ApiError> {
+    if !negotiate::accepts_json(headers) {
+        return Err(ApiError::not_acceptable(
+            "the OpenAPI v2 document is served as application/json only",
+        ));
+    }
+    Ok(json_bytes(StatusCode::OK, api.openapi().v2.clone()))
+}
+
+fn openapi_v3(
+    api: &ApiServer,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let (hash, body) = api
+        .openapi()
+        .v3_document(path)
+        .ok_or_else(ApiError::no_route)?;
+    let mut response = json_bytes(StatusCode::OK, body.clone());
+    let asked = Query::parse(query);
+    let cache = if asked.get("hash") == Some(hash) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+async fn resource(
+    api: ApiServer,
+    identity: Authenticated,
+    group: &str,
+    version: &str,
+    rest: Vec<String>,
+    request: Request<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let query = Query::parse(request.uri().query());
+    let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let parsed = request::parse(request.method(), group, version, &parts, &query)?;
+    authorize(&api, &identity, &parsed)?;
+    let (parts, body) = request.into_parts();
+    let call = Call {
+        api,
+        request: parsed,
+        query,
+        headers: parts.headers,
+    };
+    let sub = call.request.subresource.clone();
+    match (call.request.verb, sub.as_deref()) {
+        (Verb::Get, None | Some("status")) => read::get(&call),
+        (Verb::List, None) => read::list(&call),
+        (Verb::Watch, None) => watch::watch(&call),
+        (Verb::Create, None) => write::create(&call, body).await,
+        (Verb::Update, None | Some("status")) => write::update(&call, body).await,
+        (Verb::Update, Some("finalize")) => write::finalize(&call, body).await,
+        (Verb::Patch, None | Some("status")) => patch::patch(&call, body).await,
+        (Verb::Delete, None) => delete::delete(&call, body).await,
+        (Verb::DeleteCollection, None) => delete::delete_collection(&call, body).await,
+        (Verb::Get, Some("scale")) => subresources::get_scale(&call),
+        (Verb::Update, Some("scale")) => subresources::update_scale(&call, body).await,
+        (Verb::Patch, Some("scale")) => subresources::patch_scale(&call, body).await,
+        (Verb::Create, Some("binding")) => subresources::binding(&call, body).await,
+        (Verb::Create, Some("eviction")) => subresources::eviction(&call, body).await,
+        (Verb::Get, Some("log")) => subresources::log(&call),
+        (verb, Some(sub)) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {}/{sub})",
+            verb.as_str(),
+            call.request.info.plural
+        ))),
+    }
+}
+
+fn authorize(
+    api: &ApiServer,
+    identity: &Authenticated,
+    request: &ResourceRequest,
+) -> Result<(), ApiError> {
+    let attributes = Attributes {
+        identity: &identity.0,
+        verb: request.verb.as_str(),
+        api_group: request.info.group,
+        resource: request.info.plural,
+        subresource: request.subresource.as_deref(),
+        namespace: request.namespace.as_deref(),
+        name: request.name.as_deref(),
+    };
+    match api.config().authorizer.authorize(&attributes) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(ApiError::forbidden(forbidden_message(&attributes, &reason))
+            .about(Subject {
+                group: request.info.group,
+                kind: request.info.plural,
+                name: request.name.as_deref().unwrap_or_default(),
+            })),
+    }
+}

@@ -1,0 +1,205 @@
+//! PATCH: JSON patch, JSON merge patch, strategic merge patch and (simplified) server-side
+//! apply, on objects and their status. The patched object then goes through the same update
+//! path as a PUT (strategy, defaults, validation, optimistic concurrency). Patches that do not
+//! pin a resourceVersion are retried when another write slips in between, as upstream.
+
+use axum::body::Body;
+use http::{Response, StatusCode};
+use serde_json::Value;
+use skiff_types::patch::{self, PatchError};
+use skiff_types::registry::ResourceInfo;
+
+use super::meta::{self, check_fields};
+use super::write::{self, Part};
+use super::Call;
+use crate::negotiate::{self, PatchKind};
+use crate::objects::meta_str;
+use crate::{body, render, ApiError};
+
+/// Attempts before a patch gives up on concurrent writers.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Decodes a patch body: JSON for the three patch kinds, YAML (or JSON) for apply.
+pub fn decode_patch(kind: PatchKind, bytes: &[u8]) -> Result<Value, ApiError> {
+    let value = match kind {
+        PatchKind::Apply => body::decode_yaml(bytes)?,
+        _ => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!(
+                "error decoding patch: the patch is not valid JSON: {e}"
+            ))
+        })?,
+    };
+    match (kind, &value) {
+        (PatchKind::Json, Value::Array(_)) => Ok(value),
+        (PatchKind::Json, other) => Err(ApiError::bad_request(format!(
+            "error decoding patch: a JSON patch must be an array of operations, not {}",
+            body::json_type(other)
+        ))),
+        (_, Value::Object(_)) => Ok(value),
+        (_, other) => Err(ApiError::bad_request(format!(
+            "error decoding patch: the patch must be a JSON object, not {}",
+            body::json_type(other)
+        ))),
+    }
+}
+
+/// Applies a patch of `kind` to `current`.
+pub fn apply_patch(
+    info: &ResourceInfo,
+    kind: PatchKind,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let result = match kind {
+        PatchKind::Json => patch::json_patch(current, patch),
+        PatchKind::Merge => Ok(patch::json_merge_patch(current, patch)),
+        PatchKind::Strategic | PatchKind::Apply => patch::strategic_merge(info, current, patch),
+    };
+    result.map_err(patch_error)
+}
+
+fn patch_error(error: PatchError) -> ApiError {
+    match error.status_code() {
+        422 => ApiError::new(422, "Invalid", error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
+    }
+}
+
+/// Whether the patch itself sets `metadata.resourceVersion` (a precondition: no retries).
+fn pins_resource_version(kind: PatchKind, patch: &Value) -> bool {
+    match kind {
+        PatchKind::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| {
+                op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+            })
+        }),
+        _ => patch
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .is_some_and(|rv| !rv.is_null()),
+    }
+}
+
+/// PATCH of an object or its status.
+pub async fn patch(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+    let info = call.info();
+    let output = negotiate::output(&call.headers)?;
+    let kind = negotiate::patch_kind(&call.headers)?;
+    let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
+    let dry_run = call.query.dry_run()?;
+    let patch = decode_patch(kind, &bytes)?;
+    let part = Part::of(call.request.subresource.as_deref());
+    if kind == PatchKind::Apply {
+        return apply(call, patch, part, dry_run, output).await;
+    }
+    let pinned = pins_resource_version(kind, &patch);
+    let key = call.key();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (current, _) = meta::load(call, &key)?;
+        let mut patched = apply_patch(info, kind, &current, &patch)?;
+        if !patched.is_object() {
+            return Err(ApiError::bad_request(
+                "the patched object is not a JSON object",
+            ));
+        }
+        meta::check_type_meta(&patched, &info.api_version(), info.kind)?;
+        let warnings = check_fields(call, info, &mut patched)?;
+        meta::check_namespace_and_name(call, &mut patched, Some(call.name()))?;
+        match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
+            Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+            Ok(updated) => {
+                let response = render::object_value(
+                    StatusCode::OK,
+                    info,
+                    &updated.object,
+                    output,
+                    &call.query,
+                )?;
+                return Ok(meta::with_warnings(response, &warnings));
+            }
+        }
+    }
+}
+
+/// Server-side apply, simplified: the applied configuration is created if the object does
+/// not exist, else merged onto it with strategic-merge semantics (fields set in the
+/// configuration win, lists with merge keys merge by key). Field ownership is not tracked, so
+/// removing a field from the configuration does not remove it from the object, and there are
+/// no conflicts between managers.
+async fn apply(
+    call: &Call,
+    mut applied: Value,
+    part: Part,
+    dry_run: bool,
+    output: negotiate::Output,
+) -> Result<Response<Body>, ApiError> {
+    let info = call.info();
+    if call.query.non_empty("fieldManager").is_none() {
+        return Err(ApiError::invalid(
+            call.subject(""),
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+            vec![crate::StatusCause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
+        ));
+    }
+    meta::check_type_meta(&applied, &info.api_version(), info.kind)?;
+    meta::check_namespace_and_name(call, &mut applied, Some(call.name()))?;
+    let key = call.key();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(stored) = call.api.store().get(&key) else {
+            if part == Part::Status {
+                return Err(ApiError::not_found(call.subject(&key.name)));
+            }
+            let mut object = applied.clone();
+            let warnings = check_fields(call, info, &mut object)?;
+            let created =
+                write::create_object(&call.api, info, call.namespace(), object, dry_run).await;
+            match created {
+                Err(e) if e.reason == "AlreadyExists" && attempt < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok(created) => {
+                    let response = render::object_value(
+                        StatusCode::CREATED,
+                        info,
+                        &created,
+                        output,
+                        &call.query,
+                    )?;
+                    return Ok(meta::with_warnings(response, &warnings));
+                }
+            }
+        };
+        let current = write::parse_stored(&stored)?;
+        let mut patch = applied.clone();
+        if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+            for system in ["uid", "creationTimestamp", "generation", "managedFields"] {
+                meta.remove(system);
+            }
+        }
+        let pinned = meta_str(&patch, "resourceVersion").is_some_and(|rv| !rv.is_empty());
+        let mut patched = apply_patch(info, PatchKind::Apply, &current, &patch)?;
+        let warnings = check_fields(call, info, &mut patched)?;
+        match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
+            Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+            Ok(updated) => {
+                let response = render::object_value(
+                    StatusCode::OK,
+                    info,
+                    &updated.object,
+                    output,
+                    &call.query,
+                )?;
+                return Ok(meta::with_warnings(response, &warnings));
+            }
+        }
+    }
+}

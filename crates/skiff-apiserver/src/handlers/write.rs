@@ -1,0 +1,295 @@
+//! create (POST) and update (PUT) of objects and their status, and namespace finalize.
+
+use axum::body::Body;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+use skiff_store::{Key, Object, Preconditions};
+use skiff_types::registry::ResourceInfo;
+use skiff_types::{defaults, strategy, validation};
+
+use super::meta::{self, check_fields, invalid};
+use super::Call;
+use crate::negotiate;
+use crate::objects::{self, meta_str};
+use crate::{body, bootstrap, render, ApiError, ApiServer};
+
+/// POST to a collection.
+pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+    let info = call.info();
+    let output = negotiate::output(&call.headers)?;
+    let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
+    let dry_run = call.query.dry_run()?;
+    let mut object = meta::decode_body(call, &bytes)?;
+    meta::check_type_meta(&object, &info.api_version(), info.kind)?;
+    let warnings = check_fields(call, info, &mut object)?;
+    meta::check_namespace_and_name(call, &mut object, None)?;
+    let created = create_object(&call.api, info, call.namespace(), object, dry_run).await?;
+    let response = render::object_value(StatusCode::CREATED, info, &created, output, &call.query)?;
+    Ok(meta::with_warnings(response, &warnings))
+}
+
+/// Creates `object` of resource `info` (namespace and type metadata already checked): name
+/// generation, namespace lifecycle, system metadata, strategy, defaults, validation, store.
+/// Returns what was stored (or would be, with `dry_run`).
+pub async fn create_object(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = match meta_str(&object, "name").filter(|n| !n.is_empty()) {
+        Some(name) => name.to_string(),
+        None => match meta_str(&object, "generateName").filter(|n| !n.is_empty()) {
+            Some(prefix) => {
+                let name = objects::generate_name(prefix);
+                objects::set_meta(&mut object, "name", json!(name));
+                name
+            }
+            None => {
+                return Err(meta::invalid_field(
+                    info,
+                    "",
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required".into(),
+                ))
+            }
+        },
+    };
+    if let Some(ns) = namespace.filter(|_| info.namespaced) {
+        meta::check_namespace_open(api, ns)?;
+    }
+    if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    for field in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "creationTimestamp",
+    ] {
+        objects::remove_meta(&mut object, field);
+    }
+    objects::set_meta(&mut object, "uid", json!(uuid::Uuid::new_v4().to_string()));
+    strategy::prepare_for_create(info, &mut object);
+    defaults::apply_defaults(info, &mut object);
+    if let Err(errors) = validation::validate_create(info, &object) {
+        return Err(invalid(info, &name, &errors));
+    }
+    if dry_run {
+        objects::set_meta(
+            &mut object,
+            "creationTimestamp",
+            json!(objects::timestamp(0)),
+        );
+        objects::set_meta(&mut object, "generation", json!(1));
+        return Ok(object);
+    }
+    let key = Key::new(
+        info.storage_name(),
+        namespace.filter(|_| info.namespaced),
+        name,
+    );
+    let stored = api
+        .store()
+        .create(&key, object)
+        .await
+        .map_err(|e| super::store_error(info, e))?;
+    if info.group.is_empty() && info.kind == "Namespace" {
+        bootstrap::ensure_default_service_account(api, &key.name).await;
+    }
+    parse_stored(&stored)
+}
+
+pub fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
+    serde_json::from_slice(stored.json())
+        .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))
+}
+
+/// What an update changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: status changes are ignored.
+    Main,
+    /// The `status` subresource: only status changes count.
+    Status,
+}
+
+impl Part {
+    pub fn of(subresource: Option<&str>) -> Part {
+        if subresource == Some("status") {
+            Part::Status
+        } else {
+            Part::Main
+        }
+    }
+}
+
+/// Outcome of [`update_object`]: the stored object, or its last state when the update
+/// removed the last finalizer of an object being deleted (which is then gone).
+pub struct Updated {
+    pub object: Value,
+}
+
+/// Updates the stored object `old` (at `old_revision`) to `new` (type metadata, namespace and
+/// name already checked): system metadata, strategy for `part`, defaults, validation, store
+/// with the resourceVersion precondition (`new`'s own, or `old_revision` when it has none).
+pub async fn update_object(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    key: &Key,
+    old: &Value,
+    mut new: Value,
+    part: Part,
+    dry_run: bool,
+) -> Result<Updated, ApiError> {
+    meta::carry_system_metadata(old, &mut new);
+    if meta_str(&new, "resourceVersion").is_none_or(str::is_empty) {
+        if let Some(rv) = old.get("metadata").and_then(|m| m.get("resourceVersion")) {
+            objects::set_meta(&mut new, "resourceVersion", rv.clone());
+        }
+    }
+    match part {
+        Part::Main => strategy::prepare_for_update(info, old, &mut new),
+        Part::Status => strategy::prepare_for_status_update(info, old, &mut new),
+    }
+    defaults::apply_defaults(info, &mut new);
+    let result = match part {
+        Part::Main => validation::validate_update(info, old, &new),
+        Part::Status => validation::validate_status_update(info, old, &new),
+    };
+    if let Err(errors) = result {
+        return Err(invalid(info, &key.name, &errors));
+    }
+    if dry_run {
+        return Ok(Updated { object: new });
+    }
+    if meta_str(&new, "resourceVersion") != meta_str(old, "resourceVersion") {
+        // Stale before it reaches the store: answer without queuing a write.
+        return Err(ApiError::stale(crate::Subject {
+            group: info.group,
+            kind: info.plural,
+            name: &key.name,
+        }));
+    }
+    let delete_now = meta::should_delete_after_update(old, &new);
+    let stored = api
+        .store()
+        .update(key, new)
+        .await
+        .map_err(|e| super::store_error(info, e))?;
+    if delete_now {
+        let uid = meta_str(old, "uid").map(str::to_string);
+        let deleted = api
+            .store()
+            .delete(
+                key,
+                Preconditions {
+                    uid,
+                    resource_version: Some(stored.revision()),
+                },
+            )
+            .await
+            .map_err(|e| super::store_error(info, e))?;
+        return Ok(Updated {
+            object: parse_stored(&deleted)?,
+        });
+    }
+    Ok(Updated {
+        object: parse_stored(&stored)?,
+    })
+}
+
+/// PUT of an object or its status.
+pub async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+    let info = call.info();
+    let output = negotiate::output(&call.headers)?;
+    let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
+    let dry_run = call.query.dry_run()?;
+    let mut object = meta::decode_body(call, &bytes)?;
+    meta::check_type_meta(&object, &info.api_version(), info.kind)?;
+    let warnings = check_fields(call, info, &mut object)?;
+    meta::check_namespace_and_name(call, &mut object, Some(call.name()))?;
+    let key = call.key();
+    let (old, _) = meta::load(call, &key)?;
+    let part = Part::of(call.request.subresource.as_deref());
+    let updated = update_object(&call.api, info, &key, &old, object, part, dry_run).await?;
+    let response =
+        render::object_value(StatusCode::OK, info, &updated.object, output, &call.query)?;
+    Ok(meta::with_warnings(response, &warnings))
+}
+
+/// PUT `/api/v1/namespaces/{name}/finalize`: only `spec.finalizers` changes. When the
+/// namespace is being deleted and no finalizer is left, it is deleted (the namespace
+/// controller empties the namespace first, then finalizes it, as upstream).
+pub async fn finalize(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+    let info = call.info();
+    let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
+    let dry_run = call.query.dry_run()?;
+    let mut object = meta::decode_body(call, &bytes)?;
+    meta::check_type_meta(&object, &info.api_version(), info.kind)?;
+    meta::check_namespace_and_name(call, &mut object, Some(call.name()))?;
+    let key = call.key();
+    let (old, _) = meta::load(call, &key)?;
+    let mut new = old.clone();
+    let finalizers = object
+        .get("spec")
+        .and_then(|s| s.get("finalizers"))
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    if !finalizers.is_array()
+        || finalizers
+            .as_array()
+            .is_some_and(|l| l.iter().any(|f| !f.is_string()))
+    {
+        return Err(meta::invalid_field(
+            info,
+            &key.name,
+            "spec.finalizers",
+            "FieldValueInvalid",
+            format!("Invalid value: {finalizers}: must be a list of strings"),
+        ));
+    }
+    new["spec"]["finalizers"] = finalizers;
+    if let Some(rv) = meta_str(&object, "resourceVersion").filter(|rv| !rv.is_empty()) {
+        objects::set_meta(&mut new, "resourceVersion", json!(rv));
+    }
+    if dry_run {
+        return render::object_value(
+            StatusCode::OK,
+            info,
+            &new,
+            negotiate::Output::Json,
+            &call.query,
+        );
+    }
+    let stored = call
+        .api
+        .store()
+        .update(&key, new)
+        .await
+        .map_err(|e| call.store_error(e))?;
+    let value = parse_stored(&stored)?;
+    let spec_empty = value["spec"]["finalizers"]
+        .as_array()
+        .is_none_or(|l| l.is_empty());
+    if objects::is_deleting(&value) && spec_empty && objects::finalizers(&value).is_empty() {
+        let deleted = call
+            .api
+            .store()
+            .delete(
+                &key,
+                Preconditions {
+                    uid: meta_str(&value, "uid").map(str::to_string),
+                    resource_version: Some(stored.revision()),
+                },
+            )
+            .await
+            .map_err(|e| call.store_error(e))?;
+        return Ok(render::json_bytes(StatusCode::OK, deleted.json().to_vec()));
+    }
+    Ok(render::json_bytes(StatusCode::OK, stored.json().to_vec()))
+}

@@ -1,0 +1,171 @@
+//! The started control plane: PKI, store, API server and its listener.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use skiff_apiserver::{ApiConfig, ApiServer, GroupAuthorizer};
+use skiff_pki::{ServerPki, ServingNames};
+use skiff_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::{ServerConfig, ServerError};
+
+/// Where the server keeps its files under the data directory.
+#[derive(Debug, Clone)]
+pub struct ServerPaths {
+    /// `DIR/server`.
+    pub root: PathBuf,
+    /// `DIR/server/tls`: CA, serving and admin certificates.
+    pub tls: PathBuf,
+    /// `DIR/server/db/state.redb`: the datastore.
+    pub database: PathBuf,
+    /// `DIR/server/admin.kubeconfig`.
+    pub admin_kubeconfig: PathBuf,
+}
+
+impl ServerPaths {
+    /// The layout under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        let root = data_dir.join("server");
+        ServerPaths {
+            tls: root.join("tls"),
+            database: root.join("db").join("state.redb"),
+            admin_kubeconfig: root.join("admin.kubeconfig"),
+            root,
+        }
+    }
+}
+
+/// The running pieces of the control plane.
+pub struct ControlPlane {
+    /// File layout.
+    pub paths: ServerPaths,
+    /// CA and certificates.
+    pub pki: ServerPki,
+    /// The datastore.
+    pub store: Store,
+    /// The API (also usable in-process through [`ApiServer::service`]).
+    pub api: ApiServer,
+    /// The bound HTTPS listener (taken by [`ControlPlane::serve`]).
+    listener: TcpListener,
+    /// Address the API listens on.
+    pub listen_address: SocketAddr,
+    /// URL local clients use (`https://127.0.0.1:PORT`).
+    pub local_url: String,
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+}
+
+fn create_dir(path: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(path).map_err(|source| ServerError::Io {
+        action: "create directory",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl ControlPlane {
+    /// Creates directories and certificates, opens the store, creates the system objects,
+    /// binds the API port and writes the admin kubeconfig.
+    pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
+        let started = Instant::now();
+        let paths = ServerPaths::new(&config.data_dir);
+        create_dir(&paths.root)?;
+        if let Some(db_dir) = paths.database.parent() {
+            create_dir(db_dir)?;
+        }
+
+        let mut names = ServingNames::new(
+            host_name().as_deref().unwrap_or(&config.node_name),
+            [Some(config.bind_address), config.advertise_address]
+                .into_iter()
+                .flatten(),
+        );
+        if !config.node_name.trim().is_empty() {
+            names.dns.insert(config.node_name.trim().to_lowercase());
+        }
+        let pki = ServerPki::load_or_create(&paths.tls, &names)?;
+
+        let database = paths.database.clone();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&database, StoreOptions::default()))
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))?
+                .map_err(|source| ServerError::Store {
+                    path: paths.database.clone(),
+                    source: Box::new(source),
+                })?;
+        tracing::info!(
+            path = %paths.database.display(),
+            revision = store.revision(),
+            "datastore open"
+        );
+
+        let api = ApiServer::new(
+            store.clone(),
+            ApiConfig {
+                authorizer: Arc::new(GroupAuthorizer::masters()),
+                ..ApiConfig::default()
+            },
+        );
+        api.bootstrap()
+            .await
+            .map_err(|e| ServerError::Bootstrap(Box::new(e)))?;
+
+        let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listen_address = listener.local_addr().unwrap_or(addr);
+        let local_ip = if config.bind_address.is_unspecified() || config.bind_address.is_loopback()
+        {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            config.bind_address
+        };
+        let local_url = match local_ip {
+            IpAddr::V4(ip) => format!("https://{ip}:{}", listen_address.port()),
+            IpAddr::V6(ip) => format!("https://[{ip}]:{}", listen_address.port()),
+        };
+        pki.write_admin_kubeconfig(&paths.admin_kubeconfig, &local_url)?;
+        tracing::info!(
+            address = %listen_address,
+            kubeconfig = %paths.admin_kubeconfig.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "API server ready; use KUBECONFIG={}",
+            paths.admin_kubeconfig.display()
+        );
+        Ok(ControlPlane {
+            paths,
+            pki,
+            store,
+            api,
+            listener,
+            listen_address,
+            local_url,
+        })
+    }
+
+    /// Serves the API until `shutdown` resolves, then closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let tls = skiff_pki::server_config(
+            self.pki.ca.cert_pem(),
+            &self.pki.serving,
+            &[b"h2", b"http/1.1"],
+        )?;
+        let result = self.api.serve(self.listener, Arc::new(tls), shutdown).await;
+        self.store.close().await;
+        tracing::info!("control plane stopped");
+        result.map_err(ServerError::from)
+    }
+}
