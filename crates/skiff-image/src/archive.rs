@@ -111,12 +111,21 @@ impl ImageStore {
             .entries()
             .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
         let mut files = ArchiveFiles::default();
+        let mut seen = 0u64;
         loop {
             guard.limit_headers(MAX_METADATA_BYTES);
             let next = entries.next();
             guard.unlimit_headers();
             let Some(entry) = next else { break };
-            let mut entry = entry.map_err(|e| invalid(format!("not a valid tar archive: {e}")))?;
+            let mut entry = entry.map_err(|e| {
+                if seen == 0 {
+                    // The parser's message would quote whatever the file holds.
+                    invalid("not a tar archive (no valid tar header at the start)".into())
+                } else {
+                    invalid(format!("not a valid tar archive after {seen} entries: {e}"))
+                }
+            })?;
+            seen += 1;
             let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
             let kind = entry.header().entry_type();
             if kind.is_file() {

@@ -76,7 +76,11 @@ fn mounted_layers(layers: &Path) -> BTreeSet<String> {
         }
         let options = fields.nth(1).unwrap_or("");
         for option in options.split(',') {
-            let Some(dirs) = option.strip_prefix("lowerdir=") else {
+            // `lowerdir=a:b:c` (mount(2)), or one `lowerdir+=a` per layer (fsconfig, Linux 6.8+).
+            let Some(dirs) = option
+                .strip_prefix("lowerdir=")
+                .or_else(|| option.strip_prefix("lowerdir+="))
+            else {
                 continue;
             };
             for dir in dirs.split(':') {
@@ -90,15 +94,23 @@ fn mounted_layers(layers: &Path) -> BTreeSet<String> {
     mounted
 }
 
-/// Bytes of the regular files below `path` (symlinks not followed).
+/// Bytes of the regular files below `path` (symlinks not followed, hard links counted once).
 fn tree_size(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return if meta.is_file() { meta.len() } else { 0 };
+    fn walk(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return 0;
+        };
+        if meta.is_file() {
+            let first = meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()));
+            return if first { meta.len() } else { 0 };
+        }
+        if !meta.is_dir() {
+            return 0;
+        }
+        fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| walk(&e.path(), seen)).sum())
+            .unwrap_or(0)
     }
-    fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
-        .unwrap_or(0)
+    walk(path, &mut std::collections::HashSet::new())
 }

@@ -156,7 +156,7 @@ pub struct AgentArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import OCI or docker-save archives into the image store.
+    /// Import OCI or docker-save archives (optionally gzip/zstd compressed) into the image store.
     Import {
         /// Archive files to import.
         #[arg(required = true, value_name = "FILE")]
@@ -168,5 +168,33 @@ pub enum ImageCommand {
     Ls {
         #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
         data_dir: PathBuf,
+        /// Print image ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove image names (a name, or an id to remove all names of an image), then delete the
+    /// content no image needs any more. Layers mounted by running containers are kept.
+    Rm {
+        /// Image names or ids.
+        #[arg(required = true, value_name = "REF")]
+        references: Vec<String>,
+        #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Pull an image from a registry into the store.
+    Pull {
+        /// Image reference, e.g. `busybox` or `registry.example.com:5000/app:1.2`.
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Registry mirrors, credentials and TLS settings (k3s registries.yaml format).
+        #[arg(
+            long,
+            env = "SKIFF_REGISTRY_CONFIG",
+            default_value = skiff_image::DEFAULT_REGISTRY_CONFIG,
+            value_name = "FILE"
+        )]
+        registry_config: PathBuf,
     },
 }
