@@ -1,0 +1,120 @@
+//! Running real kubectl binaries against a server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The kubectl versions on this machine that the acceptance tests drive: `(label, path)`.
+pub const KUBECTLS: &[(&str, &str)] = &[
+    ("1.28", "/usr/lib/google-cloud-sdk/bin/kubectl.1.28"),
+    ("1.32", "/usr/bin/kubectl"),
+    ("1.33", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"),
+];
+
+/// The path of kubectl `version` (see [`KUBECTLS`]), if installed.
+pub fn find(version: &str) -> Option<PathBuf> {
+    KUBECTLS
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, p)| PathBuf::from(p))
+        .filter(|p| p.exists())
+}
+
+/// A kubectl bound to one server, with its own HOME (and so its own discovery cache).
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+/// What a kubectl run printed.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit success.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Kubectl {
+    /// kubectl at `bin` using `kubeconfig`.
+    pub fn new(bin: &Path, kubeconfig: &Path) -> Kubectl {
+        Kubectl {
+            bin: bin.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            home: crate::temp_dir("kubectl-home"),
+        }
+    }
+
+    /// The command, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            .arg("--request-timeout=30s")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs kubectl and returns what it printed.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run kubectl"))
+    }
+
+    /// Runs kubectl with `stdin`.
+    pub fn run_with_input(&self, args: &[&str], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.as_bytes())
+                .expect("write kubectl stdin");
+        }
+        Run::from(child.wait_with_output().expect("wait for kubectl"))
+    }
+
+    /// Runs kubectl and panics with its output unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert!(
+            run.ok,
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        run.stdout
+    }
+
+    /// Like [`Kubectl::ok`] with `stdin`.
+    pub fn ok_with_input(&self, args: &[&str], stdin: &str) -> String {
+        let run = self.run_with_input(args, stdin);
+        assert!(
+            run.ok,
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        run.stdout
+    }
+}
