@@ -7,7 +7,9 @@
 //!   deadlines; no IO, so every behaviour is unit-tested with a simulated clock.
 //! - [`quic`]: the quinn driver: the server endpoint, the agent's link client, joining,
 //!   server-initiated streams (logs), reconnects and migration.
+//! - [`hollow`]: hollow nodes, many real sessions from one process (the load tool).
 
+pub mod hollow;
 pub mod proto;
 pub mod quic;
 pub mod session;
