@@ -5,6 +5,7 @@
 //! Defaulting runs on every write (create, update, patch), before validation, so it only fills
 //! what is missing; what must only happen once at creation lives in [`crate::strategy`].
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::quantity::Quantity;
@@ -34,9 +35,7 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value) {
     match (info.group, info.kind) {
         ("", "Pod") => default_pod(obj),
         ("", "Service") => default_service(obj),
-        ("", "Secret") => {
-            set_default(obj, "type", json!("Opaque"));
-        }
+        ("", "Secret") => default_secret(obj),
         ("", "Namespace") => default_namespace(obj),
         ("", "Node") => default_node(obj),
         ("apps", "Deployment") => default_deployment(obj),
@@ -416,10 +415,13 @@ fn default_volume(v: &mut Map<String, Value>) {
         set_default(h, "type", json!(""));
     }
     if let Some(e) = existing_obj(v, "emptyDir") {
-        if let Some(Value::String(s)) = e.get("sizeLimit") {
-            if let Ok(q) = Quantity::parse(s) {
-                e.insert("sizeLimit".into(), json!(q.canonical()));
-            }
+        let text = match e.get("sizeLimit") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        if let Some(q) = text.and_then(|t| Quantity::parse(&t).ok()) {
+            e.insert("sizeLimit".into(), json!(q.canonical()));
         }
     }
     if let Some(image) = existing_obj(v, "image") {
@@ -448,11 +450,13 @@ fn default_resource_requirements(resources: &mut Map<String, Value>) {
 /// validation.
 pub fn canonicalize_resource_list(list: &mut Map<String, Value>) {
     for value in list.values_mut() {
-        if let Value::String(s) = value {
-            if let Ok(q) = Quantity::parse(s) {
-                let rounded = round_up_milli(q);
-                *value = Value::String(rounded.canonical());
-            }
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        if let Ok(q) = Quantity::parse(&text) {
+            *value = Value::String(round_up_milli(q).canonical());
         }
     }
 }
@@ -534,6 +538,25 @@ fn default_service(svc: &mut Map<String, Value>) {
     }
     if ty == "LoadBalancer" {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
+/// SetDefaults_Secret plus the v1 conversion: `stringData` is write-only, merged into `data`
+/// (base64) and dropped, its keys winning over `data`'s.
+fn default_secret(secret: &mut Map<String, Value>) {
+    set_default(secret, "type", json!("Opaque"));
+    let Some(Value::Object(string_data)) = secret.remove("stringData") else {
+        return;
+    };
+    if let Some(data) = child_obj(secret, "data") {
+        for (k, v) in string_data {
+            if let Value::String(s) = v {
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
+            }
+        }
     }
 }
 

@@ -72,6 +72,19 @@ pub fn prepare_for_create(info: &ResourceInfo, object: &mut Value) {
         ("", "Service") => {
             obj.insert("status".into(), json!({"loadBalancer": {}}));
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                // Old clients set only `clusterIP`; upstream mirrors it into `clusterIPs`.
+                let ip = spec
+                    .get("clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let ips_empty = spec
+                    .get("clusterIPs")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+                if !ip.is_empty() && ips_empty {
+                    spec.insert("clusterIPs".into(), json!([ip]));
+                }
                 if spec.get("type").and_then(Value::as_str) != Some("ExternalName") {
                     if matches!(spec.get("ipFamilyPolicy"), None | Some(Value::Null)) {
                         spec.insert("ipFamilyPolicy".into(), json!("SingleStack"));
@@ -142,13 +155,17 @@ pub fn generate_job_selector(job: &mut Map<String, Value>) {
         .or_insert_with(|| json!(uid));
 }
 
-/// Prepares an update of the main resource as upstream's `PrepareForUpdate`: the status cannot
-/// be changed this way (it is copied from `old`), nor a namespace's finalizers; a DaemonSet's
-/// template generation advances when its pod template changes.
+/// Prepares an update of the main resource as upstream's `BeforeUpdate` and
+/// `PrepareForUpdate`: system metadata the client cannot change (`uid` when omitted,
+/// `creationTimestamp`, `deletionTimestamp`, `deletionGracePeriodSeconds`, `generation`) is taken
+/// from `old`; the status cannot be changed this way (copied from `old`), nor a namespace's
+/// finalizers; a DaemonSet's template generation advances when its pod template changes; a
+/// Service's `clusterIPs` follow a changed `clusterIP`.
 pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
     let Some(obj) = new.as_object_mut() else {
         return;
     };
+    keep_system_metadata(old, obj);
     if info.has_subresource("status") {
         match old.get("status") {
             Some(status) => {
@@ -169,6 +186,31 @@ pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
                 }
                 None => {
                     spec.remove("finalizers");
+                }
+            }
+        }
+        ("", "Service") => {
+            let old_spec = old.get("spec");
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                let ip = spec
+                    .get("clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let old_ip = old_spec
+                    .and_then(|s| s.get("clusterIP"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let ips_unchanged =
+                    spec.get("clusterIPs") == old_spec.and_then(|s| s.get("clusterIPs"));
+                let ips_empty = spec
+                    .get("clusterIPs")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+                if !ip.is_empty() && (ips_empty || (ips_unchanged && ip != old_ip)) {
+                    spec.insert("clusterIPs".into(), json!([ip]));
+                } else if ip.is_empty() && ips_unchanged && !old_ip.is_empty() {
+                    spec.remove("clusterIPs");
                 }
             }
         }
@@ -199,6 +241,33 @@ pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
     }
 }
 
+/// Upstream `BeforeUpdate`: metadata only the server sets survives any update.
+fn keep_system_metadata(old: &Value, obj: &mut Map<String, Value>) {
+    let Some(old_meta) = old.get("metadata").and_then(Value::as_object) else {
+        return;
+    };
+    let meta = ensure_obj(obj, "metadata");
+    if meta
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        if let Some(uid) = old_meta.get("uid") {
+            meta.insert("uid".into(), uid.clone());
+        }
+    }
+    for key in [
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        if let Some(v) = old_meta.get(key).filter(|v| !v.is_null()) {
+            meta.insert(key.into(), v.clone());
+        }
+    }
+}
+
 /// Prepares an update through the `status` subresource as upstream's status strategies: only
 /// `status` changes; `spec` and the metadata upstream resets (`ResetObjectMetaForStatus`:
 /// labels, annotations, finalizers, owner references, deletion timestamp, generation) are
@@ -208,6 +277,7 @@ pub fn prepare_for_status_update(info: &ResourceInfo, old: &Value, new: &mut Val
     let Some(obj) = new.as_object_mut() else {
         return;
     };
+    keep_system_metadata(old, obj);
     match old.get("spec") {
         Some(spec) => {
             obj.insert("spec".into(), spec.clone());

@@ -367,20 +367,27 @@ pub fn validate_daemon_set(ds: V<'_>, errs: &mut Vec<FieldError>) {
 
 fn validate_daemon_set_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
     let sp = FieldPath::new("spec");
-    validate_selector(spec, &sp, "daemonset", errs);
+    let selector = spec.get("selector");
+    meta::validate_label_selector(selector, &sp.child("selector"), errs);
     let template = spec.get("template");
     let tp = sp.child("template");
-    let selector = spec.get("selector");
     let labels = template.get("metadata").get("labels");
-    if selector.present()
-        && !meta::selector_is_empty(selector)
-        && !meta::selector_matches(selector, labels)
-    {
+    // An absent selector selects nothing, so it never matches the template (upstream reports
+    // only this, not a missing selector).
+    if !selector.present() || !meta::selector_matches(selector, labels) {
         errs.push(FieldError::invalid_rendered(
             tp.child("metadata").child("labels"),
             labels.raw(),
             gofmt::string_map(labels),
             "`selector` does not match template `labels`",
+        ));
+    }
+    if selector.present() && meta::selector_is_empty(selector) {
+        errs.push(FieldError::invalid_rendered(
+            sp.child("selector"),
+            selector.raw(),
+            gofmt::label_selector(selector),
+            "empty selector is invalid for daemonset",
         ));
     }
     pod::validate_pod_template_spec(template, &tp, errs);
@@ -409,11 +416,6 @@ fn validate_daemon_set_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
         sp.child("templateGeneration"),
         errs,
     );
-    nonnegative(
-        spec.get("revisionHistoryLimit"),
-        sp.child("revisionHistoryLimit"),
-        errs,
-    );
     let strategy = spec.get("updateStrategy");
     let stp = sp.child("updateStrategy");
     match strategy.get("type").str() {
@@ -428,26 +430,38 @@ fn validate_daemon_set_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
                 let surge = ru.get("maxSurge");
                 validate_positive_int_or_percent(unavailable, &rp.child("maxUnavailable"), errs);
                 validate_positive_int_or_percent(surge, &rp.child("maxSurge"), errs);
-                let zero = |v: V<'_>| int_or_percent(v).map_or(!v.present(), |(i, _)| i == 0);
-                if zero(unavailable) && zero(surge) {
-                    errs.push(FieldError::invalid_rendered(
-                        rp.child("maxUnavailable"),
-                        unavailable.raw(),
-                        gofmt::int_or_string(unavailable),
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
-                }
                 not_more_than_100_percent(unavailable, &rp.child("maxUnavailable"), errs);
                 not_more_than_100_percent(surge, &rp.child("maxSurge"), errs);
+                let non_zero = |v: V<'_>| int_or_percent(v).is_some_and(|(i, _)| i != 0);
+                match (non_zero(unavailable), non_zero(surge)) {
+                    (true, true) => errs.push(FieldError::invalid_rendered(
+                        rp.child("maxSurge"),
+                        surge.raw(),
+                        gofmt::int_or_string(surge),
+                        "may not be set when maxUnavailable is non-zero",
+                    )),
+                    (false, false) => errs.push(FieldError::required(
+                        rp.child("maxUnavailable"),
+                        "cannot be 0 when maxSurge is 0",
+                    )),
+                    _ => {}
+                }
             }
         }
-        "" => errs.push(FieldError::required(stp.child("type"), "")),
-        other => errs.push(FieldError::not_supported(
-            stp.child("type"),
-            other,
-            &["OnDelete", "RollingUpdate"],
-        )),
+        other => {
+            let mut e = FieldError::not_supported(stp, other, &["RollingUpdate", "OnDelete"]);
+            e.rendered = Some(format!(
+                "apps.DaemonSetUpdateStrategy{{Type:{}, RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}}",
+                super::errors::go_quote(other)
+            ));
+            errs.push(e);
+        }
     }
+    nonnegative(
+        spec.get("revisionHistoryLimit"),
+        sp.child("revisionHistoryLimit"),
+        errs,
+    );
 }
 
 /// Validates a DaemonSet update.

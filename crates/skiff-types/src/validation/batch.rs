@@ -13,6 +13,10 @@ use crate::strategy::{
 
 /// Validates a new Job.
 pub fn validate_job(job: V<'_>, errs: &mut Vec<FieldError>) {
+    validate_job_with(job, true, errs);
+}
+
+fn validate_job_with(job: V<'_>, require_prefixed_labels: bool, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         job.get("metadata"),
         true,
@@ -20,7 +24,7 @@ pub fn validate_job(job: V<'_>, errs: &mut Vec<FieldError>) {
         &FieldPath::new("metadata"),
         errs,
     );
-    validate_generated_selector(job, errs);
+    validate_generated_selector(job, require_prefixed_labels, errs);
     validate_job_spec(job.get("spec"), errs);
     let spec = job.get("spec");
     if spec.get("completionMode").str() == "Indexed" {
@@ -38,42 +42,58 @@ pub fn validate_job(job: V<'_>, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_generated_selector(job: V<'_>, errs: &mut Vec<FieldError>) {
-    let spec = job.get("spec");
-    if spec.get("manualSelector").bool() == Some(true) {
-        return;
-    }
-    let lp = FieldPath::new("spec")
+/// Upstream `ValidateHasLabel`.
+fn has_label(labels: V<'_>, key: &str, want: &str, errs: &mut Vec<FieldError>) {
+    let p = FieldPath::new("spec")
         .child("template")
         .child("metadata")
-        .child("labels");
-    let labels = spec.get("template").get("metadata").get("labels");
-    if !labels.present() {
-        errs.push(FieldError::required(lp, "must not be nil"));
-        return;
+        .child("labels")
+        .key(key);
+    match labels.map().get(key) {
+        None => errs.push(FieldError::required(p, format!("must be '{want}'"))),
+        Some(v) if v.as_str() != Some(want) => errs.push(FieldError::invalid_rendered(
+            p,
+            labels.raw(),
+            gofmt::string_map(labels),
+            format!("must be '{want}'"),
+        )),
+        Some(_) => {}
     }
-    if !spec.get("selector").present() {
+}
+
+/// Upstream `validateGeneratedSelector`: unless `manualSelector`, the pod template carries the
+/// job's name and uid labels and the selector selects exactly them.
+fn validate_generated_selector(
+    job: V<'_>,
+    require_prefixed_labels: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    let spec = job.get("spec");
+    if spec.get("manualSelector").bool() == Some(true) || !spec.get("selector").present() {
         return;
     }
     let uid = job.get("metadata").get("uid").str();
     let name = job.get("metadata").get("name").str();
-    for (key, want) in [
-        (LEGACY_CONTROLLER_UID_LABEL, uid),
-        (LEGACY_JOB_NAME_LABEL, name),
-        (CONTROLLER_UID_LABEL, uid),
-        (JOB_NAME_LABEL, name),
-    ] {
-        let got = labels.get(key).str();
-        if got != want {
-            errs.push(FieldError::invalid(
-                lp.key(key),
-                got,
-                format!("must be '{want}'"),
-            ));
-        }
+    if uid.is_empty() {
+        errs.push(FieldError::required(
+            FieldPath::new("metadata").child("uid"),
+            "",
+        ));
     }
-    let expected = serde_json::json!({"matchLabels": {CONTROLLER_UID_LABEL: uid}});
-    if !spec.get("selector").same(&V::new(&expected)) {
+    let labels = spec.get("template").get("metadata").get("labels");
+    has_label(labels, LEGACY_CONTROLLER_UID_LABEL, uid, errs);
+    has_label(labels, LEGACY_JOB_NAME_LABEL, name, errs);
+    let mut expected = serde_json::Map::new();
+    if require_prefixed_labels {
+        has_label(labels, CONTROLLER_UID_LABEL, uid, errs);
+        has_label(labels, JOB_NAME_LABEL, name, errs);
+        expected.insert(CONTROLLER_UID_LABEL.into(), uid.into());
+        expected.insert(JOB_NAME_LABEL.into(), name.into());
+    }
+    expected.insert(LEGACY_CONTROLLER_UID_LABEL.into(), uid.into());
+    expected.insert(LEGACY_JOB_NAME_LABEL.into(), name.into());
+    let expected = serde_json::Value::Object(expected);
+    if !meta::selector_matches(spec.get("selector"), V::new(&expected)) {
         errs.push(FieldError::invalid_rendered(
             FieldPath::new("spec").child("selector"),
             spec.get("selector").raw(),
@@ -138,25 +158,42 @@ fn validate_job_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
         }
     }
     let prp = spec.get("podReplacementPolicy");
-    if prp.present() && !matches!(prp.str(), "TerminatingOrFailed" | "Failed") {
-        errs.push(FieldError::not_supported(
-            sp.child("podReplacementPolicy"),
-            prp.str(),
-            &["Failed", "TerminatingOrFailed"],
-        ));
+    if prp.present() {
+        if spec.get("podFailurePolicy").present() {
+            if prp.str() != "Failed" {
+                errs.push(FieldError::not_supported(
+                    sp.child("podReplacementPolicy"),
+                    prp.str(),
+                    &["Failed"],
+                ));
+            }
+        } else if !matches!(prp.str(), "TerminatingOrFailed" | "Failed") {
+            errs.push(FieldError::not_supported(
+                sp.child("podReplacementPolicy"),
+                prp.str(),
+                &["Failed", "TerminatingOrFailed"],
+            ));
+        }
     }
     let tp = sp.child("template");
     pod::validate_pod_template_spec(spec.get("template"), &tp, errs);
     let restart = spec.get("template").get("spec").get("restartPolicy").str();
-    if restart != "OnFailure" && restart != "Never" {
+    let rp = tp.child("spec").child("restartPolicy");
+    if restart == "Always" || restart.is_empty() {
+        // Defaulting turns an unset policy into Always, so upstream reports it as missing.
+        errs.push(FieldError::required(
+            rp,
+            "valid values: \"OnFailure\", \"Never\"",
+        ));
+    } else if restart != "OnFailure" && restart != "Never" {
         errs.push(FieldError::not_supported(
-            tp.child("spec").child("restartPolicy"),
+            rp,
             restart,
             &["OnFailure", "Never"],
         ));
-    } else if restart == "OnFailure" && spec.get("podFailurePolicy").present() {
+    } else if spec.get("podFailurePolicy").present() && restart != "Never" {
         errs.push(FieldError::invalid(
-            tp.child("spec").child("restartPolicy"),
+            rp,
             restart,
             "only \"Never\" is supported when podFailurePolicy is specified",
         ));
@@ -166,7 +203,15 @@ fn validate_job_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
 /// Validates a Job update: the new object, then the immutable parts of its spec (selector,
 /// completions, completion mode, pod template unless the job is suspended and never started).
 pub fn validate_job_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
-    validate_job(new, errs);
+    let old_labels = old
+        .get("spec")
+        .get("template")
+        .get("metadata")
+        .get("labels")
+        .map();
+    let require_prefixed =
+        old_labels.contains_key(JOB_NAME_LABEL) && old_labels.contains_key(CONTROLLER_UID_LABEL);
+    validate_job_with(new, require_prefixed, errs);
     let (ns, os) = (new.get("spec"), old.get("spec"));
     let sp = FieldPath::new("spec");
     if !ns.get("selector").same(&os.get("selector")) {

@@ -22,7 +22,7 @@ fn meta_path() -> FieldPath {
 
 // ----------------------------------------------------------------------------------- Namespace
 
-const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+use super::meta::STANDARD_FINALIZERS;
 
 /// Validates a new Namespace.
 pub fn validate_namespace(ns: V<'_>, errs: &mut Vec<FieldError>) {
@@ -227,7 +227,7 @@ pub fn validate_node_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) 
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 
-/// Validates a new Service.
+/// Validates a new Service (upstream `ValidateService`).
 pub fn validate_service(svc: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         svc.get("metadata"),
@@ -236,55 +236,75 @@ pub fn validate_service(svc: V<'_>, errs: &mut Vec<FieldError>) {
         &meta_path(),
         errs,
     );
-    validate_service_spec(svc.get("spec"), errs);
+    validate_service_spec(svc, errs);
 }
 
-fn validate_service_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
+fn is_headless(spec: V<'_>) -> bool {
+    spec.get("clusterIPs")
+        .items()
+        .next()
+        .is_some_and(|ip| ip.str() == "None")
+        || spec.get("clusterIP").str() == "None"
+}
+
+/// Go's `%#v` of the `core.ServicePort` key upstream reports duplicates with.
+fn service_port_key(protocol: &str, port: i64) -> String {
+    format!(
+        "core.ServicePort{{Name:\"\", Protocol:{}, AppProtocol:(*string)(nil), Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
+        super::errors::go_quote(protocol)
+    )
+}
+
+fn validate_service_spec(svc: V<'_>, errs: &mut Vec<FieldError>) {
+    let spec = svc.get("spec");
     let sp = FieldPath::new("spec");
     let ty = spec.get("type").str();
-    let cluster_ip = spec.get("clusterIP").str();
-    let headless = cluster_ip == "None";
-    match ty {
-        "ClusterIP" | "NodePort" | "LoadBalancer" => {}
-        "ExternalName" => {
-            let name = spec.get("externalName").str();
-            let en = sp.child("externalName");
-            if name.is_empty() {
-                errs.push(FieldError::required(en, ""));
-            } else {
-                let trimmed = name.strip_suffix('.').unwrap_or(name);
-                let mut msgs = names::dns1123_subdomain(trimmed);
-                if msgs.is_empty() && !trimmed.contains('.') {
-                    msgs.push(
-                        "should be a domain with at least two segments separated by dots"
-                            .to_string(),
-                    );
-                }
-                for msg in msgs {
-                    errs.push(FieldError::invalid(en.clone(), trimmed, msg));
-                }
-            }
-            if !cluster_ip.is_empty() {
-                errs.push(FieldError::forbidden(
-                    sp.child("clusterIP"),
-                    "may not be set for ExternalName services",
-                ));
-            }
-        }
-        "" => errs.push(FieldError::required(sp.child("type"), "")),
-        other => errs.push(FieldError::not_supported(
-            sp.child("type"),
-            other,
-            SERVICE_TYPES,
-        )),
-    }
+    let headless = is_headless(spec);
     let ports = spec.get("ports");
     if ports.is_empty() && !headless && ty != "ExternalName" {
         errs.push(FieldError::required(sp.child("ports"), ""));
     }
+    match ty {
+        "LoadBalancer" | "NodePort" if headless => {
+            errs.push(FieldError::invalid(
+                sp.child("clusterIPs").index(0),
+                "None",
+                format!("may not be set to 'None' for {ty} services"),
+            ));
+        }
+        "ExternalName" => {
+            if !spec.get("clusterIPs").is_empty() {
+                errs.push(FieldError::forbidden(
+                    sp.child("clusterIPs"),
+                    "may not be set for ExternalName services",
+                ));
+            }
+            if !spec.get("ipFamilies").is_empty() {
+                errs.push(FieldError::forbidden(
+                    sp.child("ipFamilies"),
+                    "may not be set for ExternalName services",
+                ));
+            }
+            if spec.get("ipFamilyPolicy").present() {
+                errs.push(FieldError::forbidden(
+                    sp.child("ipFamilyPolicy"),
+                    "may not be set for ExternalName services",
+                ));
+            }
+            let name = spec.get("externalName").str();
+            let cname = name.strip_suffix('.').unwrap_or(name);
+            if cname.is_empty() {
+                errs.push(FieldError::required(sp.child("externalName"), ""));
+            } else {
+                for msg in names::dns1123_subdomain(cname) {
+                    errs.push(FieldError::invalid(sp.child("externalName"), cname, msg));
+                }
+            }
+        }
+        _ => {}
+    }
     let many = ports.len() > 1;
     let mut port_names = BTreeSet::new();
-    let mut port_keys = BTreeSet::new();
     for (i, port) in ports.items().enumerate() {
         let p = sp.child("ports").index(i);
         let name = port.get("name").str();
@@ -302,75 +322,60 @@ fn validate_service_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
         for msg in names::port_num(num) {
             errs.push(FieldError::invalid(p.child("port"), num, msg));
         }
-        let protocol = port.get("protocol").str();
-        pod::validate_protocol(protocol, &p.child("protocol"), errs);
-        if !port_keys.insert(format!("{num}/{protocol}")) {
-            errs.push(FieldError::duplicate(
-                p.clone(),
-                serde_json::json!({"port": num, "protocol": protocol}),
-            ));
-        }
-        let target = port.get("targetPort");
-        pod::validate_port_num_or_name(target, &p.child("targetPort"), errs);
-        if let Some(node_port) = port.get("nodePort").int().filter(|n| *n != 0) {
-            if ty != "NodePort" && ty != "LoadBalancer" {
-                errs.push(FieldError::forbidden(
-                    p.child("nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                ));
-            }
-            for msg in names::port_num(node_port) {
-                errs.push(FieldError::invalid(p.child("nodePort"), node_port, msg));
+        pod::validate_protocol(port.get("protocol").str(), &p.child("protocol"), errs);
+        pod::validate_port_num_or_name(port.get("targetPort"), &p.child("targetPort"), errs);
+        let app = port.get("appProtocol");
+        if app.present() {
+            for msg in names::qualified_name(app.str()) {
+                errs.push(FieldError::invalid(p.child("appProtocol"), app.str(), msg));
             }
         }
     }
-    if !cluster_ip.is_empty() && !headless {
-        for msg in names::ip_address(cluster_ip) {
-            errs.push(FieldError::invalid(sp.child("clusterIP"), cluster_ip, msg));
-        }
-    }
-    match spec.get("sessionAffinity").str() {
-        "None" | "ClientIP" => {}
+    meta::validate_labels(spec.get("selector"), &sp.child("selector"), errs);
+    let affinity = spec.get("sessionAffinity").str();
+    match affinity {
         "" => errs.push(FieldError::required(sp.child("sessionAffinity"), "")),
+        "ClientIP" | "None" => {}
         other => errs.push(FieldError::not_supported(
             sp.child("sessionAffinity"),
             other,
             &["ClientIP", "None"],
         )),
     }
-    if spec.get("sessionAffinity").str() == "ClientIP" {
-        let timeout = spec
-            .get("sessionAffinityConfig")
-            .get("clientIP")
-            .get("timeoutSeconds")
-            .int0();
-        if !(1..=86400).contains(&timeout) {
-            errs.push(FieldError::invalid(
-                sp.child("sessionAffinityConfig")
-                    .child("clientIP")
-                    .child("timeoutSeconds"),
-                timeout,
-                "must be greater than 0 and less than 86400",
+    let config = spec.get("sessionAffinityConfig");
+    let cp = sp.child("sessionAffinityConfig");
+    if affinity == "ClientIP" {
+        if !config.present() {
+            errs.push(FieldError::required(
+                cp,
+                "when session affinity type is ClientIP",
+            ));
+        } else if !config.get("clientIP").present() {
+            errs.push(FieldError::required(
+                cp.child("clientIP"),
+                "when session affinity type is ClientIP",
+            ));
+        } else if let Some(timeout) = config.get("clientIP").get("timeoutSeconds").int() {
+            if !(1..=86400).contains(&timeout) {
+                errs.push(FieldError::invalid(
+                    cp.child("clientIP").child("timeoutSeconds"),
+                    timeout,
+                    "must be greater than 0 and less than 86400",
+                ));
+            }
+        } else {
+            errs.push(FieldError::required(
+                cp.child("clientIP").child("timeoutSeconds"),
+                "when session affinity type is ClientIP",
             ));
         }
-    }
-    meta::validate_labels(spec.get("selector"), &sp.child("selector"), errs);
-    let etp = spec.get("externalTrafficPolicy");
-    if etp.present() && !matches!(etp.str(), "Cluster" | "Local") {
-        errs.push(FieldError::not_supported(
-            sp.child("externalTrafficPolicy"),
-            etp.str(),
-            &["Cluster", "Local"],
+    } else if affinity == "None" && config.present() {
+        errs.push(FieldError::forbidden(
+            cp,
+            "must not be set when session affinity is None",
         ));
     }
-    let itp = spec.get("internalTrafficPolicy");
-    if itp.present() && !matches!(itp.str(), "Cluster" | "Local") {
-        errs.push(FieldError::not_supported(
-            sp.child("internalTrafficPolicy"),
-            itp.str(),
-            &["Cluster", "Local"],
-        ));
-    }
+    validate_cluster_ips(spec, &sp, errs);
     for (i, ip) in spec.get("externalIPs").items().enumerate() {
         for msg in names::ip_address(ip.str()) {
             errs.push(FieldError::invalid(
@@ -380,24 +385,220 @@ fn validate_service_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+    match ty {
+        "" => errs.push(FieldError::required(sp.child("type"), "")),
+        t if SERVICE_TYPES.contains(&t) => {}
+        other => errs.push(FieldError::not_supported(
+            sp.child("type"),
+            other,
+            SERVICE_TYPES,
+        )),
+    }
+    if ty == "ClusterIP" {
+        for (i, port) in ports.items().enumerate() {
+            if port.get("nodePort").int0() != 0 {
+                errs.push(FieldError::forbidden(
+                    sp.child("ports").index(i).child("nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
+            }
+        }
+    }
+    let mut node_ports = BTreeSet::new();
+    for (i, port) in ports.items().enumerate() {
+        let np = port.get("nodePort").int0();
+        if np == 0 {
+            continue;
+        }
+        if !node_ports.insert((port.get("protocol").str().to_string(), np)) {
+            errs.push(FieldError::duplicate(
+                sp.child("ports").index(i).child("nodePort"),
+                np,
+            ));
+        }
+    }
+    let mut keys = BTreeSet::new();
+    for (i, port) in ports.items().enumerate() {
+        let (protocol, num) = (port.get("protocol").str(), port.get("port").int0());
+        if !keys.insert((protocol.to_string(), num)) {
+            let mut e = FieldError::duplicate(
+                sp.child("ports").index(i),
+                serde_json::json!({"port": num, "protocol": protocol}),
+            );
+            e.rendered = Some(service_port_key(protocol, num));
+            errs.push(e);
+        }
+    }
+    if spec.get("allocateLoadBalancerNodePorts").present() && ty != "LoadBalancer" {
+        errs.push(FieldError::forbidden(
+            sp.child("allocateLoadBalancerNodePorts"),
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
+    if ty == "LoadBalancer" && !spec.get("allocateLoadBalancerNodePorts").present() {
+        errs.push(FieldError::required(
+            FieldPath::new("allocateLoadBalancerNodePorts"),
+            "",
+        ));
+    }
+    let externally_accessible = ty == "LoadBalancer"
+        || ty == "NodePort"
+        || (ty == "ClusterIP" && !spec.get("externalIPs").is_empty());
+    let etp = spec.get("externalTrafficPolicy").str();
+    if !externally_accessible {
+        if !etp.is_empty() {
+            errs.push(FieldError::invalid(
+                sp.child("externalTrafficPolicy"),
+                etp,
+                "may only be set for externally-accessible services",
+            ));
+        }
+    } else if etp.is_empty() {
+        errs.push(FieldError::required(sp.child("externalTrafficPolicy"), ""));
+    } else if !matches!(etp, "Cluster" | "Local") {
+        errs.push(FieldError::not_supported(
+            sp.child("externalTrafficPolicy"),
+            etp,
+            &["Cluster", "Local"],
+        ));
+    }
+    let hc = spec.get("healthCheckNodePort").int0();
+    let needs_health_check = ty == "LoadBalancer" && etp == "Local";
+    if !needs_health_check && hc != 0 {
+        errs.push(FieldError::invalid(
+            sp.child("healthCheckNodePort"),
+            hc,
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        ));
+    }
+    let itp = spec.get("internalTrafficPolicy");
+    if !itp.present() {
+        if matches!(ty, "NodePort" | "LoadBalancer" | "ClusterIP") {
+            errs.push(FieldError::required(sp.child("internalTrafficPolicy"), ""));
+        }
+    } else if !matches!(itp.str(), "Cluster" | "Local") {
+        errs.push(FieldError::not_supported(
+            sp.child("internalTrafficPolicy"),
+            itp.str(),
+            &["Cluster", "Local"],
+        ));
+    }
+    let td = spec.get("trafficDistribution");
+    if td.present() && td.str() != "PreferClose" {
+        errs.push(FieldError::not_supported(
+            sp.child("trafficDistribution"),
+            td.str(),
+            &["PreferClose"],
+        ));
+    }
 }
 
-/// Validates a Service update: the cluster IP is immutable (except to or from ExternalName).
+/// Upstream `ValidateServiceClusterIPsRelatedFields` (single- and dual-stack addresses).
+fn validate_cluster_ips(spec: V<'_>, sp: &FieldPath, errs: &mut Vec<FieldError>) {
+    if spec.get("type").str() == "ExternalName" {
+        return;
+    }
+    let ips_path = sp.child("clusterIPs");
+    let cluster_ip = spec.get("clusterIP").str();
+    let ips = spec.get("clusterIPs");
+    if !cluster_ip.is_empty() {
+        match ips.items().next() {
+            None => errs.push(FieldError::required(&ips_path, "")),
+            Some(first) if first.str() != cluster_ip => {
+                errs.push(FieldError::invalid(
+                    &ips_path,
+                    ips.raw(),
+                    "first value must match `clusterIP`",
+                ));
+            }
+            Some(_) => {}
+        }
+    } else if !ips.is_empty() {
+        errs.push(FieldError::invalid(
+            &ips_path,
+            ips.raw(),
+            "must be empty when `clusterIP` is not specified",
+        ));
+    }
+    let mut families = BTreeSet::new();
+    for (i, f) in spec.get("ipFamilies").items().enumerate() {
+        let p = sp.child("ipFamilies").index(i);
+        if !matches!(f.str(), "IPv4" | "IPv6") {
+            errs.push(FieldError::not_supported(
+                p.clone(),
+                f.str(),
+                &["IPv4", "IPv6"],
+            ));
+        }
+        if !families.insert(f.str()) {
+            errs.push(FieldError::duplicate(p, f.str()));
+        }
+    }
+    let policy = spec.get("ipFamilyPolicy");
+    if policy.present()
+        && !matches!(
+            policy.str(),
+            "SingleStack" | "PreferDualStack" | "RequireDualStack"
+        )
+    {
+        errs.push(FieldError::not_supported(
+            sp.child("ipFamilyPolicy"),
+            policy.str(),
+            &["PreferDualStack", "RequireDualStack", "SingleStack"],
+        ));
+    }
+    for (i, ip) in ips.items().enumerate() {
+        if i == 0 && ip.str() == "None" {
+            if ips.len() > 1 {
+                errs.push(FieldError::invalid(
+                    &ips_path,
+                    ips.raw(),
+                    "'None' must be the first and only value",
+                ));
+            }
+            continue;
+        }
+        for msg in names::ip_address(ip.str()) {
+            errs.push(FieldError::invalid(ips_path.index(i), ip.str(), msg));
+        }
+    }
+    if ips.len() > 2 {
+        errs.push(FieldError::invalid(
+            &ips_path,
+            ips.raw(),
+            "may only hold up to 2 values",
+        ));
+    }
+}
+
+/// Validates a Service update: the primary cluster IP may not change once set (except to or
+/// from ExternalName).
 pub fn validate_service_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
-    validate_service_spec(new.get("spec"), errs);
     let (ns, os) = (new.get("spec"), old.get("spec"));
     let involves_external =
         ns.get("type").str() == "ExternalName" || os.get("type").str() == "ExternalName";
     if !involves_external {
-        let (nip, oip) = (ns.get("clusterIP").str(), os.get("clusterIP").str());
-        if !oip.is_empty() && nip != oip {
-            errs.push(FieldError::invalid(
-                FieldPath::new("spec").child("clusterIP"),
-                nip,
-                meta::FIELD_IMMUTABLE,
-            ));
+        let (nips, oips) = (ns.get("clusterIPs"), os.get("clusterIPs"));
+        let ips_path = FieldPath::new("spec").child("clusterIPs");
+        match (oips.items().next(), nips.items().next()) {
+            (Some(o), Some(n)) if o.str() != n.str() => {
+                errs.push(FieldError::invalid(
+                    ips_path.index(0),
+                    n.str(),
+                    "may not change once set",
+                ));
+            }
+            (Some(_), None) => {
+                errs.push(FieldError::invalid(
+                    ips_path,
+                    nips.raw(),
+                    "primary clusterIP can not be unset",
+                ));
+            }
+            _ => {}
         }
     }
+    validate_service_spec(new, errs);
 }
 
 /// Validates a Service status update.
@@ -416,6 +617,12 @@ pub fn validate_service_status(svc: V<'_>, errs: &mut Vec<FieldError>) {
         if !ip.is_empty() {
             for msg in names::ip_address(ip) {
                 errs.push(FieldError::invalid(p.index(i).child("ip"), ip, msg));
+            }
+        }
+        let host = ing.get("hostname").str();
+        if !host.is_empty() {
+            for msg in names::dns1123_subdomain(host) {
+                errs.push(FieldError::invalid(p.index(i).child("hostname"), host, msg));
             }
         }
     }

@@ -110,7 +110,30 @@ pub fn validate_object_meta(
     }
     validate_common(meta, path, errs);
     validate_finalizers(meta.get("finalizers"), &path.child("finalizers"), errs);
+    validate_kube_finalizer_names(meta, path, errs);
 }
+
+/// Finalizers without a domain must be one of the standard ones (core's
+/// `validateKubeFinalizerName`, reported per index on top of the generic check).
+fn validate_kube_finalizer_names(meta: V<'_>, path: &FieldPath, errs: &mut Vec<FieldError>) {
+    for (i, f) in meta.get("finalizers").items().enumerate() {
+        let name = f.str();
+        let p = path.child("finalizers").index(i);
+        for msg in names::qualified_name(name) {
+            errs.push(FieldError::invalid(p.clone(), name, msg));
+        }
+        if !name.contains('/') && !STANDARD_FINALIZERS.contains(&name) {
+            errs.push(FieldError::invalid(
+                p,
+                name,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
+    }
+}
+
+/// Finalizer names that need no domain prefix.
+pub const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
 
 fn validate_common(meta: V<'_>, path: &FieldPath, errs: &mut Vec<FieldError>) {
     validate_labels(meta.get("labels"), &path.child("labels"), errs);
@@ -294,6 +317,7 @@ pub fn validate_object_meta_update(
         }
     }
     validate_common(new, path, errs);
+    validate_kube_finalizer_names(new, path, errs);
 }
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.

@@ -121,6 +121,16 @@ pub fn validate_status_update(
     ValidationErrors(errs).into_result()
 }
 
+/// Validates a `v1` `Binding` posted to `pods/binding` (upstream `ValidatePodBinding`).
+pub fn validate_binding(binding: &Value) -> Result<(), ValidationErrors> {
+    check_types_of("v1", "Binding", binding).map_err(|e| {
+        ValidationErrors(vec![FieldError::type_invalid("<object>", None, e.detail)])
+    })?;
+    let mut errs = Vec::new();
+    pod::validate_binding(V::new(binding), &mut errs);
+    ValidationErrors(errs).into_result()
+}
+
 fn type_checked(info: &ResourceInfo, object: &Value) -> Result<(), ValidationErrors> {
     check_types(info, object)
         .map_err(|e| ValidationErrors(vec![FieldError::type_invalid("<object>", None, e.detail)]))
