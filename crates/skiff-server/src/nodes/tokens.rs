@@ -122,6 +122,49 @@ pub(crate) async fn ensure_default(
     Ok(token)
 }
 
+/// Parses a `--ttl`: `0` (never expires), or a duration such as `30m`, `24h`, `1h30m`, `7d`.
+pub fn parse_ttl(text: &str) -> Result<Option<Duration>, NodeLinkError> {
+    let text = text.trim();
+    if text == "0" || text == "0s" {
+        return Ok(None);
+    }
+    let invalid = |why: &str| {
+        NodeLinkError::Invalid(format!(
+            "invalid --ttl {text:?}: {why} (examples: 30m, 24h, 1h30m, 7d; 0 = never expires)"
+        ))
+    };
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid(&format!("unknown unit '{c}'"))),
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| invalid("a number must precede each unit"))?;
+        number.clear();
+        total = value
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| invalid("too long"))?;
+    }
+    if !number.is_empty() {
+        return Err(invalid("the last number has no unit"));
+    }
+    if total == 0 {
+        return Err(invalid("empty duration"));
+    }
+    Ok(Some(Duration::from_secs(total)))
+}
+
 /// A token as listed by `skiff token list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -276,6 +319,27 @@ impl TokenAdmin {
                 "join token {id} does not exist"
             ))),
             Err(error) => Err(NodeLinkError::api(format!("cannot revoke join token {id}"))(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("0").unwrap(), None);
+        assert_eq!(parse_ttl("24h").unwrap(), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("1h30m").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_ttl("7d").unwrap(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        for bad in ["", "h", "10", "3w", "-1h"] {
+            let err = parse_ttl(bad).unwrap_err().to_string();
+            assert!(err.contains("--ttl"), "{err}");
         }
     }
 }
