@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use oci_spec::image::Descriptor;
@@ -90,6 +90,43 @@ impl ImageStore {
             }));
         }
         Ok(images)
+    }
+
+    /// Imports every archive (`*.tar`, `*.tar.gz`, `*.tgz`, `*.tar.zst`) of `dir`, in name
+    /// order — the agent's `DATA_DIR/agent/images/` for air-gapped sites. A missing directory
+    /// holds nothing. One bad archive does not stop the others: each file's outcome is returned.
+    pub fn import_directory(
+        &self,
+        dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(PathBuf, Result<Vec<ImageInfo>>)>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ImageError::io("list", dir, e)),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                p.is_file()
+                    && [".tar", ".tar.gz", ".tgz", ".tar.zst"]
+                        .iter()
+                        .any(|s| name.ends_with(s))
+            })
+            .collect();
+        files.sort();
+        Ok(files
+            .into_iter()
+            .map(|file| {
+                let result = self.import_archive(&file, progress);
+                if let Err(error) = &result {
+                    tracing::warn!(archive = %file.display(), %error, "image archive not imported");
+                }
+                (file, result)
+            })
+            .collect())
     }
 
     fn read_archive(&self, path: &Path, progress: &dyn Progress) -> Result<ArchiveFiles> {

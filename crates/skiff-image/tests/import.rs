@@ -338,3 +338,33 @@ fn lists_removes_and_collects_garbage() {
         .count();
     assert_eq!((blobs, layers), (0, 0));
 }
+
+#[test]
+fn imports_a_directory_of_archives_for_air_gapped_nodes() {
+    let work = tempfile::tempdir().unwrap();
+    let images = work.path().join("agent/images");
+    fs::create_dir_all(&images).unwrap();
+    busybox(&images, "latest", false);
+    busybox(&images, "v2", false);
+    fs::write(images.join("broken.tar"), "not an archive").unwrap();
+    fs::write(images.join("README"), "ignored").unwrap();
+    let store = ImageStore::open(&work.path().join("store")).unwrap();
+
+    let outcomes = store.import_directory(&images, &NoProgress).unwrap();
+    let names: Vec<String> = outcomes
+        .iter()
+        .map(|(path, _)| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["broken.tar", "busybox-latest.tar", "busybox-v2.tar"]
+    );
+    assert!(outcomes[0].1.is_err());
+    assert!(outcomes[1].1.is_ok() && outcomes[2].1.is_ok());
+    assert_eq!(store.list().unwrap().len(), 2);
+
+    let none = store
+        .import_directory(&work.path().join("absent"), &NoProgress)
+        .unwrap();
+    assert!(none.is_empty());
+}
