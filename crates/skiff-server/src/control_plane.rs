@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use skiff_apiserver::{ApiConfig, ApiServer, GroupAuthorizer};
+use skiff_apiserver::{ApiConfig, ApiServer, GroupAuthorizer, NodeAuthorizer, UnionAuthorizer};
 use skiff_pki::{ServerPki, ServingNames};
 use skiff_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -111,7 +111,11 @@ impl ControlPlane {
         let api = ApiServer::new(
             store.clone(),
             ApiConfig {
-                authorizer: Arc::new(GroupAuthorizer::masters()),
+                // Admins may do everything; node identities only what the node authorizer allows.
+                authorizer: Arc::new(UnionAuthorizer::new(vec![
+                    Arc::new(GroupAuthorizer::masters()),
+                    Arc::new(NodeAuthorizer::new(store.clone())),
+                ])),
                 ..ApiConfig::default()
             },
         );

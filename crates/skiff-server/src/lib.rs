@@ -49,6 +49,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error(transparent)]
     Serve(#[from] skiff_apiserver::ServeError),
+    /// The node link could not start.
+    #[error(transparent)]
+    NodeLink(#[from] nodes::NodeLinkError),
     /// A background task of the control plane panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -60,12 +63,30 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let plane = ControlPlane::start(&config).await?;
+    let link = nodes::NodeLink::start(
+        &plane.api,
+        &plane.pki,
+        nodes::NodeLinkSettings::new(
+            std::net::SocketAddr::new(config.bind_address, plane.listen_address.port()),
+            &plane.paths.root,
+            config.token.clone(),
+        ),
+    )
+    .await?;
     if !config.disable_agent {
         tracing::warn!(
             "the local node agent is not available in this build yet; running the control plane only (pass --disable-agent to silence this)"
         );
     }
-    plane.serve(shutdown).await
+    // Nodes get their goodbye before the API and the store stop.
+    let (stop_api, mut api_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(plane.serve(async move {
+        let _ = api_stopped.wait_for(|stop| *stop).await;
+    }));
+    shutdown.await;
+    link.shutdown().await;
+    let _ = stop_api.send(true);
+    api.await.map_err(|e| ServerError::Task(e.to_string()))?
 }
 
 pub use skiff_types::KUBERNETES_VERSION;
