@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rtnetlink::packet_route::link::InfoKind;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 use crate::config::{
     host_ips_overlap, Backend, NetworkConfig, Peer, PodNetRequest, PodNetStatus, DEFAULT_BRIDGE,
@@ -39,6 +39,8 @@ struct Inner {
     ipam: Ipam,
     state_path: PathBuf,
     state: Mutex<NodeState>,
+    /// Wakes the background task that fsyncs the state file.
+    flush: watch::Sender<u64>,
     nft_lock: Mutex<()>,
 }
 
@@ -106,7 +108,22 @@ impl PodNetwork {
         let state_path = state::state_path(&config.state_dir);
         let vxlan_device = config.backend.vxlan_device();
 
-        let mut node_state = match state::load(&state_path)? {
+        let loaded = match state::load(&state_path) {
+            Err(NetError::CorruptState { reason, .. })
+                if state::written_before_this_boot(&state_path) =>
+            {
+                // Half-written by a power loss: the pods it described died with that boot.
+                let aside = state::set_aside(&state_path)?;
+                tracing::warn!(
+                    file = %aside.display(),
+                    %reason,
+                    "the network state of a previous boot is unreadable; starting afresh"
+                );
+                None
+            }
+            other => other?,
+        };
+        let mut node_state = match loaded {
             Some(existing) => {
                 if existing.pod_cidr != config.pod_cidr {
                     return Err(NetError::PodCidrChanged {
@@ -152,6 +169,18 @@ impl PodNetwork {
             if Some(old) != vxlan_device.as_ref() {
                 nl.delete_link_by_name(old).await?;
             }
+        }
+        let boot_id = state::current_boot_id();
+        if node_state.boot_id != boot_id {
+            // Pod namespaces do not survive a reboot: their addresses are free again.
+            if !node_state.pods.is_empty() {
+                tracing::info!(
+                    pods = node_state.pods.len(),
+                    "forgetting the pod addresses of a previous boot"
+                );
+            }
+            node_state.pods.clear();
+            node_state.boot_id = boot_id;
         }
         node_state.cluster_cidr = config.cluster_cidr;
         node_state.node_ip = config.node_ip;
@@ -201,7 +230,8 @@ impl PodNetwork {
         };
         warn_about_rp_filter(&ns, &uplink.name, config.backend).await;
 
-        state::save(&state_path, &node_state)?;
+        state::save_durably(&state_path, &node_state)?;
+        let flush = spawn_state_flusher(state_path.clone());
         let network = PodNetwork {
             inner: Arc::new(Inner {
                 ipam: Ipam::new(config.pod_cidr),
@@ -213,11 +243,12 @@ impl PodNetwork {
                 mtu,
                 state_path,
                 state: Mutex::new(node_state),
+                flush,
                 nft_lock: Mutex::new(()),
             }),
         };
         network.remove_stray_veths().await?;
-        network.apply_rules().await?;
+        network.replace_rules().await?;
         let remembered = network.inner.state.lock().await.peers.clone();
         peers::sync(
             &network.inner.nl,
@@ -288,7 +319,7 @@ impl PodNetwork {
             result = plumbing.plumb(&pod_ns, &veth, ip, &what).await;
         }
         if result.is_ok() && ports_changed {
-            result = self.apply_rules().await;
+            result = self.refresh_host_ports(&pod.uid, &veth, existed).await;
         }
         if let Err(e) = result {
             if !existed {
@@ -382,7 +413,7 @@ impl PodNetwork {
                 (ip, false, !pod.host_ports.is_empty())
             }
         };
-        state::save(&self.inner.state_path, &state)?;
+        self.save(&state)?;
         Ok((ip, existed, ports_changed))
     }
 
@@ -402,13 +433,14 @@ impl PodNetwork {
             let mut state = self.inner.state.lock().await;
             let removed = state.pods.remove(uid);
             if removed.is_some() {
-                state::save(&self.inner.state_path, &state)?;
+                self.save(&state)?;
             }
             removed
         };
         if let Some(record) = removed {
             if !record.host_ports.is_empty() {
-                self.apply_rules().await?;
+                self.refresh_host_ports(uid, &record.host_veth, true)
+                    .await?;
             }
             tracing::debug!(uid, ip = %record.ip, "pod detached");
         }
@@ -431,21 +463,37 @@ impl PodNetwork {
             let mut state = self.inner.state.lock().await;
             if state.peers != peers {
                 state.peers = peers;
-                state::save(&self.inner.state_path, &state)?;
+                self.save(&state)?;
                 true
             } else {
                 false
             }
         };
         if changed {
-            self.apply_rules().await?;
+            let nodes: std::collections::BTreeSet<Ipv4Addr> = {
+                let state = self.inner.state.lock().await;
+                state.peers.iter().map(|p| p.node_ip).collect()
+            };
+            self.change_rules(|ns| async move { nft::set_peer_nodes(&ns, &nodes).await })
+                .await?;
         }
         Ok(())
     }
 
-    /// Replaces the nftables table with the rules for the current state.
-    async fn apply_rules(&self) -> Result<(), NetError> {
+    /// Writes the state (atomically) and has it flushed to disk in the background.
+    fn save(&self, state: &NodeState) -> Result<(), NetError> {
+        state::save(&self.inner.state_path, state)?;
+        self.inner.flush.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// Replaces the whole nftables table with the rules for the current state.
+    async fn replace_rules(&self) -> Result<(), NetError> {
         let _serial = self.inner.nft_lock.lock().await;
+        self.replace_rules_locked().await
+    }
+
+    async fn replace_rules_locked(&self) -> Result<(), NetError> {
         let input = {
             let state = self.inner.state.lock().await;
             RulesetInput {
@@ -455,10 +503,10 @@ impl PodNetwork {
                 peer_nodes: state.peers.iter().map(|p| p.node_ip).collect(),
                 host_ports: state
                     .pods
-                    .iter()
-                    .flat_map(|(uid, p)| {
+                    .values()
+                    .flat_map(|p| {
                         p.host_ports.iter().map(move |hp| HostPortRule {
-                            uid: uid.clone(),
+                            tag: p.host_veth.clone(),
                             pod_ip: p.ip,
                             port: *hp,
                         })
@@ -466,7 +514,56 @@ impl PodNetwork {
                     .collect(),
             }
         };
-        nft::apply(&self.inner.ns, &input).await
+        nft::replace_table(&self.inner.ns, &input).await
+    }
+
+    /// Runs an incremental nftables change; if it fails (the table was changed behind
+    /// skiff's back), rebuilds the whole table from the state instead.
+    async fn change_rules<F, Fut>(&self, change: F) -> Result<(), NetError>
+    where
+        F: FnOnce(NetNs) -> Fut,
+        Fut: std::future::Future<Output = Result<(), NetError>>,
+    {
+        let _serial = self.inner.nft_lock.lock().await;
+        if let Err(e) = change(self.inner.ns.clone()).await {
+            tracing::warn!(error = %e, "incremental nftables change failed; rebuilding the table");
+            return self.replace_rules_locked().await;
+        }
+        Ok(())
+    }
+
+    /// Makes the pod's DNAT rules match its recorded host ports.
+    async fn refresh_host_ports(
+        &self,
+        uid: &str,
+        veth: &str,
+        had_rules: bool,
+    ) -> Result<(), NetError> {
+        let rules: Vec<HostPortRule> = {
+            let state = self.inner.state.lock().await;
+            state
+                .pods
+                .get(uid)
+                .map(|p| {
+                    p.host_ports
+                        .iter()
+                        .map(|hp| HostPortRule {
+                            tag: veth.to_string(),
+                            pod_ip: p.ip,
+                            port: *hp,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let tag = veth.to_string();
+        self.change_rules(|ns| async move {
+            if had_rules {
+                nft::remove_host_ports(&ns, &tag).await?;
+            }
+            nft::add_host_ports(&ns, &rules).await
+        })
+        .await
     }
 
     /// Deletes pod veths on the bridge that belong to no recorded pod (left by a crash).
@@ -548,6 +645,24 @@ impl PodNetwork {
     pub fn state_file(&self) -> &Path {
         &self.inner.state_path
     }
+}
+
+/// A task that fsyncs the state file whenever it was rewritten (coalescing bursts); it ends
+/// when the network manager is dropped.
+fn spawn_state_flusher(path: PathBuf) -> watch::Sender<u64> {
+    let (tx, mut rx) = watch::channel(0u64);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            rx.borrow_and_update();
+            let file = path.clone();
+            match tokio::task::spawn_blocking(move || state::sync(&file)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "flushing the network state"),
+                Err(e) => tracing::warn!(error = %e, "flushing the network state"),
+            }
+        }
+    });
+    tx
 }
 
 /// Strict reverse-path filtering on the uplink drops the answers of other nodes to pod

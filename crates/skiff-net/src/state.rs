@@ -2,14 +2,23 @@
 //! the known peers, and the names of the devices skiff created (for `cleanup_all`).
 //!
 //! Stored as one JSON file, `<state_dir>/network.json`, replaced atomically (write a temporary
-//! file, fsync, rename, fsync the directory), so a crash leaves either the old or the new
-//! state and an address recorded as taken is never handed out twice.
+//! file, rename it over the old one), so an agent crash leaves either the old or the new state
+//! and an address recorded as taken is never handed out twice.
+//!
+//! Durability against power loss is deliberately relaxed on the pod start path: `fsync` costs
+//! milliseconds (tens on a busy disk or an SD card), and pods do not survive a reboot anyway —
+//! their network namespaces die with the kernel. So attach and detach rename without waiting
+//! and the manager flushes in the background ([`sync`]); setup and cleanup write durably. The
+//! state records the kernel's boot id: after a reboot, the pod entries of the previous boot
+//! are dropped (their addresses are free again), and a file left half-written by a power loss
+//! (older than the current boot) is set aside instead of blocking the node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -38,6 +47,9 @@ pub(crate) struct NodeState {
     pub pods: BTreeMap<String, PodRecord>,
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// `/proc/sys/kernel/random/boot_id` of the boot the pod entries belong to.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// One attached pod.
@@ -71,6 +83,7 @@ impl NodeState {
             last_allocated: None,
             pods: BTreeMap::new(),
             peers: Vec::new(),
+            boot_id: current_boot_id(),
         }
     }
 
@@ -114,7 +127,32 @@ pub(crate) fn load(path: &Path) -> Result<Option<NodeState>, NetError> {
     Ok(Some(state))
 }
 
-/// Replaces the state file atomically and durably.
+/// The kernel's id of the current boot.
+pub(crate) fn current_boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Whether the file at `path` was last written before the current boot.
+pub(crate) fn written_before_this_boot(path: &Path) -> bool {
+    let uptime = fs::read_to_string("/proc/uptime").ok().and_then(|s| {
+        s.split_whitespace()
+            .next()
+            .and_then(|secs| secs.parse::<f64>().ok())
+    });
+    let modified = fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (uptime, modified) {
+        (Some(uptime), Some(modified)) => {
+            let booted = SystemTime::now() - Duration::from_secs_f64(uptime);
+            modified < booted
+        }
+        _ => false,
+    }
+}
+
+/// Replaces the state file atomically (safe against an agent crash); call [`sync`] for
+/// durability against power loss.
 pub(crate) fn save(path: &Path, state: &NodeState) -> Result<(), NetError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(NetError::state(dir))?;
@@ -126,16 +164,41 @@ pub(crate) fn save(path: &Path, state: &NodeState) -> Result<(), NetError> {
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        fs::rename(&tmp, path)
     };
     write().map_err(NetError::state(path))
 }
 
-/// Removes the state file (and a leftover temporary file); absent files are fine.
+/// Flushes the state file and its directory to disk.
+pub(crate) fn sync(path: &Path) -> Result<(), NetError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let flush = || -> std::io::Result<()> {
+        fs::File::open(path)?.sync_all()?;
+        fs::File::open(dir)?.sync_all()
+    };
+    flush().map_err(NetError::state(path))
+}
+
+/// [`save`] then [`sync`].
+pub(crate) fn save_durably(path: &Path, state: &NodeState) -> Result<(), NetError> {
+    save(path, state)?;
+    sync(path)
+}
+
+/// Moves an unusable state file aside (to `network.json.corrupt`) and returns that path.
+pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, NetError> {
+    let aside = path.with_extension("json.corrupt");
+    fs::rename(path, &aside).map_err(NetError::state(path))?;
+    Ok(aside)
+}
+
+/// Removes the state file (and leftover temporary or set-aside files); absent files are fine.
 pub(crate) fn remove(path: &Path) -> Result<(), NetError> {
-    for p in [path.to_path_buf(), path.with_extension("json.tmp")] {
+    for p in [
+        path.to_path_buf(),
+        path.with_extension("json.tmp"),
+        path.with_extension("json.corrupt"),
+    ] {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -189,12 +252,35 @@ mod tests {
         let path = state_path(dir.path());
         assert_eq!(load(&path).unwrap(), None);
         let state = sample();
+        save_durably(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state.clone()));
+        assert!(!written_before_this_boot(&path));
         save(&path, &state).unwrap();
+        sync(&path).unwrap();
         assert_eq!(load(&path).unwrap(), Some(state));
         assert!(!path.with_extension("json.tmp").exists());
         remove(&path).unwrap();
         remove(&path).unwrap();
         assert_eq!(load(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_from_before_this_boot_is_recognised_and_can_be_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path());
+        fs::write(&path, b"").unwrap();
+        assert!(!written_before_this_boot(&path));
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400))
+            .unwrap();
+        assert!(written_before_this_boot(&path));
+        let aside = set_aside(&path).unwrap();
+        assert!(aside.ends_with("network.json.corrupt") && aside.exists() && !path.exists());
+        remove(&path).unwrap();
+        assert!(!aside.exists());
     }
 
     #[test]

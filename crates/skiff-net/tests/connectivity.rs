@@ -148,6 +148,29 @@ async fn host_ports_reach_the_pod_through_the_node_address_and_go_away_on_detach
     );
     // The port is free again for another pod.
     net1.attach(&stolen).await.unwrap();
+    let _thief_httpd = Httpd::start(&thief.ns, CGI_PORT);
+    http_get(&cluster.host, published).expect("the new owner of the hostPort answers");
+
+    // Someone deletes skiff's table behind its back: the next change rebuilds all of it.
+    n1.ns.exec(&["nft", "delete", "table", "inet", "skiff"]);
+    let late = Pod::new("late");
+    let mut late_request = late.request();
+    late_request.host_ports = vec![HostPort {
+        host_port: 8090,
+        container_port: CGI_PORT,
+        protocol: Protocol::Tcp,
+        host_ip: Some(n1.ip),
+    }];
+    net1.attach(&late_request).await.unwrap();
+    let _late_httpd = Httpd::start(&late.ns, CGI_PORT);
+    http_get(&cluster.host, sock(n1.ip, 8090)).expect("hostPort bound to the node IP");
+    http_get(&cluster.host, published).expect("rules of other pods rebuilt");
+    let _outside = Httpd::start(&cluster.host, 8082);
+    assert_eq!(
+        seen_from(&late.ns, sock(cluster.host_ips[0], 8082)),
+        n1.ip,
+        "masquerade rebuilt"
+    );
 
     assert_absent_from_own_namespace(&[w.host_interface, o.host_interface]);
 }

@@ -374,3 +374,53 @@ async fn setup_refuses_bad_configuration_by_field() {
     n1.ns.ip(&["link", "del", "skiff0"]);
     assert_eq!(n1.ns.census(), pristine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_previous_boot_are_forgotten_and_a_torn_state_file_does_not_block() {
+    if !root_or_skip("pods_of_a_previous_boot_are_forgotten_and_a_torn_state_file_does_not_block") {
+        return;
+    }
+    let cluster = Cluster::new(Layout::OneL2, 1);
+    let n1 = &cluster.nodes[0];
+    let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    let pod = Pod::new("before-reboot");
+    net.attach(&pod.request()).await.unwrap();
+    let path = net.state_file().to_path_buf();
+    drop(net);
+
+    // The same state, as if written during another boot.
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(state["boot_id"].is_string(), "{state}");
+    state["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    assert!(
+        net.attached().await.is_empty(),
+        "pods of a previous boot kept"
+    );
+    drop(net);
+
+    // A torn file written during this boot is an error naming it ...
+    std::fs::write(&path, b"{\"version\": 1, \"pod_").unwrap();
+    let err = PodNetwork::setup(n1.config(Backend::HostGw))
+        .await
+        .err()
+        .expect("corrupt state refused")
+        .to_string();
+    assert!(
+        err.contains("network.json") && err.contains("corrupt"),
+        "{err}"
+    );
+    // ... but one left by a power loss (older than this boot) is set aside.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    assert!(path.with_extension("json.corrupt").exists());
+    let again = Pod::new("after-reboot");
+    net.attach(&again.request()).await.unwrap();
+}
