@@ -47,18 +47,18 @@ fn validate_template_for_replica_set(
     kind_word: &str,
     errs: &mut Vec<FieldError>,
 ) {
+    // The template is a struct upstream: an absent one validates as an empty one.
     let template = spec.get("template");
     let tp = path.child("template");
-    if !template.present() {
-        errs.push(FieldError::required(tp, ""));
-        return;
-    }
     let selector = spec.get("selector");
     let labels = template.get("metadata").get("labels");
-    if selector.present()
-        && !meta::selector_is_empty(selector)
-        && !meta::selector_matches(selector, labels)
-    {
+    // An absent selector selects nothing (upstream's `labels.Nothing()`), so it never matches.
+    let mismatch = if selector.present() {
+        !meta::selector_is_empty(selector) && !meta::selector_matches(selector, labels)
+    } else {
+        true
+    };
+    if mismatch {
         errs.push(FieldError::invalid_rendered(
             tp.child("metadata").child("labels"),
             labels.raw(),
