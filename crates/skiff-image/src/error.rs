@@ -34,6 +34,9 @@ pub enum ImageError {
     /// No image in the store has this name, id or digest.
     #[error("image {reference} not found")]
     NotFound { reference: String },
+    /// A short image id matches several images.
+    #[error("image id prefix {prefix} is ambiguous: it matches {count} images")]
+    AmbiguousId { prefix: String, count: usize },
     /// Content read or received does not hash to its digest.
     #[error("{what}: content does not match its digest (expected {expected}, got {actual})")]
     DigestMismatch {

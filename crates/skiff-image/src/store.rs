@@ -137,19 +137,40 @@ impl std::fmt::Debug for ImageStore {
 }
 
 /// How a textual reference selects records.
+#[derive(Debug)]
 enum Query {
     /// An image id or manifest digest.
     Digest(Digest),
+    /// The start of an image id (at least 4 hex digits), as `docker`/`crictl` accept.
+    IdPrefix(String),
     Name(Reference),
 }
 
 impl Query {
-    fn parse(text: &str) -> Result<Query> {
+    /// Parses `text` against the current `records`: hex that starts exactly one image id is
+    /// that id (as Docker does; otherwise it is a name).
+    fn parse(text: &str, records: &[Record]) -> Result<Query> {
         if let Some(digest) = Digest::from_hex(text) {
             return Ok(Query::Digest(digest));
         }
         if text.starts_with("sha256:") {
             return Ok(Query::Digest(Digest::parse(text)?));
+        }
+        if text.len() >= 4 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            let ids: BTreeSet<&Digest> = records
+                .iter()
+                .filter(|r| r.id.hex().starts_with(text))
+                .map(|r| &r.id)
+                .collect();
+            if ids.len() > 1 {
+                return Err(ImageError::AmbiguousId {
+                    prefix: text.to_owned(),
+                    count: ids.len(),
+                });
+            }
+            if !ids.is_empty() {
+                return Ok(Query::IdPrefix(text.to_owned()));
+            }
         }
         Ok(Query::Name(Reference::parse(text)?))
     }
@@ -157,6 +178,7 @@ impl Query {
     fn matches(&self, record: &Record) -> bool {
         match self {
             Query::Digest(digest) => record.id == *digest || record.manifest == *digest,
+            Query::IdPrefix(prefix) => record.id.hex().starts_with(prefix.as_str()),
             Query::Name(name) => match name.digest() {
                 Some(digest) => {
                     record.name.name() == name.name()
@@ -216,8 +238,8 @@ impl ImageStore {
     /// (`sha256:<hex>` or the bare hex, image id or manifest digest) refers to, with its layers
     /// unpacked; `None` if the store has no such image.
     pub fn resolve(&self, reference: &str) -> Result<Option<ImageInfo>> {
-        let query = Query::parse(reference)?;
         let records = self.inner.names.load()?;
+        let query = Query::parse(reference, &records)?;
         let mut matching: Vec<&Record> = records.iter().filter(|r| query.matches(r)).collect();
         // For ids, prefer a tagged name.
         matching.sort_by_key(|r| r.name.tag().is_none());
@@ -275,8 +297,8 @@ impl ImageStore {
     /// Removes a name (`busybox:1.36`), or every name of an image given by id or digest. The
     /// content stays until [`ImageStore::gc`].
     pub fn remove(&self, reference: &str) -> Result<()> {
-        let query = Query::parse(reference)?;
         self.inner.names.update(|records| {
+            let query = Query::parse(reference, records)?;
             let before = records.len();
             records.retain(|r| !query.matches(r));
             if records.len() == before {
@@ -570,4 +592,46 @@ pub(crate) fn read_limited(reader: &mut dyn Read, limit: u64, what: &str) -> Res
         ));
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, id: &str) -> Record {
+        Record {
+            name: Reference::parse(name).unwrap(),
+            manifest: Digest::of(name.as_bytes()),
+            manifest_size: 1,
+            media_type: manifest::OCI_MANIFEST.into(),
+            id: Digest::from_hex(&format!("{id:0<64}")).unwrap(),
+            repo_digest: None,
+        }
+    }
+
+    #[test]
+    fn short_ids_select_one_image_or_are_names() {
+        let records = [
+            record("a:1", "abcd1"),
+            record("a:2", "abcd1"),
+            record("b:1", "abcd2"),
+        ];
+        let query = Query::parse("abcd1", &records).unwrap();
+        let hits: Vec<_> = records
+            .iter()
+            .filter(|r| query.matches(r))
+            .map(|r| r.name.to_string())
+            .collect();
+        assert_eq!(hits, ["docker.io/library/a:1", "docker.io/library/a:2"]);
+        let error = Query::parse("abcd", &records).unwrap_err();
+        assert!(
+            matches!(error, ImageError::AmbiguousId { count: 2, .. }),
+            "{error}"
+        );
+        // Hex that starts no id is a name.
+        assert!(matches!(
+            Query::parse("beef", &records).unwrap(),
+            Query::Name(_)
+        ));
+    }
 }
