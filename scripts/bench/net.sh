@@ -5,7 +5,8 @@
 # over the same links. Simulated nodes are network namespaces; nothing touches the host's
 # interfaces. Needs root, iperf3 and busybox.
 #
-# Knobs: SKIFF_BENCH_PODS (200), SKIFF_BENCH_SECONDS per iperf3 run (5), SKIFF_BENCH_PINGS (5000).
+# Knobs: SKIFF_BENCH_PODS (200), SKIFF_BENCH_SECONDS per iperf3 run (5), SKIFF_BENCH_PINGS
+# (5000), SKIFF_BENCH_ROUNDS (3, interleaved; medians are reported).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [[ $(id -u) != 0 ]]; then

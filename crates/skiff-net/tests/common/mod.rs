@@ -115,8 +115,11 @@ impl Netns {
         )
     }
 
+    /// Writes `/proc/sys/KEY` (e.g. `net/ipv4/ip_forward`) inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
-        self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+        let path = format!("/proc/sys/{key}");
+        self.within(|| std::fs::write(&path, value))
+            .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name));
     }
 
     /// Runs `f` on a thread inside this namespace.
@@ -272,7 +275,7 @@ impl Cluster {
             host.ip(&["addr", "add", "192.168.50.1/24", "dev", "seg0"]);
             host.ip(&["link", "set", "seg0", "up"]);
         } else {
-            host.sysctl("net.ipv4.ip_forward", "1");
+            host.sysctl("net/ipv4/ip_forward", "1");
         }
         for i in 0..count {
             let ns = Netns::new(&format!("n{}", i + 1));
