@@ -33,6 +33,11 @@ pub enum Command {
     Image(ImageCommand),
     /// Print the skiff version, its commit and the Kubernetes API version it serves.
     Version,
+    /// Manage join tokens (bootstrap-token Secrets in kube-system).
+    Token(TokenArgs),
+    /// Developer and benchmark tools.
+    #[command(subcommand)]
+    Debug(DebugCommand),
 }
 
 /// How log lines are written.
@@ -197,4 +202,67 @@ pub enum ImageCommand {
         )]
         registry_config: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+    /// Data directory of the server (its admin kubeconfig is used).
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR", global = true)]
+    pub data_dir: PathBuf,
+    /// Kubeconfig to use instead of `DIR/server/admin.kubeconfig`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token and print it.
+    Create {
+        /// Lifetime (`30m`, `24h`, `7d`; `0` = never expires).
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        ttl: String,
+        /// Free text shown by `skiff token list`.
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        description: String,
+    },
+    /// List join tokens.
+    List,
+    /// Revoke a join token: joins with it are refused from now on.
+    Revoke {
+        /// Token id (the 6 characters before the dot) or the whole token.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Run many hollow nodes (real link sessions, no containers) from this process.
+    HollowNodes(HollowNodesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HollowNodesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// URL of the server, `https://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Join token (only needed for nodes that have no certificate in the data dir yet).
+    #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub count: usize,
+    /// Prefix of the node names.
+    #[arg(long, default_value = "hollow-", value_name = "PREFIX")]
+    pub prefix: String,
+    /// Nodes sharing one UDP socket.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub nodes_per_socket: usize,
+    /// Nodes joining or connecting at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub start_concurrency: usize,
 }

@@ -28,14 +28,14 @@ pub fn run(args: TokenArgs) -> Result<()> {
             }
             TokenCommand::List => {
                 let tokens = admin.list().await?;
-                println!("{:<8} {:<26} DESCRIPTION", "ID", "EXPIRES");
+                println!("{:<8} {:<32} DESCRIPTION", "ID", "EXPIRES");
                 for token in tokens {
                     let expires = match (token.expiration, token.expired) {
                         (None, _) => "never".to_string(),
                         (Some(at), true) => format!("{at} (expired)"),
                         (Some(at), false) => at.to_string(),
                     };
-                    println!("{:<8} {:<26} {}", token.id, expires, token.description);
+                    println!("{:<8} {:<32} {}", token.id, expires, token.description);
                 }
             }
             TokenCommand::Revoke { id } => {

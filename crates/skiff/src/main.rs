@@ -2,8 +2,10 @@
 
 mod cli;
 mod cmd_agent;
+mod cmd_debug;
 mod cmd_image;
 mod cmd_server;
+mod cmd_token;
 mod cmd_version;
 mod config;
 mod logging;
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd_agent::run(args),
         Command::Image(command) => cmd_image::run(command),
         Command::Version => cmd_version::run(),
+        Command::Token(args) => cmd_token::run(args),
+        Command::Debug(command) => cmd_debug::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -238,11 +238,11 @@ impl TokenAdmin {
             Some(ttl) => {
                 let span = jiff::SignedDuration::try_from(ttl)
                     .map_err(|e| NodeLinkError::Invalid(format!("invalid --ttl: {e}")))?;
-                Some(
-                    jiff::Timestamp::now()
-                        .checked_add(span)
-                        .map_err(|e| NodeLinkError::Invalid(format!("invalid --ttl: {e}")))?,
-                )
+                let at = jiff::Timestamp::now()
+                    .checked_add(span)
+                    .map_err(|e| NodeLinkError::Invalid(format!("invalid --ttl: {e}")))?;
+                // Whole seconds, as upstream's bootstrap tokens.
+                Some(jiff::Timestamp::from_second(at.as_second()).unwrap_or(at))
             }
         };
         let stored = BootstrapToken {
