@@ -454,7 +454,11 @@ fn run(shared: Arc<Shared>) {
                 }
                 w
             };
-            let status = watch.status.unwrap_or(ExitStatus::Unknown);
+            let status = watch.status.unwrap_or_else(|| {
+                let lost = shared.state.lock().map(|s| s.events_lost).unwrap_or(true);
+                tracing::warn!(pid = watch.pid, events_lost = lost, "process exited without an exit event");
+                ExitStatus::Unknown
+            });
             tracing::debug!(pid = watch.pid, ?status, "watched process exited");
             (watch.callback)(status);
         }

@@ -19,6 +19,28 @@ pub struct ContainerImage {
     pub config: ImageConfiguration,
     /// Unpacked layer directories, bottom layer first; stacked read-only with overlayfs.
     pub layers: Vec<PathBuf>,
+    /// `registry/repository@sha256:<digest>` when known (preferred for `imageID`).
+    #[serde(default)]
+    pub repo_digest: Option<String>,
+}
+
+impl ContainerImage {
+    /// What `containerStatuses[].imageID` shows: the repo digest, else the image id.
+    pub fn image_id(&self) -> &str {
+        self.repo_digest.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl From<&skiff_image::ImageInfo> for ContainerImage {
+    fn from(info: &skiff_image::ImageInfo) -> Self {
+        ContainerImage {
+            reference: info.reference.to_string(),
+            id: info.id.clone(),
+            config: info.config.clone(),
+            layers: info.layers.clone(),
+            repo_digest: info.repo_digest.clone(),
+        }
+    }
 }
 
 /// Facts about the node that pods can see (downward API, resource defaults).

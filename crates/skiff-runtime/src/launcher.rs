@@ -159,7 +159,12 @@ fn launcher_main(op: Operation, result_w: OwnedFd, ack_r: OwnedFd) -> ! {
     let _ = nix::unistd::setsid();
     // Only this thread exists; other threads' locks (e.g. a log writer's) may be held forever.
     // Keep libcontainer's tracing away from them.
-    let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
+    // (SKIFF_LAUNCHER_TRACE=1 keeps them, for debugging libcontainer.)
+    let _quiet = if std::env::var_os("SKIFF_LAUNCHER_TRACE").is_some() {
+        None
+    } else {
+        Some(tracing::dispatcher::set_default(&tracing::Dispatch::none()))
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| perform(op)))
         .unwrap_or_else(|_| Err("launcher panicked".to_string()));
     let (tag, body) = match outcome {

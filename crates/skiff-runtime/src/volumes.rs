@@ -414,6 +414,21 @@ fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Optio
     Ok(PreparedVolume { name: v.name.clone(), path: dir, read_only: true })
 }
 
+/// The prepared volumes of a pod whose volumes already exist under `root` (no file system work).
+pub(crate) fn existing(pod: &Pod, root: &Path) -> Vec<PreparedVolume> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .map(|v| {
+            if let Some(hp) = &v.host_path {
+                PreparedVolume { name: v.name.clone(), path: PathBuf::from(&hp.path), read_only: false }
+            } else {
+                PreparedVolume { name: v.name.clone(), path: root.join(&v.name), read_only: v.empty_dir.is_none() }
+            }
+        })
+        .collect()
+}
+
 /// Unmounts and removes every volume under `root` (hostPath volumes live elsewhere and stay).
 pub(crate) fn teardown(root: &Path) -> Result<()> {
     if !root.exists() {

@@ -25,7 +25,7 @@ use security::Effective;
 pub use user::Identity;
 
 /// Paths of the sandbox namespaces a container joins; `None` = the host's namespace.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NamespacePaths {
     /// Network namespace file.
     pub net: Option<PathBuf>,
@@ -209,7 +209,8 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
         .build()
         .map_err(&err)?;
     let mut process = ProcessBuilder::default()
-        .terminal(c.tty.unwrap_or(false))
+        // No terminal for containers: their output goes to the log files (no attach).
+        .terminal(false)
         .user(user)
         .args(args)
         .env(process_env.to_oci())
@@ -264,8 +265,7 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(ctx.cgroups_path.clone())
-        .resources(resources.build().map_err(&err)?)
-        .rootfs_propagation("rslave");
+        .resources(resources.build().map_err(&err)?);
     let protect_proc = !(sc.privileged || sc.unmasked_proc);
     if protect_proc {
         linux = linux

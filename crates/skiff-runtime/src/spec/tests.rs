@@ -38,6 +38,7 @@ fn image(user: Option<&str>) -> ContainerImage {
         }))
         .unwrap(),
         layers: vec![],
+        repo_digest: None,
     }
 }
 
