@@ -40,6 +40,9 @@ pub fn decode(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
         BodyFormat::Json => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         BodyFormat::Yaml => decode_yaml(bytes),
+        BodyFormat::Protobuf => crate::protobuf::decode_body(bytes).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
+        }),
     }
 }
 

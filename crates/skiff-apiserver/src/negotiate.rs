@@ -145,6 +145,8 @@ pub enum BodyFormat {
     Json,
     /// `application/yaml`.
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` (kubectl 1.32+ typed-client writes).
+    Protobuf,
 }
 
 /// Patch kinds, by `Content-Type`.
@@ -180,8 +182,9 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     match content_type(headers).map(|m| m.essence) {
         Some(e) if e == "application/json" => Ok(BodyFormat::Json),
         Some(e) if e == "application/yaml" || e == "application/x-yaml" => Ok(BodyFormat::Yaml),
+        Some(e) if e == "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({:?}) - accepted media types include: application/json, application/yaml",
+            "the body of the request was in an unknown format ({:?}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
             content_type_text(headers)
         ))),
     }
@@ -248,9 +251,14 @@ mod tests {
             http::header::CONTENT_TYPE,
             "application/vnd.kubernetes.protobuf".parse().unwrap(),
         );
+        assert_eq!(body_format(&h).unwrap(), BodyFormat::Protobuf);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/cbor".parse().unwrap(),
+        );
         let e = body_format(&h).unwrap_err();
         assert_eq!(e.code, 415);
-        assert!(e.message.contains("application/vnd.kubernetes.protobuf"));
+        assert!(e.message.contains("application/cbor"));
         h.insert(
             http::header::CONTENT_TYPE,
             "application/strategic-merge-patch+json".parse().unwrap(),
