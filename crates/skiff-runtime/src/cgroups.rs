@@ -26,9 +26,12 @@ impl CgroupSetup {
     /// Detects the setup the way libcgroups does (unified at /sys/fs/cgroup means v2).
     pub fn detect() -> Result<CgroupSetup> {
         let root = Path::new("/sys/fs/cgroup");
-        let stat = nix::sys::statfs::statfs(root).map_err(|e| RuntimeError::sys("statfs", root.display(), e))?;
+        let stat = nix::sys::statfs::statfs(root)
+            .map_err(|e| RuntimeError::sys("statfs", root.display(), e))?;
         if stat.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-            return Ok(CgroupSetup::V2 { root: root.to_path_buf() });
+            return Ok(CgroupSetup::V2 {
+                root: root.to_path_buf(),
+            });
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))?;
@@ -71,22 +74,38 @@ impl CgroupSetup {
         let rel = path.strip_prefix("/").unwrap_or(path);
         match self {
             CgroupSetup::V2 { root } => vec![root.join(rel)],
-            CgroupSetup::V1 { hierarchies } => hierarchies.iter().map(|(m, _)| m.join(rel)).collect(),
+            CgroupSetup::V1 { hierarchies } => {
+                hierarchies.iter().map(|(m, _)| m.join(rel)).collect()
+            }
         }
     }
 }
 
 /// The v1 controllers (anything else in the super options is a mount option or a name).
 const V1_CONTROLLERS: &[&str] = &[
-    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc",
-    "net_cls", "net_prio", "perf_event", "pids", "rdma",
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
 ];
 
 /// v1 hierarchies from /proc/self/mountinfo: mount point and controllers (super options).
 fn parse_v1_mounts(mountinfo: &str) -> Vec<(PathBuf, Vec<String>)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut post = post.split(' ');
         if post.next() != Some("cgroup") {
             continue;
@@ -120,7 +139,8 @@ pub fn create_pod(setup: &CgroupSetup, path: &Path, res: &PodCgroupResources) ->
     match setup {
         CgroupSetup::V1 { .. } => {
             for dir in setup.all_dirs(path) {
-                std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create cgroup", &dir, e))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| RuntimeError::io("create cgroup", &dir, e))?;
             }
             if let Some(cpuset) = setup.controller_dir("cpuset", path) {
                 copy_cpuset_from_parents(&cpuset)?;
@@ -128,15 +148,22 @@ pub fn create_pod(setup: &CgroupSetup, path: &Path, res: &PodCgroupResources) ->
             if let Some(cpu) = setup.controller_dir("cpu", path) {
                 write(&cpu, "cpu.shares", &res.cpu_shares.to_string())?;
                 write(&cpu, "cpu.cfs_period_us", &QUOTA_PERIOD.to_string())?;
-                write(&cpu, "cpu.cfs_quota_us", &res.cpu_quota.unwrap_or(-1).to_string())?;
+                write(
+                    &cpu,
+                    "cpu.cfs_quota_us",
+                    &res.cpu_quota.unwrap_or(-1).to_string(),
+                )?;
             }
-            if let (Some(mem), Some(limit)) = (setup.controller_dir("memory", path), res.memory_limit) {
+            if let (Some(mem), Some(limit)) =
+                (setup.controller_dir("memory", path), res.memory_limit)
+            {
                 write(&mem, "memory.limit_in_bytes", &limit.to_string())?;
                 if mem.join("memory.memsw.limit_in_bytes").exists() {
                     write(&mem, "memory.memsw.limit_in_bytes", &limit.to_string())?;
                 }
             }
-            if let (Some(pids), Some(limit)) = (setup.controller_dir("pids", path), res.pids_limit) {
+            if let (Some(pids), Some(limit)) = (setup.controller_dir("pids", path), res.pids_limit)
+            {
                 write(&pids, "pids.max", &limit.to_string())?;
             }
         }
@@ -147,10 +174,15 @@ pub fn create_pod(setup: &CgroupSetup, path: &Path, res: &PodCgroupResources) ->
             for component in path.strip_prefix("/").unwrap_or(path).components() {
                 enable_v2_controllers(&current);
                 current.push(component);
-                std::fs::create_dir_all(&current).map_err(|e| RuntimeError::io("create cgroup", &current, e))?;
+                std::fs::create_dir_all(&current)
+                    .map_err(|e| RuntimeError::io("create cgroup", &current, e))?;
             }
             enable_v2_controllers(&dir);
-            write(&dir, "cpu.weight", &shares_to_weight(res.cpu_shares).to_string())?;
+            write(
+                &dir,
+                "cpu.weight",
+                &shares_to_weight(res.cpu_shares).to_string(),
+            )?;
             let max = match res.cpu_quota {
                 Some(q) => format!("{q} {QUOTA_PERIOD}"),
                 None => format!("max {QUOTA_PERIOD}"),
@@ -259,8 +291,10 @@ pub fn oom_kills(setup: &CgroupSetup, path: &Path) -> u64 {
     std::fs::read_to_string(dir.join(file))
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim().parse::<u64>().unwrap_or(0)))
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .map(|v| v.trim().parse::<u64>().unwrap_or(0))
+            })
         })
         .unwrap_or(0)
 }
@@ -268,7 +302,9 @@ pub fn oom_kills(setup: &CgroupSetup, path: &Path) -> u64 {
 /// Pids of the processes in cgroup `path` (v1: the `pids` or `memory` hierarchy).
 pub fn pids(setup: &CgroupSetup, path: &Path) -> Vec<i32> {
     let dir = match setup {
-        CgroupSetup::V1 { .. } => setup.controller_dir("pids", path).or_else(|| setup.controller_dir("memory", path)),
+        CgroupSetup::V1 { .. } => setup
+            .controller_dir("pids", path)
+            .or_else(|| setup.controller_dir("memory", path)),
         CgroupSetup::V2 { .. } => setup.controller_dir("", path),
     };
     let Some(dir) = dir else { return Vec::new() };
@@ -300,13 +336,22 @@ mod tests {
     fn v1_hierarchies_are_parsed_without_named_ones() {
         let h = parse_v1_mounts(HYBRID);
         assert_eq!(h.len(), 3);
-        assert_eq!(h[0], (PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"), vec!["cpu".to_string(), "cpuacct".to_string()]));
+        assert_eq!(
+            h[0],
+            (
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                vec!["cpu".to_string(), "cpuacct".to_string()]
+            )
+        );
         let setup = CgroupSetup::V1 { hierarchies: h };
         assert_eq!(
             setup.controller_dir("cpuacct", Path::new("/skiff/pod1")),
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/skiff/pod1"))
         );
-        assert_eq!(setup.controller_dir("blkio", Path::new("/skiff/pod1")), None);
+        assert_eq!(
+            setup.controller_dir("blkio", Path::new("/skiff/pod1")),
+            None
+        );
         assert_eq!(setup.all_dirs(Path::new("/skiff/pod1")).len(), 3);
     }
 
@@ -324,13 +369,31 @@ mod tests {
         };
         create_pod(&setup, Path::new("/skiff/pod9"), &res).unwrap();
         let pod = root.join("skiff/pod9");
-        assert_eq!(std::fs::read_to_string(pod.join("cpu.weight")).unwrap(), "39");
-        assert_eq!(std::fs::read_to_string(pod.join("cpu.max")).unwrap(), "50000 100000");
-        assert_eq!(std::fs::read_to_string(pod.join("memory.max")).unwrap(), "1048576");
-        assert_eq!(std::fs::read_to_string(pod.join("pids.max")).unwrap(), "100");
+        assert_eq!(
+            std::fs::read_to_string(pod.join("cpu.weight")).unwrap(),
+            "39"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pod.join("cpu.max")).unwrap(),
+            "50000 100000"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pod.join("memory.max")).unwrap(),
+            "1048576"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pod.join("pids.max")).unwrap(),
+            "100"
+        );
         // The root got the controllers enabled for its children (last write wins in a plain file).
-        assert!(std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap().starts_with('+'));
-        std::fs::write(pod.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        assert!(std::fs::read_to_string(root.join("cgroup.subtree_control"))
+            .unwrap()
+            .starts_with('+'));
+        std::fs::write(
+            pod.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert_eq!(oom_kills(&setup, Path::new("/skiff/pod9")), 1);
     }
 }

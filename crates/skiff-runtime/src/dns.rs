@@ -101,7 +101,10 @@ fn host_resolv(path: &Path) -> Resolv {
 
 fn merge_option(options: &mut Vec<String>, opt: String) {
     let name = opt.split(':').next().unwrap_or("").to_owned();
-    if let Some(existing) = options.iter_mut().find(|o| o.split(':').next() == Some(name.as_str())) {
+    if let Some(existing) = options
+        .iter_mut()
+        .find(|o| o.split(':').next() == Some(name.as_str()))
+    {
         *existing = opt;
     } else {
         options.push(opt);
@@ -112,20 +115,32 @@ fn merge_option(options: &mut Vec<String>, opt: String) {
 pub fn resolv_conf(pod: &Pod, cluster: &ClusterDns) -> Result<String> {
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let mut policy = spec.and_then(|s| s.dns_policy.clone()).unwrap_or_else(|| "ClusterFirst".into());
+    let mut policy = spec
+        .and_then(|s| s.dns_policy.clone())
+        .unwrap_or_else(|| "ClusterFirst".into());
     if policy == "ClusterFirst" && host_network {
         policy = "Default".into();
     }
-    if (policy == "ClusterFirst" || policy == "ClusterFirstWithHostNet") && cluster.nameservers.is_empty() {
+    if (policy == "ClusterFirst" || policy == "ClusterFirstWithHostNet")
+        && cluster.nameservers.is_empty()
+    {
         // No cluster DNS configured: the kubelet falls back to the node's resolver.
         policy = "Default".into();
     }
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut r = match policy.as_str() {
         "ClusterFirst" | "ClusterFirstWithHostNet" => {
             let host = host_resolv(&cluster.host_resolv_conf);
             let d = &cluster.domain;
-            let mut searches = vec![format!("{namespace}.svc.{d}"), format!("svc.{d}"), d.clone()];
+            let mut searches = vec![
+                format!("{namespace}.svc.{d}"),
+                format!("svc.{d}"),
+                d.clone(),
+            ];
             searches.extend(host.searches);
             Resolv {
                 nameservers: cluster.nameservers.clone(),
@@ -136,7 +151,10 @@ pub fn resolv_conf(pod: &Pod, cluster: &ClusterDns) -> Result<String> {
         "Default" => host_resolv(&cluster.host_resolv_conf),
         "None" => Resolv::default(),
         other => {
-            return Err(RuntimeError::invalid("spec.dnsPolicy", format!("unknown policy {other:?}")));
+            return Err(RuntimeError::invalid(
+                "spec.dnsPolicy",
+                format!("unknown policy {other:?}"),
+            ));
         }
     };
     if let Some(cfg) = spec.and_then(|s| s.dns_config.as_ref()) {
@@ -160,7 +178,10 @@ pub fn resolv_conf(pod: &Pod, cluster: &ClusterDns) -> Result<String> {
             }
         }
     } else if policy == "None" {
-        return Err(RuntimeError::invalid("spec.dnsConfig", "required when dnsPolicy is None"));
+        return Err(RuntimeError::invalid(
+            "spec.dnsConfig",
+            "required when dnsPolicy is None",
+        ));
     }
     r.nameservers.truncate(MAX_NAMESERVERS);
     r.searches.dedup();
@@ -177,11 +198,23 @@ pub fn hostname(pod: &Pod, cluster_domain: &str) -> (String, Option<String>) {
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
     // Hostnames are limited to 63 characters (upstream truncates the pod name).
-    let name: String = name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_owned();
-    let fqdn = spec.and_then(|s| s.subdomain.clone()).filter(|s| !s.is_empty()).map(|sub| {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        format!("{name}.{sub}.{ns}.svc.{cluster_domain}")
-    });
+    let name: String = name
+        .chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_owned();
+    let fqdn = spec
+        .and_then(|s| s.subdomain.clone())
+        .filter(|s| !s.is_empty())
+        .map(|sub| {
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            format!("{name}.{sub}.{ns}.svc.{cluster_domain}")
+        });
     (name, fqdn)
 }
 
@@ -291,7 +324,13 @@ mod tests {
         }]);
         let text = hosts_file(&p, &["10.42.0.5".into()], "cluster.local");
         assert!(text.contains("127.0.0.1\tlocalhost\n"));
-        assert!(text.contains("10.42.0.5\tweb-0.db.shop.svc.cluster.local\tweb-0\n"), "{text}");
-        assert!(text.ends_with("# Entries added by HostAliases.\n10.0.0.9\tcache\tcache.local\n"), "{text}");
+        assert!(
+            text.contains("10.42.0.5\tweb-0.db.shop.svc.cluster.local\tweb-0\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("# Entries added by HostAliases.\n10.0.0.9\tcache\tcache.local\n"),
+            "{text}"
+        );
     }
 }

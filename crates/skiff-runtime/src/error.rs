@@ -141,7 +141,11 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         RuntimeError::Io {
             context,
             path: path.into(),
@@ -149,7 +153,11 @@ impl RuntimeError {
         }
     }
 
-    pub(crate) fn sys(call: &'static str, target: impl std::fmt::Display, source: nix::Error) -> Self {
+    pub(crate) fn sys(
+        call: &'static str,
+        target: impl std::fmt::Display,
+        source: nix::Error,
+    ) -> Self {
         RuntimeError::Sys {
             call,
             target: target.to_string(),

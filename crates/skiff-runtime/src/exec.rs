@@ -48,32 +48,57 @@ impl ExecProcess {
 
     /// Resizes the terminal.
     pub fn resize(&self, cols: u16, rows: u16) -> Result<()> {
-        let Some(term) = &self.terminal else { return Ok(()) };
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let Some(term) = &self.terminal else {
+            return Ok(());
+        };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
         if unsafe { libc::ioctl(term.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-            return Err(RuntimeError::sys("ioctl TIOCSWINSZ", "exec terminal", nix::Error::last()));
+            return Err(RuntimeError::sys(
+                "ioctl TIOCSWINSZ",
+                "exec terminal",
+                nix::Error::last(),
+            ));
         }
         Ok(())
     }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", "exec", e))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::sys("pipe2", "exec", e))
 }
 
 /// Receives the pty master that libcontainer's init sends over the console socket.
 fn receive_master(listener: &UnixListener) -> Result<File> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    listener.set_nonblocking(true).map_err(|e| RuntimeError::io("console socket", "listener", e))?;
-    let (conn, _) = listener.accept().map_err(|e| RuntimeError::io("accept", "console socket", e))?;
-    conn.set_nonblocking(false).map_err(|e| RuntimeError::io("console socket", "connection", e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| RuntimeError::io("console socket", "listener", e))?;
+    let (conn, _) = listener
+        .accept()
+        .map_err(|e| RuntimeError::io("accept", "console socket", e))?;
+    conn.set_nonblocking(false)
+        .map_err(|e| RuntimeError::io("console socket", "connection", e))?;
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| RuntimeError::sys("recvmsg", "console socket", e))?;
-    for cmsg in msg.cmsgs().map_err(|e| RuntimeError::sys("recvmsg", "console socket", e))? {
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| RuntimeError::sys("recvmsg", "console socket", e))?;
+    for cmsg in msg
+        .cmsgs()
+        .map_err(|e| RuntimeError::sys("recvmsg", "console socket", e))?
+    {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just installed this descriptor for us.
@@ -81,7 +106,10 @@ fn receive_master(listener: &UnixListener) -> Result<File> {
             }
         }
     }
-    Err(RuntimeError::Container { container: "exec".into(), message: "no terminal received on the console socket".into() })
+    Err(RuntimeError::Container {
+        container: "exec".into(),
+        message: "no terminal received on the console socket".into(),
+    })
 }
 
 impl Runtime {
@@ -95,28 +123,45 @@ impl Runtime {
         let instance = self
             .pod_instance(uid, container)?
             .filter(|i| i.is_running())
-            .ok_or_else(|| RuntimeError::ContainerNotRunning { pod: uid.to_owned(), container: container.to_owned() })?;
-        let dir = self.pod_dir(uid).join("containers").join(container).join(instance.number.to_string());
+            .ok_or_else(|| RuntimeError::ContainerNotRunning {
+                pod: uid.to_owned(),
+                container: container.to_owned(),
+            })?;
+        let dir = self
+            .pod_dir(uid)
+            .join("containers")
+            .join(container)
+            .join(instance.number.to_string());
         tokio::task::spawn_blocking(move || {
             let config = dir.join("bundle/config.json");
-            let spec = Spec::load(&config).map_err(|source| RuntimeError::Spec { container: instance.id.clone(), source })?;
-            let mut process = spec.process().clone().ok_or_else(|| RuntimeError::Container {
+            let spec = Spec::load(&config).map_err(|source| RuntimeError::Spec {
                 container: instance.id.clone(),
-                message: "container spec has no process".into(),
+                source,
             })?;
+            let mut process = spec
+                .process()
+                .clone()
+                .ok_or_else(|| RuntimeError::Container {
+                    container: instance.id.clone(),
+                    message: "container spec has no process".into(),
+                })?;
             process.set_args(Some(opts.command.clone()));
             process.set_terminal(Some(opts.tty));
             process.set_oom_score_adj(None);
             let tag = crate::instance::random_id();
             let process_json = dir.join(format!("exec-{}.json", &tag[..12]));
-            let bytes = serde_json::to_vec(&process).map_err(|source| RuntimeError::State { path: process_json.clone(), source })?;
+            let bytes = serde_json::to_vec(&process).map_err(|source| RuntimeError::State {
+                path: process_json.clone(),
+                source,
+            })?;
             crate::fsutil::write_atomic(&process_json, &bytes, 0o600)?;
             let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
 
             let mut caller = (None, None, None);
             let (stdio, console, listener) = if opts.tty {
                 let sock = std::env::temp_dir().join(format!("skiff-exec-{}.sock", &tag[..16]));
-                let listener = UnixListener::bind(&sock).map_err(|e| RuntimeError::io("bind", &sock, e))?;
+                let listener =
+                    UnixListener::bind(&sock).map_err(|e| RuntimeError::io("bind", &sock, e))?;
                 (None, Some(sock), Some(listener))
             } else {
                 let stdin = if opts.stdin {
@@ -124,13 +169,24 @@ impl Runtime {
                     caller.0 = Some(File::from(w));
                     r
                 } else {
-                    OwnedFd::from(File::open("/dev/null").map_err(|e| RuntimeError::io("open", "/dev/null", e))?)
+                    OwnedFd::from(
+                        File::open("/dev/null")
+                            .map_err(|e| RuntimeError::io("open", "/dev/null", e))?,
+                    )
                 };
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 caller.1 = Some(File::from(out_r));
                 caller.2 = Some(File::from(err_r));
-                (Some(Stdio { stdin, stdout: out_w, stderr: err_w }), None, None)
+                (
+                    Some(Stdio {
+                        stdin,
+                        stdout: out_w,
+                        stderr: err_w,
+                    }),
+                    None,
+                    None,
+                )
             };
             let (tx, rx) = oneshot::channel();
             let exits = &inner.exits;
@@ -144,10 +200,17 @@ impl Runtime {
                     seccomp,
                 },
                 move |l| {
-                    let fd = l.pidfd.try_clone().map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
-                    exits.watch(l.pid, fd, Box::new(move |status| {
-                        let _ = tx.send(status);
-                    }))
+                    let fd = l
+                        .pidfd
+                        .try_clone()
+                        .map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
+                    exits.watch(
+                        l.pid,
+                        fd,
+                        Box::new(move |status| {
+                            let _ = tx.send(status);
+                        }),
+                    )
                 },
             );
             let _ = std::fs::remove_file(&process_json);
@@ -160,20 +223,35 @@ impl Runtime {
             }
             let launched = launched?;
             let terminal = terminal.transpose()?;
-            Ok(ExecProcess { pid: launched.pid, stdin: caller.0, stdout: caller.1, stderr: caller.2, terminal, exit: rx })
+            Ok(ExecProcess {
+                pid: launched.pid,
+                stdin: caller.0,
+                stdout: caller.1,
+                stderr: caller.2,
+                terminal,
+                exit: rx,
+            })
         })
         .await
-        .map_err(|e| RuntimeError::Container { container: container.to_owned(), message: format!("exec task failed: {e}") })?
+        .map_err(|e| RuntimeError::Container {
+            container: container.to_owned(),
+            message: format!("exec task failed: {e}"),
+        })?
     }
 
     fn pod_instance(&self, uid: &str, container: &str) -> Result<Option<crate::state::Instance>> {
         let pods = self.inner().pods.lock().unwrap_or_else(|p| p.into_inner());
-        let e = pods.get(uid).ok_or_else(|| RuntimeError::PodNotFound(uid.to_owned()))?;
+        let e = pods
+            .get(uid)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_owned()))?;
         let r = e.state.lock().unwrap_or_else(|p| p.into_inner());
         let c = r
             .containers
             .get(container)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { pod: uid.to_owned(), container: container.to_owned() })?;
+            .ok_or_else(|| RuntimeError::ContainerNotFound {
+                pod: uid.to_owned(),
+                container: container.to_owned(),
+            })?;
         Ok(c.instance.clone())
     }
 }

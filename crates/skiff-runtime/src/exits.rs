@@ -180,7 +180,7 @@ fn open_proc_connector() -> std::io::Result<OwnedFd> {
     addr.nl_family = libc::AF_NETLINK as u16;
     addr.nl_groups = CN_IDX_PROC;
     addr.nl_pid = 0; // let the kernel pick a unique port id
-    // SAFETY: bind with a correctly sized sockaddr_nl.
+                     // SAFETY: bind with a correctly sized sockaddr_nl.
     if unsafe {
         libc::bind(
             fd,
@@ -194,7 +194,11 @@ fn open_proc_connector() -> std::io::Result<OwnedFd> {
     // Kernels since 6.6 accept an event filter after the op; older ones only the op.
     let filtered = kernel_at_least(6, 6);
     let payload: Vec<u8> = if filtered {
-        [PROC_CN_MCAST_LISTEN.to_ne_bytes(), PROC_EVENT_EXIT.to_ne_bytes()].concat()
+        [
+            PROC_CN_MCAST_LISTEN.to_ne_bytes(),
+            PROC_EVENT_EXIT.to_ne_bytes(),
+        ]
+        .concat()
     } else {
         PROC_CN_MCAST_LISTEN.to_ne_bytes().to_vec()
     };
@@ -223,7 +227,9 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     let ma: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let mi: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     (ma, mi) >= (major, minor)
@@ -246,7 +252,8 @@ impl ExitMonitor {
         }
         // SAFETY: fresh descriptor.
         let wake = unsafe { OwnedFd::from_raw_fd(wake) };
-        epoll_add(&epoll, wake.as_raw_fd(), TOKEN_WAKE).map_err(|e| RuntimeError::io("epoll_ctl", "eventfd", e))?;
+        epoll_add(&epoll, wake.as_raw_fd(), TOKEN_WAKE)
+            .map_err(|e| RuntimeError::io("epoll_ctl", "eventfd", e))?;
         let netlink = match open_proc_connector() {
             Ok(sock) => {
                 epoll_add(&epoll, sock.as_raw_fd(), TOKEN_NETLINK)
@@ -319,7 +326,12 @@ impl ExitMonitor {
             if let Some(w) = state.watches.remove(&token) {
                 // SAFETY: removing a registered descriptor from our epoll set.
                 unsafe {
-                    libc::epoll_ctl(self.shared.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, w.pidfd.as_raw_fd(), std::ptr::null_mut());
+                    libc::epoll_ctl(
+                        self.shared.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        w.pidfd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                    );
                 }
             }
         }
@@ -327,7 +339,12 @@ impl ExitMonitor {
 
     /// Number of processes being watched.
     pub fn watched(&self) -> usize {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).watches.len()
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watches
+            .len()
     }
 }
 
@@ -336,7 +353,11 @@ impl Drop for ExitMonitor {
         let one: u64 = u64::MAX - 1;
         // SAFETY: write 8 bytes to our eventfd.
         unsafe {
-            libc::write(self.shared.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8);
+            libc::write(
+                self.shared.wake.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            );
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -350,7 +371,14 @@ fn drain_netlink(shared: &Shared) {
     let mut buf = [0u8; 8192];
     loop {
         // SAFETY: recv into a local buffer.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
@@ -388,7 +416,8 @@ fn drain_netlink(shared: &Shared) {
 /// Parses a cn_msg carrying a proc_event; returns (tgid, exit_code) for exit events.
 fn parse_exit(cn: &[u8]) -> Option<(i32, u32)> {
     let u32_at = |b: &[u8], off: usize| -> Option<u32> {
-        b.get(off..off + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+        b.get(off..off + 4)
+            .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
     };
     if u32_at(cn, 0)? != CN_IDX_PROC || u32_at(cn, 4)? != CN_VAL_PROC {
         return None;
@@ -425,7 +454,14 @@ fn run(shared: Arc<Shared>) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
     loop {
         // SAFETY: epoll_wait into a correctly sized buffer.
-        let n = unsafe { libc::epoll_wait(shared.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, -1) };
+        let n = unsafe {
+            libc::epoll_wait(
+                shared.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                -1,
+            )
+        };
         if n < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -446,17 +482,28 @@ fn run(shared: Arc<Shared>) {
         for token in fired {
             let watch = {
                 let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(w) = state.watches.remove(&token) else { continue };
+                let Some(w) = state.watches.remove(&token) else {
+                    continue;
+                };
                 state.by_pid.remove(&w.pid);
                 // SAFETY: removing a registered descriptor from our epoll set.
                 unsafe {
-                    libc::epoll_ctl(shared.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, w.pidfd.as_raw_fd(), std::ptr::null_mut());
+                    libc::epoll_ctl(
+                        shared.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        w.pidfd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                    );
                 }
                 w
             };
             let status = watch.status.unwrap_or_else(|| {
                 let lost = shared.state.lock().map(|s| s.events_lost).unwrap_or(true);
-                tracing::warn!(pid = watch.pid, events_lost = lost, "process exited without an exit event");
+                tracing::warn!(
+                    pid = watch.pid,
+                    events_lost = lost,
+                    "process exited without an exit event"
+                );
                 ExitStatus::Unknown
             });
             tracing::debug!(pid = watch.pid, ?status, "watched process exited");
@@ -476,7 +523,10 @@ mod tests {
         assert_eq!(ExitStatus::from_wait_status(0), ExitStatus::Exited(0));
         assert_eq!(ExitStatus::from_wait_status(3 << 8), ExitStatus::Exited(3));
         assert_eq!(ExitStatus::from_wait_status(9), ExitStatus::Signaled(9));
-        assert_eq!(ExitStatus::from_wait_status(0x80 | 11), ExitStatus::Signaled(11));
+        assert_eq!(
+            ExitStatus::from_wait_status(0x80 | 11),
+            ExitStatus::Signaled(11)
+        );
         assert_eq!(ExitStatus::Signaled(9).code(), 137);
     }
 
@@ -492,7 +542,9 @@ mod tests {
     fn orphan(script: &str) -> (i32, OwnedFd) {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("sh -c '{script}' >/dev/null 2>&1 & echo $!; sleep 0.2"))
+            .arg(format!(
+                "sh -c '{script}' >/dev/null 2>&1 & echo $!; sleep 0.2"
+            ))
             .output()
             .unwrap();
         let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
@@ -512,9 +564,13 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (pid, fd) = orphan("sleep 0.5; exit 7");
         let tx1 = tx.clone();
-        monitor.watch(pid, fd, Box::new(move |s| tx1.send((pid, s)).unwrap())).unwrap();
+        monitor
+            .watch(pid, fd, Box::new(move |s| tx1.send((pid, s)).unwrap()))
+            .unwrap();
         let (pid2, fd2) = orphan("sleep 0.5; kill -KILL $$");
-        monitor.watch(pid2, fd2, Box::new(move |s| tx.send((pid2, s)).unwrap())).unwrap();
+        monitor
+            .watch(pid2, fd2, Box::new(move |s| tx.send((pid2, s)).unwrap()))
+            .unwrap();
         let mut got = HashMap::new();
         for _ in 0..2 {
             let (p, s) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -533,13 +589,22 @@ mod tests {
         }
         let monitor = ExitMonitor::start().unwrap();
         // Our own child: it stays a zombie (pidfd valid) until we reap it after watching.
-        let mut child = std::process::Command::new("sh").arg("-c").arg("exit 42").spawn().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exit 42")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         let fd = pidfd_open(pid).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let (tx, rx) = mpsc::channel();
-        monitor.watch(pid, fd, Box::new(move |s| tx.send(s).unwrap())).unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), ExitStatus::Exited(42));
+        monitor
+            .watch(pid, fd, Box::new(move |s| tx.send(s).unwrap()))
+            .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ExitStatus::Exited(42)
+        );
         let _ = child.wait();
     }
 }

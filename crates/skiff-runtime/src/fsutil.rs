@@ -40,7 +40,12 @@ pub(crate) fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
 
 /// `openat2(dirfd, rel, flags, RESOLVE_IN_ROOT)`: symlinks and `..` in `rel` resolve as if
 /// `dirfd` were `/`, so nothing outside it can be reached.
-pub(crate) fn openat_in_root(dir: &OwnedFd, rel: &Path, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+pub(crate) fn openat_in_root(
+    dir: &OwnedFd,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+) -> std::io::Result<OwnedFd> {
     let c = CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = OpenHow {
@@ -80,7 +85,12 @@ pub(crate) fn read_in_root(root: &Path, rel: &str) -> Result<Option<String>> {
                 .map_err(|e| RuntimeError::io("read", root.join(rel), e))?;
             Ok(Some(s))
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT)
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(RuntimeError::io("open", root.join(rel), e)),
     }
 }
@@ -111,8 +121,13 @@ pub(crate) fn mkdir_all_in_root(root: &Path, rel: &Path, mode: u32) -> Result<Pa
                 return Err(RuntimeError::io("mkdir", real.join(name), e));
             }
         }
-        let next = openat_in_root(&current, Path::new(name), libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(|e| RuntimeError::io("open", real.join(name), e))?;
+        let next = openat_in_root(
+            &current,
+            Path::new(name),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(|e| RuntimeError::io("open", real.join(name), e))?;
         current = next;
         real.push(name);
     }
@@ -132,7 +147,8 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .map_err(|e| RuntimeError::io("create", &tmp, e))?;
-    f.write_all(data).map_err(|e| RuntimeError::io("write", &tmp, e))?;
+    f.write_all(data)
+        .map_err(|e| RuntimeError::io("write", &tmp, e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename", path, e))
 }
@@ -157,7 +173,12 @@ fn unescape_mount_path(s: &str) -> PathBuf {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -204,8 +225,14 @@ mod tests {
         // An absolute link and a climbing link both resolve inside the root.
         std::os::unix::fs::symlink("/secret", root.join("etc/abs")).unwrap();
         std::os::unix::fs::symlink("../../../../secret", root.join("etc/rel")).unwrap();
-        assert_eq!(read_in_root(&root, "/etc/abs").unwrap().as_deref(), Some("inside"));
-        assert_eq!(read_in_root(&root, "etc/rel").unwrap().as_deref(), Some("inside"));
+        assert_eq!(
+            read_in_root(&root, "/etc/abs").unwrap().as_deref(),
+            Some("inside")
+        );
+        assert_eq!(
+            read_in_root(&root, "etc/rel").unwrap().as_deref(),
+            Some("inside")
+        );
         assert_eq!(read_in_root(&root, "/etc/none").unwrap(), None);
     }
 

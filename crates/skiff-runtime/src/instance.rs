@@ -43,7 +43,10 @@ pub(crate) enum StartFailure {
     /// The node failed to prepare it (`CreateContainerError`); no instance exists.
     Create(RuntimeError),
     /// libcontainer refused to run it (`StartError`, exit code 128): the instance counts.
-    Start { instance: Instance, message: String },
+    Start {
+        instance: Box<Instance>,
+        message: String,
+    },
 }
 
 /// A started instance.
@@ -76,7 +79,12 @@ fn sandbox_mounts(paths: &PodPaths, record: &PodRecord, read_only: bool) -> Vec<
     ];
     match &record.sandbox.shm {
         Some(shm) => mounts.push(bind_mount(shm, "/dev/shm", false, "rprivate")),
-        None => mounts.push(bind_mount(Path::new("/dev/shm"), "/dev/shm", false, "rprivate")),
+        None => mounts.push(bind_mount(
+            Path::new("/dev/shm"),
+            "/dev/shm",
+            false,
+            "rprivate",
+        )),
     }
     mounts
 }
@@ -87,25 +95,48 @@ fn load_template(path: &Path) -> Option<Template> {
 }
 
 /// Generates the container's spec template (env, identity, mounts, security).
-fn generate_template(inner: &Inner, paths: &PodPaths, record: &PodRecord, name: &str, inputs: &PodInputs, rootfs: &Path) -> Result<Template> {
-    let (container, field) = record
-        .container_spec(name)
-        .ok_or_else(|| RuntimeError::ContainerNotFound { pod: record.uid().to_owned(), container: name.to_owned() })?;
-    let image = record.images.get(name).ok_or_else(|| RuntimeError::MissingInput {
-        kind: "image",
-        name: container.image.clone().unwrap_or_default(),
-        field: format!("{field}.image"),
-    })?;
+fn generate_template(
+    inner: &Inner,
+    paths: &PodPaths,
+    record: &PodRecord,
+    name: &str,
+    inputs: &PodInputs,
+    rootfs: &Path,
+) -> Result<Template> {
+    let (container, field) =
+        record
+            .container_spec(name)
+            .ok_or_else(|| RuntimeError::ContainerNotFound {
+                pod: record.uid().to_owned(),
+                container: name.to_owned(),
+            })?;
+    let image = record
+        .images
+        .get(name)
+        .ok_or_else(|| RuntimeError::MissingInput {
+            kind: "image",
+            name: container.image.clone().unwrap_or_default(),
+            field: format!("{field}.image"),
+        })?;
     let mut node = inputs.node.clone();
     if node.host_ips.is_empty() {
         node.host_ips = record.host_ips.clone();
     }
-    let facts = PodFacts { node: Some(&node), pod_ips: &record.pod_ips };
+    let facts = PodFacts {
+        node: Some(&node),
+        pod_ips: &record.pod_ips,
+    };
     let own_env = container_env(&record.pod, container, &field, inputs, &facts)?;
     let security = spec::security::Effective::of(&record.pod, container);
     let prepared = volumes::existing(&record.pod, &paths.volumes());
     let mut mounts = sandbox_mounts(paths, record, security.read_only_root);
-    mounts.extend(volumes::mounts_for(container, &field, &prepared, security.privileged, &own_env)?);
+    mounts.extend(volumes::mounts_for(
+        container,
+        &field,
+        &prepared,
+        security.privileged,
+        &own_env,
+    )?);
     let termination_path = match container.termination_message_path.as_deref() {
         Some("") => None,
         Some(p) => Some(p.to_owned()),
@@ -113,13 +144,21 @@ fn generate_template(inner: &Inner, paths: &PodPaths, record: &PodRecord, name: 
     };
     if let Some(p) = &termination_path {
         if !p.starts_with('/') {
-            return Err(RuntimeError::invalid(format!("{field}.terminationMessagePath"), "must be an absolute path"));
+            return Err(RuntimeError::invalid(
+                format!("{field}.terminationMessagePath"),
+                "must be an absolute path",
+            ));
         }
         // The source is replaced per instance.
         mounts.push(bind_mount(Path::new("/dev/null"), p, false, "rprivate"));
     }
     let spec_ns = record.sandbox.namespaces.clone();
-    let host_pid = record.pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
+    let host_pid = record
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_pid)
+        .unwrap_or(false);
     let memory_capacity = if inputs.node.allocatable_memory_bytes > 0 {
         inputs.node.allocatable_memory_bytes
     } else {
@@ -142,13 +181,28 @@ fn generate_template(inner: &Inner, paths: &PodPaths, record: &PodRecord, name: 
         defaults: &inner.config.security,
         memory_capacity,
     })?;
-    Ok(Template { spec: built.spec, stop_signal: built.stop_signal, termination_path })
+    Ok(Template {
+        spec: built.spec,
+        stop_signal: built.stop_signal,
+        termination_path,
+    })
 }
 
 fn machine_memory() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().unwrap_or(0) * 1024)))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").map(|v| {
+                    v.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<i64>()
+                        .unwrap_or(0)
+                        * 1024
+                })
+            })
+        })
         .unwrap_or(1 << 30)
 }
 
@@ -169,21 +223,38 @@ pub(crate) struct StartRequest<'a> {
 
 /// Prepares, creates and starts an instance.
 pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, StartFailure> {
-    let StartRequest { inner, paths, record, name, number, inputs, regenerate, id, on_exit } = req;
+    let StartRequest {
+        inner,
+        paths,
+        record,
+        name,
+        number,
+        inputs,
+        regenerate,
+        id,
+        on_exit,
+    } = req;
     let dir = paths.instance(name, number);
     // A leftover of a crashed attempt with this number goes first.
     if dir.exists() {
         let _ = Rootfs::at(&dir).unmount();
         let _ = std::fs::remove_dir_all(&dir);
     }
-    std::fs::create_dir_all(dir.join("bundle")).map_err(|e| StartFailure::Create(RuntimeError::io("create", &dir, e)))?;
+    std::fs::create_dir_all(dir.join("bundle"))
+        .map_err(|e| StartFailure::Create(RuntimeError::io("create", &dir, e)))?;
     let image = match record.images.get(name) {
         Some(i) => i.clone(),
         None => {
             return Err(StartFailure::Config(RuntimeError::MissingInput {
                 kind: "image",
-                name: record.container_spec(name).and_then(|(c, _)| c.image.clone()).unwrap_or_default(),
-                field: record.container_spec(name).map(|(_, f)| format!("{f}.image")).unwrap_or_default(),
+                name: record
+                    .container_spec(name)
+                    .and_then(|(c, _)| c.image.clone())
+                    .unwrap_or_default(),
+                field: record
+                    .container_spec(name)
+                    .map(|(_, f)| format!("{f}.image"))
+                    .unwrap_or_default(),
             }))
         }
     };
@@ -194,13 +265,22 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
     };
     if let Err(e) = rootfs.mount(&image.layers, &image.reference) {
         cleanup(&rootfs);
-        return Err(if e.is_config_error() { StartFailure::Config(e) } else { StartFailure::Create(e) });
+        return Err(if e.is_config_error() {
+            StartFailure::Config(e)
+        } else {
+            StartFailure::Create(e)
+        });
     }
     let template_path = paths.spec_template(name);
     let template = match (regenerate, load_template(&template_path)) {
         (false, Some(t)) => {
             // The image's working directory must exist in this fresh upper layer too.
-            let cwd = t.spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default();
+            let cwd = t
+                .spec
+                .process()
+                .as_ref()
+                .map(|p| p.cwd().clone())
+                .unwrap_or_default();
             if let Err(e) = crate::fsutil::mkdir_all_in_root(&rootfs.merged, &cwd, 0o755) {
                 cleanup(&rootfs);
                 return Err(StartFailure::Create(e));
@@ -218,11 +298,17 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
             }
             Err(e) => {
                 cleanup(&rootfs);
-                return Err(if e.is_config_error() { StartFailure::Config(e) } else { StartFailure::Create(e) });
+                return Err(if e.is_config_error() {
+                    StartFailure::Config(e)
+                } else {
+                    StartFailure::Create(e)
+                });
             }
         },
     };
-    match create_and_start(inner, paths, name, number, id, &dir, &rootfs, template, on_exit) {
+    match create_and_start(
+        inner, paths, name, number, id, &dir, &rootfs, template, on_exit,
+    ) {
         Ok(started) => Ok(started),
         Err(CreateError::Prepare(e)) => {
             cleanup(&rootfs);
@@ -237,7 +323,10 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
 
 enum CreateError {
     Prepare(RuntimeError),
-    Run { instance: Instance, message: String },
+    Run {
+        instance: Box<Instance>,
+        message: String,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,17 +346,31 @@ fn create_and_start(
     spec.set_root(Some(
         oci_spec::runtime::RootBuilder::default()
             .path(&rootfs.merged)
-            .readonly(spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false))
+            .readonly(
+                spec.root()
+                    .as_ref()
+                    .and_then(|r| r.readonly())
+                    .unwrap_or(false),
+            )
             .build()
-            .map_err(|source| CreateError::Prepare(RuntimeError::Spec { container: name.to_owned(), source }))?,
+            .map_err(|source| {
+                CreateError::Prepare(RuntimeError::Spec {
+                    container: name.to_owned(),
+                    source,
+                })
+            })?,
     ));
     if let Some(linux) = spec.linux_mut() {
         linux.set_cgroups_path(Some(cgroup.clone()));
     }
     let termination_file = dir.join("termination-log");
     if let Some(tp) = &template.termination_path {
-        std::fs::write(&termination_file, b"").map_err(|e| CreateError::Prepare(RuntimeError::io("create", &termination_file, e)))?;
-        let _ = std::fs::set_permissions(&termination_file, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        std::fs::write(&termination_file, b"")
+            .map_err(|e| CreateError::Prepare(RuntimeError::io("create", &termination_file, e)))?;
+        let _ = std::fs::set_permissions(
+            &termination_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        );
         if let Some(mounts) = spec.mounts_mut() {
             for m in mounts.iter_mut() {
                 if m.destination() == Path::new(tp) {
@@ -278,16 +381,31 @@ fn create_and_start(
     }
     let bundle = dir.join("bundle");
     let config = bundle.join("config.json");
-    let bytes = serde_json::to_vec(&spec).map_err(|source| CreateError::Prepare(RuntimeError::State { path: config.clone(), source }))?;
+    let bytes = serde_json::to_vec(&spec).map_err(|source| {
+        CreateError::Prepare(RuntimeError::State {
+            path: config.clone(),
+            source,
+        })
+    })?;
     crate::fsutil::write_atomic(&config, &bytes, 0o600).map_err(CreateError::Prepare)?;
 
     // Output FIFOs and the log file.
-    let (out_rw, out_r) = create_fifo(&dir.join("stdout"), inner.config.logs.pipe_size).map_err(CreateError::Prepare)?;
-    let (err_rw, err_r) = create_fifo(&dir.join("stderr"), inner.config.logs.pipe_size).map_err(CreateError::Prepare)?;
-    let sink = LogSink::open(&paths.log(name, number), inner.config.logs.rotation).map_err(CreateError::Prepare)?;
-    inner.pump.add(out_r, Stream::Stdout, &sink).map_err(CreateError::Prepare)?;
-    inner.pump.add(err_r, Stream::Stderr, &sink).map_err(CreateError::Prepare)?;
-    let stdin = std::fs::File::open("/dev/null").map_err(|e| CreateError::Prepare(RuntimeError::io("open", "/dev/null", e)))?;
+    let (out_rw, out_r) = create_fifo(&dir.join("stdout"), inner.config.logs.pipe_size)
+        .map_err(CreateError::Prepare)?;
+    let (err_rw, err_r) = create_fifo(&dir.join("stderr"), inner.config.logs.pipe_size)
+        .map_err(CreateError::Prepare)?;
+    let sink = LogSink::open(&paths.log(name, number), inner.config.logs.rotation)
+        .map_err(CreateError::Prepare)?;
+    inner
+        .pump
+        .add(out_r, Stream::Stdout, &sink)
+        .map_err(CreateError::Prepare)?;
+    inner
+        .pump
+        .add(err_r, Stream::Stderr, &sink)
+        .map_err(CreateError::Prepare)?;
+    let stdin = std::fs::File::open("/dev/null")
+        .map_err(|e| CreateError::Prepare(RuntimeError::io("open", "/dev/null", e)))?;
 
     let mut instance = Instance {
         id: id.clone(),
@@ -305,10 +423,17 @@ fn create_and_start(
             id: id.clone(),
             root: inner.libcontainer_root.clone(),
             bundle: bundle.clone(),
-            stdio: Stdio { stdin: OwnedFd::from(stdin), stdout: out_rw, stderr: err_rw },
+            stdio: Stdio {
+                stdin: OwnedFd::from(stdin),
+                stdout: out_rw,
+                stderr: err_rw,
+            },
         },
         move |l| {
-            let fd = l.pidfd.try_clone().map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
+            let fd = l
+                .pidfd
+                .try_clone()
+                .map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
             exits.watch(l.pid, fd, on_exit)
         },
     );
@@ -320,7 +445,10 @@ fn create_and_start(
                 RuntimeError::Container { message, .. } => message,
                 other => other.to_string(),
             };
-            return Err(CreateError::Run { instance, message });
+            return Err(CreateError::Run {
+                instance: Box::new(instance),
+                message,
+            });
         }
     };
     instance.pid = Some(launched.pid);
@@ -330,12 +458,19 @@ fn create_and_start(
     if let Err(e) = started {
         kill_all(inner, &instance, &launched.pidfd, libc::SIGKILL);
         remove_container_state(inner, &instance);
-        return Err(CreateError::Run { instance, message: format!("start: {e}") });
+        return Err(CreateError::Run {
+            instance: Box::new(instance),
+            message: format!("start: {e}"),
+        });
     }
     instance.started_at = Some(Timestamp::now());
     // The container writes into the FIFOs now; our read-write copies are closed (they were
     // moved into the launcher request), so end-of-file comes when the container exits.
-    Ok(Started { instance, pidfd: launched.pidfd, sink })
+    Ok(Started {
+        instance,
+        pidfd: launched.pidfd,
+        sink,
+    })
 }
 
 fn paths_cgroup(inner: &Inner, paths: &PodPaths) -> PathBuf {
@@ -347,11 +482,20 @@ fn paths_cgroup(inner: &Inner, paths: &PodPaths) -> PathBuf {
 pub(crate) fn kill_all(inner: &Inner, instance: &Instance, pidfd: &OwnedFd, signal: i32) {
     // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo.
     unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0);
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
     }
     if signal == libc::SIGKILL {
         for pid in crate::cgroups::pids(&inner.cgroups, &instance.cgroup) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -371,18 +515,28 @@ fn remove_container_state(inner: &Inner, instance: &Instance) {
 }
 
 /// Reads the container's termination message (or the log tail when asked to fall back).
-fn termination_message(dir: &Path, log: &Path, fallback_to_logs: bool, failed: bool) -> Option<String> {
+fn termination_message(
+    dir: &Path,
+    log: &Path,
+    fallback_to_logs: bool,
+    failed: bool,
+) -> Option<String> {
     use std::io::Read;
     let mut msg = String::new();
     if let Ok(f) = std::fs::File::open(dir.join("termination-log")) {
-        let _ = f.take(MAX_TERMINATION_MESSAGE as u64).read_to_string(&mut msg);
+        let _ = f
+            .take(MAX_TERMINATION_MESSAGE as u64)
+            .read_to_string(&mut msg);
     }
     if msg.is_empty() && fallback_to_logs && failed {
         let mut lines = Vec::new();
         crate::logs::reader::read(
             log,
             None,
-            &crate::logs::reader::LogOptions { tail_lines: Some(80), ..Default::default() },
+            &crate::logs::reader::LogOptions {
+                tail_lines: Some(80),
+                ..Default::default()
+            },
             &mut |r| {
                 lines.push(String::from_utf8_lossy(&r.render(false)).into_owned());
                 true
@@ -391,7 +545,9 @@ fn termination_message(dir: &Path, log: &Path, fallback_to_logs: bool, failed: b
         let mut text: String = lines.concat();
         if text.len() > 2048 {
             let cut = text.len() - 2048;
-            let cut = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+            let cut = (cut..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
             text = text[cut..].to_owned();
         }
         msg = text;
@@ -416,7 +572,12 @@ pub(crate) fn finish(
     }
     let dir = paths.instance(name, instance.number);
     let exit_code = status.code();
-    let message = termination_message(&dir, &paths.log(name, instance.number), fallback_to_logs, exit_code != 0);
+    let message = termination_message(
+        &dir,
+        &paths.log(name, instance.number),
+        fallback_to_logs,
+        exit_code != 0,
+    );
     remove_container_state(inner, instance);
     let _ = Rootfs::at(&dir).unmount();
     if let Err(e) = std::fs::remove_dir_all(&dir) {

@@ -38,7 +38,12 @@ pub(crate) struct Stdio {
 /// What the launcher should do.
 pub(crate) enum Operation {
     /// Create (not start) the init process of container `id` from `bundle/config.json`.
-    Create { id: String, root: PathBuf, bundle: PathBuf, stdio: Stdio },
+    Create {
+        id: String,
+        root: PathBuf,
+        bundle: PathBuf,
+        stdio: Stdio,
+    },
     /// Start a process described by `process_json` in the running container `id`.
     Exec {
         id: String,
@@ -93,7 +98,12 @@ fn prctl_no_new_privs() -> std::io::Result<()> {
 /// Runs the operation inside the launcher; returns the new process's pid or an error message.
 fn perform(op: Operation) -> std::result::Result<i32, String> {
     match op {
-        Operation::Create { id, root, bundle, stdio } => {
+        Operation::Create {
+            id,
+            root,
+            bundle,
+            stdio,
+        } => {
             let container = ContainerBuilder::new(id, SyscallType::default())
                 .with_root_path(root)
                 .map_err(|e| e.to_string())?
@@ -105,7 +115,10 @@ fn perform(op: Operation) -> std::result::Result<i32, String> {
                 .with_detach(true)
                 .build()
                 .map_err(|e| error_chain(&e))?;
-            container.pid().map(|p| p.as_raw()).ok_or_else(|| "container has no pid".to_string())
+            container
+                .pid()
+                .map(|p| p.as_raw())
+                .ok_or_else(|| "container has no pid".to_string())
         }
         Operation::Exec {
             id,
@@ -121,7 +134,10 @@ fn perform(op: Operation) -> std::result::Result<i32, String> {
                 .with_console_socket(console_socket)
                 .with_executor(SeccompExecutor { profile: seccomp });
             if let Some(stdio) = stdio {
-                builder = builder.with_stdin(stdio.stdin).with_stdout(stdio.stdout).with_stderr(stdio.stderr);
+                builder = builder
+                    .with_stdin(stdio.stdin)
+                    .with_stdout(stdio.stdout)
+                    .with_stderr(stdio.stderr);
             }
             let pid = builder
                 .as_tenant()
@@ -149,7 +165,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", "launcher", e))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::sys("pipe2", "launcher", e))
 }
 
 /// The launcher's side: never returns.
@@ -184,7 +201,11 @@ fn launcher_main(op: Operation, result_w: OwnedFd, ack_r: OwnedFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-fn read_exact_timeout(fd: &OwnedFd, buf: &mut [u8], deadline: std::time::Instant) -> std::io::Result<()> {
+fn read_exact_timeout(
+    fd: &OwnedFd,
+    buf: &mut [u8],
+    deadline: std::time::Instant,
+) -> std::io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -209,7 +230,13 @@ fn read_exact_timeout(fd: &OwnedFd, buf: &mut [u8], deadline: std::time::Instant
             continue;
         }
         // SAFETY: read into the unfilled part of `buf`.
-        let r = unsafe { libc::read(fd.as_raw_fd(), buf[filled..].as_mut_ptr() as *mut libc::c_void, buf.len() - filled) };
+        let r = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf[filled..].as_mut_ptr() as *mut libc::c_void,
+                buf.len() - filled,
+            )
+        };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -233,7 +260,10 @@ pub(crate) struct Launched {
 
 /// Runs `op` in a launcher process. `before_release` runs while the new process cannot be
 /// reaped (e.g. to register it with the exit monitor). Blocking: call from a blocking thread.
-pub(crate) fn launch(op: Operation, before_release: impl FnOnce(&Launched) -> Result<()>) -> Result<Launched> {
+pub(crate) fn launch(
+    op: Operation,
+    before_release: impl FnOnce(&Launched) -> Result<()>,
+) -> Result<Launched> {
     let id = op.id().to_owned();
     let (result_r, result_w) = pipe()?;
     let (ack_r, ack_w) = pipe()?;
@@ -287,7 +317,11 @@ pub(crate) fn launch(op: Operation, before_release: impl FnOnce(&Launched) -> Re
         release(ack_w);
         return Err(RuntimeError::Container {
             container: id,
-            message: if read_body.is_err() { "launcher died mid-report".into() } else { body },
+            message: if read_body.is_err() {
+                "launcher died mid-report".into()
+            } else {
+                body
+            },
         });
     }
     let pid: i32 = match body.trim().parse() {

@@ -88,9 +88,7 @@ impl Quantity {
             "Pi" => (0, 50),
             "Ei" => (0, 60),
             other if other.starts_with(['e', 'E']) => {
-                let exponent: i32 = other[1..]
-                    .parse()
-                    .map_err(|_| error("invalid exponent"))?;
+                let exponent: i32 = other[1..].parse().map_err(|_| error("invalid exponent"))?;
                 if !(-30..=30).contains(&exponent) {
                     return Err(error("exponent out of range"));
                 }

@@ -21,8 +21,9 @@ pub(crate) struct Rootfs {
 /// Escapes a layer path for overlayfs' option string (`\`, `:` and `,` are special).
 fn escape(path: &Path) -> Result<String> {
     let bytes = path.as_os_str().as_bytes();
-    let s = std::str::from_utf8(bytes)
-        .map_err(|_| RuntimeError::invalid(path.display().to_string(), "layer path is not UTF-8"))?;
+    let s = std::str::from_utf8(bytes).map_err(|_| {
+        RuntimeError::invalid(path.display().to_string(), "layer path is not UTF-8")
+    })?;
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '\\' | ':' | ',') {
@@ -46,7 +47,10 @@ impl Rootfs {
     /// Mounts the layers (bottom first) with a fresh upper directory.
     pub fn mount(&self, layers: &[PathBuf], image: &str) -> Result<()> {
         if layers.is_empty() {
-            return Err(RuntimeError::invalid(image.to_owned(), "image has no layers"));
+            return Err(RuntimeError::invalid(
+                image.to_owned(),
+                "image has no layers",
+            ));
         }
         for dir in [&self.merged, &self.upper, &self.work] {
             std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create", dir, e))?;
@@ -54,7 +58,10 @@ impl Rootfs {
         let mut lower = Vec::with_capacity(layers.len());
         for layer in layers.iter().rev() {
             if !layer.is_dir() {
-                return Err(RuntimeError::invalid(image.to_owned(), format!("layer directory {} is missing", layer.display())));
+                return Err(RuntimeError::invalid(
+                    image.to_owned(),
+                    format!("layer directory {} is missing", layer.display()),
+                ));
             }
             lower.push(escape(layer)?);
         }
@@ -68,11 +75,21 @@ impl Rootfs {
         if options.len() >= 4000 {
             return Err(RuntimeError::unsupported(
                 image.to_owned(),
-                format!("{} layers make an overlay option string too long ({} bytes)", layers.len(), options.len()),
+                format!(
+                    "{} layers make an overlay option string too long ({} bytes)",
+                    layers.len(),
+                    options.len()
+                ),
             ));
         }
-        mount(Some("overlay"), &self.merged, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-            .map_err(|e| RuntimeError::sys("mount overlay", self.merged.display(), e))
+        mount(
+            Some("overlay"),
+            &self.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| RuntimeError::sys("mount overlay", self.merged.display(), e))
     }
 
     /// Unmounts (idempotent).
@@ -105,9 +122,17 @@ mod tests {
         std::fs::write(top.join("f"), "top").unwrap();
         std::fs::write(bottom.join("only-bottom"), "b").unwrap();
         let rootfs = Rootfs::at(&dir.path().join("c"));
-        rootfs.mount(&[bottom.clone(), top.clone()], "test").unwrap();
-        assert_eq!(std::fs::read_to_string(rootfs.merged.join("f")).unwrap(), "top");
-        assert_eq!(std::fs::read_to_string(rootfs.merged.join("only-bottom")).unwrap(), "b");
+        rootfs
+            .mount(&[bottom.clone(), top.clone()], "test")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(rootfs.merged.join("f")).unwrap(),
+            "top"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.merged.join("only-bottom")).unwrap(),
+            "b"
+        );
         std::fs::write(rootfs.merged.join("new"), "x").unwrap();
         assert!(!bottom.join("new").exists() && !top.join("new").exists());
         rootfs.unmount().unwrap();

@@ -90,7 +90,10 @@ impl Inner {
 
     /// Drops the pod from the table.
     pub fn forget(&self, uid: &str) {
-        self.pods.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
     }
 
     fn paths(&self, uid: &str) -> PodPaths {
@@ -111,14 +114,17 @@ fn valid_uid(uid: &str) -> bool {
         && uid.len() <= 128
         && uid != "."
         && uid != ".."
-        && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 fn valid_dns_label(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -127,14 +133,23 @@ fn valid_dns_label(name: &str) -> bool {
 fn validate_pod(pod: &Pod, inputs: &PodInputs) -> Result<String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     if !valid_uid(&uid) {
-        return Err(RuntimeError::invalid("metadata.uid", format!("{uid:?} is not a valid UID")));
+        return Err(RuntimeError::invalid(
+            "metadata.uid",
+            format!("{uid:?} is not a valid UID"),
+        ));
     }
     if pod.metadata.name.as_deref().unwrap_or("").is_empty() {
         return Err(RuntimeError::invalid("metadata.name", "required"));
     }
-    let spec = pod.spec.as_ref().ok_or_else(|| RuntimeError::invalid("spec", "required"))?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| RuntimeError::invalid("spec", "required"))?;
     if spec.containers.is_empty() {
-        return Err(RuntimeError::invalid("spec.containers", "at least one container is required"));
+        return Err(RuntimeError::invalid(
+            "spec.containers",
+            "at least one container is required",
+        ));
     }
     if spec.share_process_namespace == Some(true) {
         return Err(RuntimeError::unsupported(
@@ -143,11 +158,17 @@ fn validate_pod(pod: &Pod, inputs: &PodInputs) -> Result<String> {
         ));
     }
     if spec.host_users == Some(false) {
-        return Err(RuntimeError::unsupported("spec.hostUsers", "user namespaces are not supported"));
+        return Err(RuntimeError::unsupported(
+            "spec.hostUsers",
+            "user namespaces are not supported",
+        ));
     }
     if let Some(policy) = spec.restart_policy.as_deref() {
         if !matches!(policy, "Always" | "OnFailure" | "Never") {
-            return Err(RuntimeError::invalid("spec.restartPolicy", format!("unknown policy {policy:?}")));
+            return Err(RuntimeError::invalid(
+                "spec.restartPolicy",
+                format!("unknown policy {policy:?}"),
+            ));
         }
     }
     let mut names = std::collections::HashSet::new();
@@ -157,13 +178,24 @@ fn validate_pod(pod: &Pod, inputs: &PodInputs) -> Result<String> {
         .flatten()
         .enumerate()
         .map(|(i, c)| (c, format!("spec.initContainers[{i}]")))
-        .chain(spec.containers.iter().enumerate().map(|(i, c)| (c, format!("spec.containers[{i}]"))));
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c, format!("spec.containers[{i}]"))),
+        );
     for (c, field) in all {
         if !valid_dns_label(&c.name) {
-            return Err(RuntimeError::invalid(format!("{field}.name"), format!("{:?} is not a valid container name (DNS label)", c.name)));
+            return Err(RuntimeError::invalid(
+                format!("{field}.name"),
+                format!("{:?} is not a valid container name (DNS label)", c.name),
+            ));
         }
         if !names.insert(c.name.clone()) {
-            return Err(RuntimeError::invalid(format!("{field}.name"), format!("duplicate container name {:?}", c.name)));
+            return Err(RuntimeError::invalid(
+                format!("{field}.name"),
+                format!("duplicate container name {:?}", c.name),
+            ));
         }
         if !inputs.images.contains_key(&c.name) {
             return Err(RuntimeError::MissingInput {
@@ -174,7 +206,10 @@ fn validate_pod(pod: &Pod, inputs: &PodInputs) -> Result<String> {
         }
         if let Some(p) = c.restart_policy.as_deref() {
             if p != "Always" || !field.starts_with("spec.initContainers") {
-                return Err(RuntimeError::invalid(format!("{field}.restartPolicy"), "only init containers may set restartPolicy, and only to Always"));
+                return Err(RuntimeError::invalid(
+                    format!("{field}.restartPolicy"),
+                    "only init containers may set restartPolicy, and only to Always",
+                ));
             }
         }
     }
@@ -204,12 +239,20 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
         start_time: None,
         pod_ips: Vec::new(),
         host_ips: inputs.node.host_ips.clone(),
-        sandbox: SandboxRecord { hostname: hostname.clone(), ..Default::default() },
+        sandbox: SandboxRecord {
+            hostname: hostname.clone(),
+            ..Default::default()
+        },
         cgroup: inner.pod_cgroup(&uid),
         containers: pod
             .spec
             .iter()
-            .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
             .map(|c| (c.name.clone(), ContainerRecord::default()))
             .collect(),
         terminating: None,
@@ -226,7 +269,11 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     record.sandbox.namespaces = sandbox::create_namespaces(
         &paths.dir,
         &hostname,
-        NamespaceRequest { net: !host_network, ipc: !host_ipc, uts: !host_network },
+        NamespaceRequest {
+            net: !host_network,
+            ipc: !host_ipc,
+            uts: !host_network,
+        },
     )?;
     if !host_ipc {
         record.sandbox.shm = Some(sandbox::create_shm(&paths.dir, inner.config.shm_size)?);
@@ -236,10 +283,14 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     if let Some(netns) = record.sandbox.namespaces.net.clone() {
         record.sandbox.network_ready = true;
         record.save(paths)?;
-        record.pod_ips = inner
-            .network
-            .setup(pod, &netns)
-            .map_err(|message| RuntimeError::Network { pod: uid.clone(), message })?;
+        record.pod_ips =
+            inner
+                .network
+                .setup(pod, &netns)
+                .map_err(|message| RuntimeError::Network {
+                    pod: uid.clone(),
+                    message,
+                })?;
     } else {
         record.pod_ips = record.host_ips.clone();
     }
@@ -255,8 +306,14 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     crate::fsutil::write_atomic(&paths.hosts(), hosts.as_bytes(), 0o644)?;
     let resolv = dns::resolv_conf(pod, &inner.config.dns)?;
     crate::fsutil::write_atomic(&paths.resolv(), resolv.as_bytes(), 0o644)?;
-    let node_hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let shown = if host_network { node_hostname } else { hostname };
+    let node_hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shown = if host_network {
+        node_hostname
+    } else {
+        hostname
+    };
     crate::fsutil::write_atomic(&paths.hostname(), format!("{shown}\n").as_bytes(), 0o644)?;
 
     // Volumes.
@@ -264,7 +321,10 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     if node.host_ips.is_empty() {
         node.host_ips = record.host_ips.clone();
     }
-    let facts = PodFacts { node: Some(&node), pod_ips: &record.pod_ips };
+    let facts = PodFacts {
+        node: Some(&node),
+        pod_ips: &record.pod_ips,
+    };
     volumes::prepare(&volumes::VolumeContext {
         pod,
         inputs,
@@ -280,8 +340,17 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
 
 /// Removes everything of a pod (containers, network, volumes, namespaces, cgroups, files).
 /// Works on partial pods; idempotent.
-pub(crate) fn destroy_pod(inner: &Inner, paths: &PodPaths, record: Option<&PodRecord>) -> Result<()> {
-    let uid = paths.dir.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+pub(crate) fn destroy_pod(
+    inner: &Inner,
+    paths: &PodPaths,
+    record: Option<&PodRecord>,
+) -> Result<()> {
+    let uid = paths
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
     let loaded;
     let record = match record {
         Some(r) => Some(r),
@@ -300,32 +369,46 @@ pub(crate) fn destroy_pod(inner: &Inner, paths: &PodPaths, record: Option<&PodRe
     // Anything still running in the pod's cgroup is killed.
     let pod_cgroup = inner.pod_cgroup(&uid);
     for pid in crate::cgroups::pids(&inner.cgroups, &pod_cgroup) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     if let Some(r) = record {
         for c in r.containers.values() {
             if let Some(inst) = &c.instance {
                 let dir = inner.libcontainer_root.join(&inst.id);
                 if dir.exists() {
-                    let _ = libcontainer::container::Container::load(dir.clone()).and_then(|mut lc| lc.delete(true));
+                    let _ = libcontainer::container::Container::load(dir.clone())
+                        .and_then(|mut lc| lc.delete(true));
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             }
         }
         if r.sandbox.network_ready {
             if let Some(netns) = &r.sandbox.namespaces.net {
-                keep(inner.network.teardown(&r.pod, netns).map_err(|message| RuntimeError::Network { pod: uid.clone(), message }));
+                keep(inner.network.teardown(&r.pod, netns).map_err(|message| {
+                    RuntimeError::Network {
+                        pod: uid.clone(),
+                        message,
+                    }
+                }));
             }
         }
     }
     // Container root file systems, volumes, shm, namespace files: every mount under the pod.
-    keep(crate::fsutil::unmount_all_under(&paths.dir.join("containers")));
+    keep(crate::fsutil::unmount_all_under(
+        &paths.dir.join("containers"),
+    ));
     keep(volumes::teardown(&paths.volumes()));
     keep(sandbox::destroy_namespaces(&paths.dir));
     keep(crate::fsutil::unmount_all_under(&paths.dir));
     keep(crate::cgroups::remove(&inner.cgroups, &pod_cgroup));
     if paths.dir.exists() {
-        keep(std::fs::remove_dir_all(&paths.dir).map_err(|e| RuntimeError::io("remove", &paths.dir, e)));
+        keep(
+            std::fs::remove_dir_all(&paths.dir)
+                .map_err(|e| RuntimeError::io("remove", &paths.dir, e)),
+        );
     }
     match first_error {
         Some(e) => Err(e),
@@ -338,7 +421,11 @@ impl Runtime {
     /// monitor and the log pump. Pods left by a previous runtime are not touched until
     /// [`Runtime::adopt_existing`].
     pub fn open(config: RuntimeConfig, network: Arc<dyn PodNetwork>) -> Result<Runtime> {
-        for dir in [config.root.clone(), config.root.join("pods"), config.root.join("libcontainer")] {
+        for dir in [
+            config.root.clone(),
+            config.root.join("pods"),
+            config.root.join("libcontainer"),
+        ] {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -384,14 +471,33 @@ impl Runtime {
         self.inner.exits.has_exit_codes()
     }
 
-    fn spawn_worker(&self, uid: String, record: PodRecord, inputs: PodInputs, live: HashMap<String, Live>, tx: mpsc::UnboundedSender<PodMsg>, rx: mpsc::UnboundedReceiver<PodMsg>) {
+    fn spawn_worker(
+        &self,
+        uid: String,
+        record: PodRecord,
+        inputs: PodInputs,
+        live: HashMap<String, Live>,
+        tx: mpsc::UnboundedSender<PodMsg>,
+        rx: mpsc::UnboundedReceiver<PodMsg>,
+    ) {
         let state = Arc::new(Mutex::new(record));
-        let sinks: HashMap<String, Arc<LogSink>> = live.iter().filter_map(|(n, l)| l.sink.clone().map(|s| (n.clone(), s))).collect();
+        let sinks: HashMap<String, Arc<LogSink>> = live
+            .iter()
+            .filter_map(|(n, l)| l.sink.clone().map(|s| (n.clone(), s)))
+            .collect();
         let sinks = Arc::new(Mutex::new(sinks));
-        self.inner.pods.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            uid.clone(),
-            PodEntry { tx: tx.clone(), state: Arc::clone(&state), sinks: Arc::clone(&sinks) },
-        );
+        self.inner
+            .pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                uid.clone(),
+                PodEntry {
+                    tx: tx.clone(),
+                    state: Arc::clone(&state),
+                    sinks: Arc::clone(&sinks),
+                },
+            );
         let worker = PodWorker {
             inner: Arc::clone(&self.inner),
             paths: self.inner.paths(&uid),
@@ -435,7 +541,10 @@ impl Runtime {
             r
         })
         .await
-        .map_err(|e| RuntimeError::Container { container: "sandbox".into(), message: format!("task failed: {e}") })??;
+        .map_err(|e| RuntimeError::Container {
+            container: "sandbox".into(),
+            message: format!("task failed: {e}"),
+        })??;
         tracing::info!(pod = %uid, name = ?pod.metadata.name, "pod sandbox ready");
         let (tx, rx) = mpsc::unbounded_channel();
         self.spawn_worker(uid.clone(), created, inputs, HashMap::new(), tx, rx);
@@ -445,14 +554,17 @@ impl Runtime {
 
     fn entry<T>(&self, uid: &str, f: impl FnOnce(&PodEntry) -> T) -> Result<T> {
         let pods = self.inner.pods.lock().unwrap_or_else(|p| p.into_inner());
-        pods.get(uid).map(f).ok_or_else(|| RuntimeError::PodNotFound(uid.to_owned()))
+        pods.get(uid)
+            .map(f)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_owned()))
     }
 
     /// Gives the pod new inputs (e.g. after re-adoption, or when a referenced config map
     /// appeared); containers started from now on use them.
     pub fn update_inputs(&self, uid: &str, inputs: PodInputs) -> Result<()> {
         let tx = self.entry(uid, |e| e.tx.clone())?;
-        tx.send(PodMsg::Inputs(inputs)).map_err(|_| RuntimeError::ShutDown)
+        tx.send(PodMsg::Inputs(inputs))
+            .map_err(|_| RuntimeError::ShutDown)
     }
 
     /// Stops every container of the pod: the stop signal (image StopSignal or SIGTERM), then
@@ -461,12 +573,20 @@ impl Runtime {
     pub async fn stop_pod(&self, uid: &str, grace: Option<Duration>) -> Result<()> {
         let (tx, pod_grace) = self.entry(uid, |e| {
             let r = e.state.lock().unwrap_or_else(|p| p.into_inner());
-            let g = r.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).map(|s| Duration::from_secs(s.max(0) as u64));
+            let g = r
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .map(|s| Duration::from_secs(s.max(0) as u64));
             (e.tx.clone(), g)
         })?;
-        let grace = grace.or(pod_grace).unwrap_or(self.inner.config.default_grace);
+        let grace = grace
+            .or(pod_grace)
+            .unwrap_or(self.inner.config.default_grace);
         let (done, wait) = oneshot::channel();
-        tx.send(PodMsg::Stop { grace, done }).map_err(|_| RuntimeError::ShutDown)?;
+        tx.send(PodMsg::Stop { grace, done })
+            .map_err(|_| RuntimeError::ShutDown)?;
         wait.await.map_err(|_| RuntimeError::ShutDown)
     }
 
@@ -476,18 +596,29 @@ impl Runtime {
     pub async fn remove_pod(&self, uid: &str) -> Result<()> {
         let tx = self.entry(uid, |e| e.tx.clone())?;
         let (done, wait) = oneshot::channel();
-        tx.send(PodMsg::Remove { done }).map_err(|_| RuntimeError::ShutDown)?;
+        tx.send(PodMsg::Remove { done })
+            .map_err(|_| RuntimeError::ShutDown)?;
         wait.await.map_err(|_| RuntimeError::ShutDown)?
     }
 
     /// The pod's status as upstream reports it (`ready` = running; probes are the agent's).
     pub fn pod_status(&self, uid: &str) -> Option<PodStatus> {
-        self.entry(uid, |e| crate::status::pod_status(&e.state.lock().unwrap_or_else(|p| p.into_inner()))).ok()
+        self.entry(uid, |e| {
+            crate::status::pod_status(&e.state.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .ok()
     }
 
     /// UIDs of the pods the runtime holds.
     pub fn pods(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.inner.pods.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .inner
+            .pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
@@ -501,7 +632,11 @@ impl Runtime {
     pub fn container_pid(&self, uid: &str, container: &str) -> Option<i32> {
         self.entry(uid, |e| {
             let r = e.state.lock().unwrap_or_else(|p| p.into_inner());
-            r.containers.get(container).and_then(|c| c.instance.as_ref()).filter(|i| i.is_running()).and_then(|i| i.pid)
+            r.containers
+                .get(container)
+                .and_then(|c| c.instance.as_ref())
+                .filter(|i| i.is_running())
+                .and_then(|i| i.pid)
         })
         .ok()
         .flatten()
@@ -509,7 +644,17 @@ impl Runtime {
 
     /// The pod's network namespace file (for skiff-net), if it has its own.
     pub fn netns_path(&self, uid: &str) -> Option<PathBuf> {
-        self.entry(uid, |e| e.state.lock().unwrap_or_else(|p| p.into_inner()).sandbox.namespaces.net.clone()).ok().flatten()
+        self.entry(uid, |e| {
+            e.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sandbox
+                .namespaces
+                .net
+                .clone()
+        })
+        .ok()
+        .flatten()
     }
 
     /// The pod's cgroup path (inside each hierarchy).
@@ -540,8 +685,16 @@ impl Runtime {
         let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::io("read dir", &dir, e))?;
         let mut adopted = Vec::new();
         for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            if self.inner.pods.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&uid) {
+            let Some(uid) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if self
+                .inner
+                .pods
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&uid)
+            {
                 continue;
             }
             let paths = self.inner.paths(&uid);
@@ -555,7 +708,9 @@ impl Runtime {
                     let inner = Arc::clone(&self.inner);
                     let p = paths.clone();
                     let r = other.ok();
-                    let _ = tokio::task::spawn_blocking(move || destroy_pod(&inner, &p, r.as_ref())).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || destroy_pod(&inner, &p, r.as_ref()))
+                            .await;
                     continue;
                 }
             };
@@ -563,28 +718,54 @@ impl Runtime {
             let mut live = HashMap::new();
             let mut lost = Vec::new();
             for (name, c) in &record.containers {
-                let Some(inst) = c.instance.as_ref().filter(|i| i.terminated.is_none()) else { continue };
+                let Some(inst) = c.instance.as_ref().filter(|i| i.terminated.is_none()) else {
+                    continue;
+                };
                 match crate::worker::reattach(inst) {
                     Some(pidfd) => {
                         let sink = self.reattach_logs(&paths, name, inst.number);
-                        let watch_fd = pidfd.try_clone().map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
+                        let watch_fd = pidfd
+                            .try_clone()
+                            .map_err(|e| RuntimeError::io("dup", "pidfd", e))?;
                         let (t, n, id) = (tx.clone(), name.clone(), inst.id.clone());
                         self.inner.exits.watch(
                             inst.pid.unwrap_or(0),
                             watch_fd,
                             Box::new(move |status| {
-                                let _ = t.send(PodMsg::Exited { name: n, id, status });
+                                let _ = t.send(PodMsg::Exited {
+                                    name: n,
+                                    id,
+                                    status,
+                                });
                             }),
                         )?;
-                        live.insert(name.clone(), Live { id: inst.id.clone(), pidfd: Some(pidfd), sink });
+                        live.insert(
+                            name.clone(),
+                            Live {
+                                id: inst.id.clone(),
+                                pidfd: Some(pidfd),
+                                sink,
+                            },
+                        );
                     }
                     None => lost.push((name.clone(), inst.id.clone())),
                 }
             }
             for (name, id) in lost {
                 // Finished through the worker, so cleanup and restart follow the usual path.
-                live.insert(name.clone(), Live { id: id.clone(), pidfd: None, sink: None });
-                let _ = tx.send(PodMsg::Exited { name, id, status: ExitStatus::Unknown });
+                live.insert(
+                    name.clone(),
+                    Live {
+                        id: id.clone(),
+                        pidfd: None,
+                        sink: None,
+                    },
+                );
+                let _ = tx.send(PodMsg::Exited {
+                    name,
+                    id,
+                    status: ExitStatus::Unknown,
+                });
             }
             tracing::info!(pod = %uid, running = live.len(), "re-adopted pod");
             self.spawn_worker(uid.clone(), record, PodInputs::default(), live, tx, rx);
@@ -614,20 +795,42 @@ impl Runtime {
     pub async fn logs(&self, uid: &str, container: &str, opts: LogOptions) -> Result<LogStream> {
         let (path, sink) = self.entry(uid, |e| {
             let r = e.state.lock().unwrap_or_else(|p| p.into_inner());
-            let c = r.containers.get(container).ok_or_else(|| RuntimeError::ContainerNotFound { pod: uid.to_owned(), container: container.to_owned() })?;
+            let c = r
+                .containers
+                .get(container)
+                .ok_or_else(|| RuntimeError::ContainerNotFound {
+                    pod: uid.to_owned(),
+                    container: container.to_owned(),
+                })?;
             let current = c.instance.as_ref().map(|i| i.number);
             let number = match (opts.previous, current) {
                 (false, Some(n)) => n,
                 (true, Some(n)) if n > 0 => n - 1,
                 (true, _) => {
-                    return Err(RuntimeError::LogsNotFound { pod: uid.to_owned(), container: container.to_owned(), message: "previous terminated container not found".into() })
+                    return Err(RuntimeError::LogsNotFound {
+                        pod: uid.to_owned(),
+                        container: container.to_owned(),
+                        message: "previous terminated container not found".into(),
+                    })
                 }
                 (false, None) => {
-                    return Err(RuntimeError::LogsNotFound { pod: uid.to_owned(), container: container.to_owned(), message: "container has not started".into() })
+                    return Err(RuntimeError::LogsNotFound {
+                        pod: uid.to_owned(),
+                        container: container.to_owned(),
+                        message: "container has not started".into(),
+                    })
                 }
             };
             let path = self.inner.paths(uid).log(container, number);
-            let sink = if opts.previous { None } else { e.sinks.lock().unwrap_or_else(|p| p.into_inner()).get(container).cloned() };
+            let sink = if opts.previous {
+                None
+            } else {
+                e.sinks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(container)
+                    .cloned()
+            };
             Ok((path, sink))
         })??;
         let (tx, rx) = mpsc::channel(256);

@@ -22,7 +22,11 @@ pub(crate) struct NamespaceRequest {
 
 /// Creates the requested namespaces under `dir/ns/`, sets the hostname in the new UTS
 /// namespace and brings `lo` up in the new network namespace.
-pub(crate) fn create_namespaces(dir: &Path, hostname: &str, req: NamespaceRequest) -> Result<NamespacePaths> {
+pub(crate) fn create_namespaces(
+    dir: &Path,
+    hostname: &str,
+    req: NamespaceRequest,
+) -> Result<NamespacePaths> {
     let ns_dir = dir.join("ns");
     std::fs::create_dir_all(&ns_dir).map_err(|e| RuntimeError::io("create", &ns_dir, e))?;
     let mut flags = CloneFlags::empty();
@@ -56,14 +60,22 @@ pub(crate) fn create_namespaces(dir: &Path, hostname: &str, req: NamespaceReques
     let outcome = std::thread::Builder::new()
         .name("skiff-sandbox".into())
         .spawn(move || -> Result<()> {
-            nix::sched::unshare(flags).map_err(|e| RuntimeError::sys("unshare", "pod sandbox", e))?;
+            nix::sched::unshare(flags)
+                .map_err(|e| RuntimeError::sys("unshare", "pod sandbox", e))?;
             for (name, file) in &targets {
                 let source = format!("/proc/thread-self/ns/{name}");
-                mount(Some(source.as_str()), file, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| RuntimeError::sys("mount", file.display(), e))?;
+                mount(
+                    Some(source.as_str()),
+                    file,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| RuntimeError::sys("mount", file.display(), e))?;
             }
             if req.uts {
-                nix::unistd::sethostname(&hostname).map_err(|e| RuntimeError::sys("sethostname", &hostname, e))?;
+                nix::unistd::sethostname(&hostname)
+                    .map_err(|e| RuntimeError::sys("sethostname", &hostname, e))?;
             }
             if req.net {
                 loopback_up()?;
@@ -82,7 +94,12 @@ pub(crate) fn create_namespaces(dir: &Path, hostname: &str, req: NamespaceReques
         let _ = destroy_namespaces(dir);
         return Err(e);
     }
-    let path_of = |name: &str| wanted.iter().find(|(n, _)| *n == name).map(|(_, p)| p.clone());
+    let path_of = |name: &str| {
+        wanted
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| p.clone())
+    };
     Ok(NamespacePaths {
         net: path_of("net"),
         ipc: path_of("ipc"),
@@ -106,7 +123,11 @@ fn loopback_up() -> Result<()> {
     }
     // SAFETY: ioctl with an ifreq on a valid socket.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(RuntimeError::sys("ioctl SIOCGIFFLAGS", "lo", nix::Error::last()));
+        return Err(RuntimeError::sys(
+            "ioctl SIOCGIFFLAGS",
+            "lo",
+            nix::Error::last(),
+        ));
     }
     // SAFETY: the union member for flags.
     unsafe {
@@ -114,7 +135,11 @@ fn loopback_up() -> Result<()> {
     }
     // SAFETY: as above.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(RuntimeError::sys("ioctl SIOCSIFFLAGS", "lo", nix::Error::last()));
+        return Err(RuntimeError::sys(
+            "ioctl SIOCSIFFLAGS",
+            "lo",
+            nix::Error::last(),
+        ));
     }
     Ok(())
 }
@@ -191,7 +216,10 @@ mod tests {
         assert_eq!(lines.next(), Some("sandbox-test"), "{text}");
         let links: Vec<&str> = lines.collect();
         assert_eq!(links.len(), 1, "only lo in a new network namespace: {text}");
-        assert!(links[0].contains("lo:") && links[0].contains("UP"), "{text}");
+        assert!(
+            links[0].contains("lo:") && links[0].contains("UP"),
+            "{text}"
+        );
         destroy_namespaces(dir.path()).unwrap();
         assert!(!net.exists());
         assert!(crate::fsutil::mounts_under(dir.path()).is_empty());

@@ -98,7 +98,10 @@ pub struct ContainerRecord {
 impl ContainerRecord {
     /// Whether the current instance runs.
     pub fn is_running(&self) -> bool {
-        self.instance.as_ref().map(Instance::is_running).unwrap_or(false)
+        self.instance
+            .as_ref()
+            .map(Instance::is_running)
+            .unwrap_or(false)
     }
 
     /// The termination of the current instance, if it ended.
@@ -199,7 +202,10 @@ impl PodPaths {
     }
     /// Log file of instance `number` of container `name`.
     pub fn log(&self, name: &str, number: u32) -> PathBuf {
-        self.dir.join("logs").join(name).join(format!("{number}.log"))
+        self.dir
+            .join("logs")
+            .join(name)
+            .join(format!("{number}.log"))
     }
     /// `/etc/hosts` of the pod.
     pub fn hosts(&self) -> PathBuf {
@@ -219,7 +225,10 @@ impl PodRecord {
     /// Saves the record atomically.
     pub fn save(&self, paths: &PodPaths) -> Result<()> {
         let path = paths.record();
-        let bytes = serde_json::to_vec(self).map_err(|source| RuntimeError::State { path: path.clone(), source })?;
+        let bytes = serde_json::to_vec(self).map_err(|source| RuntimeError::State {
+            path: path.clone(),
+            source,
+        })?;
         crate::fsutil::write_atomic(&path, &bytes, 0o600)
     }
 
@@ -265,12 +274,21 @@ impl PodRecord {
 
     /// App containers in order.
     pub fn app_containers(&self) -> &[Container] {
-        self.pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[])
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The container spec and JSON path of container `name`.
     pub fn container_spec(&self, name: &str) -> Option<(&Container, String)> {
-        if let Some((i, c)) = self.init_containers().iter().enumerate().find(|(_, c)| c.name == name) {
+        if let Some((i, c)) = self
+            .init_containers()
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+        {
             return Some((c, format!("spec.initContainers[{i}]")));
         }
         self.app_containers()
@@ -278,11 +296,6 @@ impl PodRecord {
             .enumerate()
             .find(|(_, c)| c.name == name)
             .map(|(i, c)| (c, format!("spec.containers[{i}]")))
-    }
-
-    /// Whether any container is running.
-    pub fn any_running(&self) -> bool {
-        self.containers.values().any(ContainerRecord::is_running)
     }
 }
 

@@ -26,7 +26,12 @@ fn terminated_state(t: &Terminated) -> ContainerStateTerminated {
     }
 }
 
-fn container_status(record: &PodRecord, name: &str, rec: Option<&ContainerRecord>, default_waiting: &str) -> ContainerStatus {
+fn container_status(
+    record: &PodRecord,
+    name: &str,
+    rec: Option<&ContainerRecord>,
+    default_waiting: &str,
+) -> ContainerStatus {
     let image = record.images.get(name);
     let rec = rec.cloned().unwrap_or_default();
     let running = rec.is_running();
@@ -112,7 +117,12 @@ fn phase(record: &PodRecord, init: &[ContainerStatus], apps: &[ContainerStatus])
     }
     // Regular init containers that completed are fine; one still to run blocks the pod.
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-    let sidecar_statuses = record.init_containers().iter().zip(init).filter(|(c, _)| is_sidecar(c)).map(|(_, s)| s);
+    let sidecar_statuses = record
+        .init_containers()
+        .iter()
+        .zip(init)
+        .filter(|(c, _)| is_sidecar(c))
+        .map(|(_, s)| s);
     for s in apps.iter().chain(sidecar_statuses) {
         let state = s.state.as_ref();
         if state.and_then(|st| st.running.as_ref()).is_some() {
@@ -122,7 +132,12 @@ fn phase(record: &PodRecord, init: &[ContainerStatus], apps: &[ContainerStatus])
             if t.exit_code == 0 {
                 succeeded += 1;
             }
-        } else if s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some() {
+        } else if s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .is_some()
+        {
             stopped += 1;
         } else {
             waiting += 1;
@@ -185,17 +200,32 @@ pub fn pod_status(record: &PodRecord) -> PodStatus {
     let init: Vec<ContainerStatus> = record
         .init_containers()
         .iter()
-        .map(|c| container_status(record, &c.name, record.containers.get(&c.name), "PodInitializing"))
+        .map(|c| {
+            container_status(
+                record,
+                &c.name,
+                record.containers.get(&c.name),
+                "PodInitializing",
+            )
+        })
         .collect();
     let initialized = record.init_containers().iter().all(|c| {
         let r = record.containers.get(&c.name);
         if is_sidecar(c) {
-            r.and_then(|r| r.instance.as_ref()).map(|i| i.started_at.is_some()).unwrap_or(false)
+            r.and_then(|r| r.instance.as_ref())
+                .map(|i| i.started_at.is_some())
+                .unwrap_or(false)
         } else {
-            r.and_then(ContainerRecord::terminated).map(|t| t.exit_code == 0).unwrap_or(false)
+            r.and_then(ContainerRecord::terminated)
+                .map(|t| t.exit_code == 0)
+                .unwrap_or(false)
         }
     });
-    let app_default = if initialized { "ContainerCreating" } else { "PodInitializing" };
+    let app_default = if initialized {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     let apps: Vec<ContainerStatus> = record
         .app_containers()
         .iter()
@@ -205,20 +235,51 @@ pub fn pod_status(record: &PodRecord) -> PodStatus {
     let containers_ready = !apps.is_empty() && apps.iter().all(|s| s.ready);
     let at = record.start_time.unwrap_or(record.created_at);
     let conditions = vec![
-        condition("PodReadyToStartContainers", record.start_time.is_some(), None, at),
-        condition("Initialized", initialized, Some("ContainersNotInitialized"), at),
-        condition("ContainersReady", containers_ready, Some("ContainersNotReady"), at),
+        condition(
+            "PodReadyToStartContainers",
+            record.start_time.is_some(),
+            None,
+            at,
+        ),
+        condition(
+            "Initialized",
+            initialized,
+            Some("ContainersNotInitialized"),
+            at,
+        ),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            Some("ContainersNotReady"),
+            at,
+        ),
         condition("Ready", containers_ready, Some("ContainersNotReady"), at),
     ];
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
         host_ip: record.host_ips.first().cloned(),
-        host_ips: Some(record.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()),
+        host_ips: Some(
+            record
+                .host_ips
+                .iter()
+                .map(|ip| HostIP { ip: ip.clone() })
+                .collect(),
+        ),
         pod_ip: record.pod_ips.first().cloned(),
-        pod_ips: Some(record.pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        pod_ips: Some(
+            record
+                .pod_ips
+                .iter()
+                .map(|ip| PodIP { ip: ip.clone() })
+                .collect(),
+        ),
         start_time: record.start_time.map(time),
-        qos_class: Some(crate::spec::resources::qos_class(&record.pod).as_str().into()),
+        qos_class: Some(
+            crate::spec::resources::qos_class(&record.pod)
+                .as_str()
+                .into(),
+        ),
         init_container_statuses: if init.is_empty() { None } else { Some(init) },
         container_statuses: Some(apps),
         ..Default::default()

@@ -8,7 +8,9 @@ use crate::inputs::ContainerImage;
 
 /// Whether tests needing root must fail instead of skipping (`SKIFF_E2E_REQUIRED=1`).
 pub fn e2e_required() -> bool {
-    std::env::var("SKIFF_E2E_REQUIRED").map(|v| v == "1").unwrap_or(false)
+    std::env::var("SKIFF_E2E_REQUIRED")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// Call when a root-only test cannot run: prints a loud skip message, or panics under
@@ -41,7 +43,12 @@ pub fn busybox_archive() -> PathBuf {
     PATH.get_or_init(|| {
         use std::os::unix::fs::MetadataExt;
         let recipe = busybox_recipe();
-        let key = [std::fs::metadata(&recipe).map(|m| m.mtime()).unwrap_or(0), std::fs::metadata("/bin/busybox").map(|m| m.mtime()).unwrap_or(0)];
+        let key = [
+            std::fs::metadata(&recipe).map(|m| m.mtime()).unwrap_or(0),
+            std::fs::metadata("/bin/busybox")
+                .map(|m| m.mtime())
+                .unwrap_or(0),
+        ];
         let dir = std::env::temp_dir().join("skiff-runtime-tests");
         std::fs::create_dir_all(&dir).expect("create test cache dir");
         let out = dir.join(format!("busybox-{}-{}.tar", key[0], key[1]));
@@ -74,14 +81,19 @@ pub fn busybox_image(store: &Path) -> ContainerImage {
 /// Removes whatever a test left behind: kills every process in the cgroups under
 /// `cgroup_parent`, unmounts everything under `root`, removes the cgroups and the directory.
 pub fn force_cleanup(root: &Path, cgroup_parent: &Path) {
-    let Ok(setup) = crate::cgroups::CgroupSetup::detect() else { return };
+    let Ok(setup) = crate::cgroups::CgroupSetup::detect() else {
+        return;
+    };
     for _ in 0..3 {
         let pids = crate::cgroups::pids(&setup, cgroup_parent);
         if pids.is_empty() {
             break;
         }
         for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -97,7 +109,9 @@ pub fn mounts_under(prefix: &Path) -> usize {
 
 /// Host directories of the cgroups at or below `path`, across hierarchies.
 pub fn cgroup_dirs(path: &Path) -> Vec<PathBuf> {
-    let Ok(setup) = crate::cgroups::CgroupSetup::detect() else { return Vec::new() };
+    let Ok(setup) = crate::cgroups::CgroupSetup::detect() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for dir in setup.all_dirs(path) {
         let mut stack = vec![dir];

@@ -40,8 +40,14 @@ struct DataFile {
 
 fn check_rel_path(rel: &str, field: &str) -> Result<()> {
     let p = Path::new(rel);
-    if rel.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(RuntimeError::invalid(field, format!("path {rel:?} must be relative and must not contain '..'")));
+    if rel.is_empty()
+        || p.is_absolute()
+        || p.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(RuntimeError::invalid(
+            field,
+            format!("path {rel:?} must be relative and must not contain '..'"),
+        ));
     }
     Ok(())
 }
@@ -50,7 +56,10 @@ fn mode_of(mode: Option<i32>, default: u32, field: &str) -> Result<u32> {
     match mode {
         None => Ok(default),
         Some(m) if (0..=0o777).contains(&m) => Ok(m as u32),
-        Some(m) => Err(RuntimeError::invalid(field, format!("mode {m:o} must be between 0 and 0777"))),
+        Some(m) => Err(RuntimeError::invalid(
+            field,
+            format!("mode {m:o} must be between 0 and 0777"),
+        )),
     }
 }
 
@@ -68,11 +77,13 @@ fn key_files(
             for (i, item) in items.iter().enumerate() {
                 let at = format!("{field}.items[{i}]");
                 check_rel_path(&item.path, &format!("{at}.path"))?;
-                let value = data.get(&item.key).ok_or_else(|| RuntimeError::MissingInput {
-                    kind,
-                    name: format!("{name}/{}", item.key),
-                    field: format!("{at}.key"),
-                })?;
+                let value = data
+                    .get(&item.key)
+                    .ok_or_else(|| RuntimeError::MissingInput {
+                        kind,
+                        name: format!("{name}/{}", item.key),
+                        field: format!("{at}.key"),
+                    })?;
                 out.push(DataFile {
                     rel: item.path.clone(),
                     data: value.clone(),
@@ -130,7 +141,12 @@ fn downward_files(
     field: &str,
 ) -> Result<Vec<DataFile>> {
     let mut out = Vec::new();
-    let first = pod.spec.as_ref().and_then(|s| s.containers.first()).cloned().unwrap_or_default();
+    let first = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .cloned()
+        .unwrap_or_default();
     for (i, item) in items.iter().enumerate() {
         let at = format!("{field}.items[{i}]");
         check_rel_path(&item.path, &format!("{at}.path"))?;
@@ -138,11 +154,23 @@ fn downward_files(
             field_value(pod, facts, f, &format!("{at}.fieldRef"), true)?
         } else if let Some(r) = &item.resource_field_ref {
             if r.container_name.as_deref().unwrap_or("").is_empty() {
-                return Err(RuntimeError::invalid(format!("{at}.resourceFieldRef.containerName"), "required in volumes"));
+                return Err(RuntimeError::invalid(
+                    format!("{at}.resourceFieldRef.containerName"),
+                    "required in volumes",
+                ));
             }
-            resource_value(pod, &first, facts.node, r, &format!("{at}.resourceFieldRef"))?
+            resource_value(
+                pod,
+                &first,
+                facts.node,
+                r,
+                &format!("{at}.resourceFieldRef"),
+            )?
         } else {
-            return Err(RuntimeError::invalid(&at, "must set fieldRef or resourceFieldRef"));
+            return Err(RuntimeError::invalid(
+                &at,
+                "must set fieldRef or resourceFieldRef",
+            ));
         };
         out.push(DataFile {
             rel: item.path.clone(),
@@ -171,13 +199,23 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>, mode: u32) -> Result<()> {
     if let Some(size) = size.filter(|s| *s > 0) {
         data.push_str(&format!(",size={size}"));
     }
-    mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
-        .map_err(|e| RuntimeError::sys("mount tmpfs", dir.display(), e))
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| RuntimeError::sys("mount tmpfs", dir.display(), e))
 }
 
 /// Gives the fsGroup group ownership of everything in `dir` (kubelet `SetVolumeOwnership`).
 fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> Result<()> {
-    let (file_bits, dir_bits) = if read_only { (0o440, 0o2550) } else { (0o660, 0o2770) };
+    let (file_bits, dir_bits) = if read_only {
+        (0o440, 0o2550)
+    } else {
+        (0o660, 0o2770)
+    };
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = std::fs::symlink_metadata(&p).map_err(|e| RuntimeError::io("stat", &p, e))?;
@@ -191,7 +229,10 @@ fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> Result<()> {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | bits))
             .map_err(|e| RuntimeError::io("chmod", &p, e))?;
         if meta.is_dir() {
-            for e in std::fs::read_dir(&p).map_err(|e| RuntimeError::io("read dir", &p, e))?.flatten() {
+            for e in std::fs::read_dir(&p)
+                .map_err(|e| RuntimeError::io("read dir", &p, e))?
+                .flatten()
+            {
                 stack.push(e.path());
             }
         }
@@ -201,7 +242,12 @@ fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> Result<()> {
 
 fn check_host_path(path: &Path, typ: &str, field: &str) -> Result<()> {
     let meta = std::fs::metadata(path);
-    let err = |what: &str| RuntimeError::invalid(format!("{field}.hostPath"), format!("{} {what}", path.display()));
+    let err = |what: &str| {
+        RuntimeError::invalid(
+            format!("{field}.hostPath"),
+            format!("{} {what}", path.display()),
+        )
+    };
     match typ {
         "" => Ok(()),
         "DirectoryOrCreate" => {
@@ -211,7 +257,11 @@ fn check_host_path(path: &Path, typ: &str, field: &str) -> Result<()> {
                     .map_err(|e| RuntimeError::io("chmod", path, e))?;
                 return Ok(());
             }
-            if meta.map(|m| m.is_dir()).unwrap_or(false) { Ok(()) } else { Err(err("exists and is not a directory")) }
+            if meta.map(|m| m.is_dir()).unwrap_or(false) {
+                Ok(())
+            } else {
+                Err(err("exists and is not a directory"))
+            }
         }
         "Directory" => match meta {
             Ok(m) if m.is_dir() => Ok(()),
@@ -221,7 +271,8 @@ fn check_host_path(path: &Path, typ: &str, field: &str) -> Result<()> {
         "FileOrCreate" => {
             if meta.is_err() {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("create", parent, e))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| RuntimeError::io("create", parent, e))?;
                 }
                 std::fs::OpenOptions::new()
                     .write(true)
@@ -233,7 +284,11 @@ fn check_host_path(path: &Path, typ: &str, field: &str) -> Result<()> {
                     .map_err(|e| RuntimeError::io("chmod", path, e))?;
                 return Ok(());
             }
-            if meta.map(|m| m.is_file()).unwrap_or(false) { Ok(()) } else { Err(err("exists and is not a file")) }
+            if meta.map(|m| m.is_file()).unwrap_or(false) {
+                Ok(())
+            } else {
+                Err(err("exists and is not a file"))
+            }
         }
         "File" => match meta {
             Ok(m) if m.is_file() => Ok(()),
@@ -248,9 +303,16 @@ fn check_host_path(path: &Path, typ: &str, field: &str) -> Result<()> {
                 "CharDevice" => ft.is_char_device(),
                 _ => ft.is_block_device(),
             };
-            if ok { Ok(()) } else { Err(err(&format!("is not a {typ}"))) }
+            if ok {
+                Ok(())
+            } else {
+                Err(err(&format!("is not a {typ}")))
+            }
         }
-        other => Err(RuntimeError::invalid(format!("{field}.hostPath.type"), format!("unknown type {other:?}"))),
+        other => Err(RuntimeError::invalid(
+            format!("{field}.hostPath.type"),
+            format!("unknown type {other:?}"),
+        )),
     }
 }
 
@@ -268,13 +330,24 @@ pub(crate) struct VolumeContext<'a> {
 /// Checks that every volume is of a supported kind before anything is created.
 pub(crate) fn validate(pod: &Pod) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
-    for (i, v) in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).enumerate() {
+    for (i, v) in pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .enumerate()
+    {
         let field = format!("spec.volumes[{i}]");
         if !seen.insert(v.name.as_str()) {
-            return Err(RuntimeError::invalid(format!("{field}.name"), format!("duplicate volume name {:?}", v.name)));
+            return Err(RuntimeError::invalid(
+                format!("{field}.name"),
+                format!("duplicate volume name {:?}", v.name),
+            ));
         }
         if v.name.is_empty() || v.name.contains('/') || v.name == "." || v.name == ".." {
-            return Err(RuntimeError::invalid(format!("{field}.name"), format!("invalid volume name {:?}", v.name)));
+            return Err(RuntimeError::invalid(
+                format!("{field}.name"),
+                format!("invalid volume name {:?}", v.name),
+            ));
         }
         let supported = v.empty_dir.is_some()
             || v.host_path.is_some()
@@ -302,43 +375,84 @@ pub(crate) fn prepare(ctx: &VolumeContext<'_>) -> Result<Vec<PreparedVolume>> {
         .as_ref()
         .and_then(|s| s.security_context.as_ref())
         .and_then(|s| s.fs_group)
-        .map(|g| u32::try_from(g).map_err(|_| RuntimeError::invalid("spec.securityContext.fsGroup", format!("{g} is not a valid group id"))))
+        .map(|g| {
+            u32::try_from(g).map_err(|_| {
+                RuntimeError::invalid(
+                    "spec.securityContext.fsGroup",
+                    format!("{g} is not a valid group id"),
+                )
+            })
+        })
         .transpose()?;
-    for (i, v) in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).enumerate() {
-        out.push(prepare_one(ctx, v, &format!("spec.volumes[{i}]"), fs_group)?);
+    for (i, v) in ctx
+        .pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .enumerate()
+    {
+        out.push(prepare_one(
+            ctx,
+            v,
+            &format!("spec.volumes[{i}]"),
+            fs_group,
+        )?);
     }
     Ok(out)
 }
 
-fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Option<u32>) -> Result<PreparedVolume> {
+fn prepare_one(
+    ctx: &VolumeContext<'_>,
+    v: &Volume,
+    field: &str,
+    fs_group: Option<u32>,
+) -> Result<PreparedVolume> {
     let dir = ctx.root.join(&v.name);
     let mkdir = |mode: u32| -> Result<()> {
         std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create", &dir, e))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(|e| RuntimeError::io("chmod", &dir, e))
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| RuntimeError::io("chmod", &dir, e))
     };
     if let Some(ed) = &v.empty_dir {
         mkdir(0o777)?;
         if ed.medium.as_deref() == Some("Memory") {
             let size = match &ed.size_limit {
-                Some(q) => Some(crate::quantity::parse_field(&format!("{field}.emptyDir.sizeLimit"), q)?.value()),
+                Some(q) => Some(
+                    crate::quantity::parse_field(&format!("{field}.emptyDir.sizeLimit"), q)?
+                        .value(),
+                ),
                 None => ctx.pod_memory_limit,
             };
             mount_tmpfs(&dir, size, 0o777)?;
         } else if let Some(m) = ed.medium.as_deref().filter(|m| !m.is_empty()) {
-            return Err(RuntimeError::unsupported(format!("{field}.emptyDir.medium"), format!("medium {m:?}")));
+            return Err(RuntimeError::unsupported(
+                format!("{field}.emptyDir.medium"),
+                format!("medium {m:?}"),
+            ));
         }
         if let Some(gid) = fs_group {
             set_ownership(&dir, gid, false)?;
         }
-        return Ok(PreparedVolume { name: v.name.clone(), path: dir, read_only: false });
+        return Ok(PreparedVolume {
+            name: v.name.clone(),
+            path: dir,
+            read_only: false,
+        });
     }
     if let Some(hp) = &v.host_path {
         let path = PathBuf::from(&hp.path);
         if !path.is_absolute() {
-            return Err(RuntimeError::invalid(format!("{field}.hostPath.path"), "must be an absolute path"));
+            return Err(RuntimeError::invalid(
+                format!("{field}.hostPath.path"),
+                "must be an absolute path",
+            ));
         }
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""), field)?;
-        return Ok(PreparedVolume { name: v.name.clone(), path, read_only: false });
+        return Ok(PreparedVolume {
+            name: v.name.clone(),
+            path,
+            read_only: false,
+        });
     }
 
     // API-data volumes: files written from the inputs, mounted read-only.
@@ -348,9 +462,24 @@ fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Optio
         let at = format!("{field}.configMap");
         let default_mode = mode_of(cm.default_mode, DEFAULT_MODE, &format!("{at}.defaultMode"))?;
         match config_map_data(ctx.inputs, &cm.name) {
-            Some(data) => files = key_files(&data, cm.items.as_ref(), default_mode, "configmap key", &cm.name, &at)?,
+            Some(data) => {
+                files = key_files(
+                    &data,
+                    cm.items.as_ref(),
+                    default_mode,
+                    "configmap key",
+                    &cm.name,
+                    &at,
+                )?
+            }
             None if cm.optional == Some(true) => {}
-            None => return Err(RuntimeError::MissingInput { kind: "configmap", name: cm.name.clone(), field: at }),
+            None => {
+                return Err(RuntimeError::MissingInput {
+                    kind: "configmap",
+                    name: cm.name.clone(),
+                    field: at,
+                })
+            }
         }
     } else if let Some(s) = &v.secret {
         let at = format!("{field}.secret");
@@ -358,14 +487,35 @@ fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Optio
         let default_mode = mode_of(s.default_mode, DEFAULT_MODE, &format!("{at}.defaultMode"))?;
         on_tmpfs = true;
         match secret_data(ctx.inputs, &name) {
-            Some(data) => files = key_files(&data, s.items.as_ref(), default_mode, "secret key", &name, &at)?,
+            Some(data) => {
+                files = key_files(
+                    &data,
+                    s.items.as_ref(),
+                    default_mode,
+                    "secret key",
+                    &name,
+                    &at,
+                )?
+            }
             None if s.optional == Some(true) => {}
-            None => return Err(RuntimeError::MissingInput { kind: "secret", name, field: at }),
+            None => {
+                return Err(RuntimeError::MissingInput {
+                    kind: "secret",
+                    name,
+                    field: at,
+                })
+            }
         }
     } else if let Some(d) = &v.downward_api {
         let at = format!("{field}.downwardAPI");
         let default_mode = mode_of(d.default_mode, DEFAULT_MODE, &format!("{at}.defaultMode"))?;
-        files = downward_files(ctx.pod, ctx.facts, d.items.as_deref().unwrap_or(&[]), default_mode, &at)?;
+        files = downward_files(
+            ctx.pod,
+            ctx.facts,
+            d.items.as_deref().unwrap_or(&[]),
+            default_mode,
+            &at,
+        )?;
     } else if let Some(p) = &v.projected {
         let at = format!("{field}.projected");
         let default_mode = mode_of(p.default_mode, DEFAULT_MODE, &format!("{at}.defaultMode"))?;
@@ -375,28 +525,68 @@ fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Optio
             if let Some(cm) = &src.config_map {
                 let name = cm.name.clone();
                 match config_map_data(ctx.inputs, &name) {
-                    Some(data) => files.extend(key_files(&data, cm.items.as_ref(), default_mode, "configmap key", &name, &format!("{sat}.configMap"))?),
+                    Some(data) => files.extend(key_files(
+                        &data,
+                        cm.items.as_ref(),
+                        default_mode,
+                        "configmap key",
+                        &name,
+                        &format!("{sat}.configMap"),
+                    )?),
                     None if cm.optional == Some(true) => {}
-                    None => return Err(RuntimeError::MissingInput { kind: "configmap", name, field: format!("{sat}.configMap") }),
+                    None => {
+                        return Err(RuntimeError::MissingInput {
+                            kind: "configmap",
+                            name,
+                            field: format!("{sat}.configMap"),
+                        })
+                    }
                 }
             } else if let Some(s) = &src.secret {
                 let name = s.name.clone();
                 match secret_data(ctx.inputs, &name) {
-                    Some(data) => files.extend(key_files(&data, s.items.as_ref(), default_mode, "secret key", &name, &format!("{sat}.secret"))?),
+                    Some(data) => files.extend(key_files(
+                        &data,
+                        s.items.as_ref(),
+                        default_mode,
+                        "secret key",
+                        &name,
+                        &format!("{sat}.secret"),
+                    )?),
                     None if s.optional == Some(true) => {}
-                    None => return Err(RuntimeError::MissingInput { kind: "secret", name, field: format!("{sat}.secret") }),
+                    None => {
+                        return Err(RuntimeError::MissingInput {
+                            kind: "secret",
+                            name,
+                            field: format!("{sat}.secret"),
+                        })
+                    }
                 }
             } else if let Some(d) = &src.downward_api {
-                files.extend(downward_files(ctx.pod, ctx.facts, d.items.as_deref().unwrap_or(&[]), default_mode, &format!("{sat}.downwardAPI"))?);
+                files.extend(downward_files(
+                    ctx.pod,
+                    ctx.facts,
+                    d.items.as_deref().unwrap_or(&[]),
+                    default_mode,
+                    &format!("{sat}.downwardAPI"),
+                )?);
             } else if let Some(t) = &src.service_account_token {
                 check_rel_path(&t.path, &format!("{sat}.serviceAccountToken.path"))?;
                 let audience = t.audience.clone().unwrap_or_default();
-                let token = ctx.inputs.service_account_tokens.get(&audience).ok_or_else(|| RuntimeError::MissingInput {
-                    kind: "service account token for audience",
-                    name: audience.clone(),
-                    field: format!("{sat}.serviceAccountToken"),
-                })?;
-                files.push(DataFile { rel: t.path.clone(), data: token.clone().into_bytes(), mode: default_mode });
+                let token = ctx
+                    .inputs
+                    .service_account_tokens
+                    .get(&audience)
+                    .ok_or_else(|| RuntimeError::MissingInput {
+                        kind: "service account token for audience",
+                        name: audience.clone(),
+                        field: format!("{sat}.serviceAccountToken"),
+                    })?;
+                files.push(DataFile {
+                    rel: t.path.clone(),
+                    data: token.clone().into_bytes(),
+                    mode: default_mode,
+                });
             } else {
                 return Err(RuntimeError::unsupported(&sat, "only configMap, secret, downwardAPI and serviceAccountToken sources are supported"));
             }
@@ -411,7 +601,11 @@ fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume, field: &str, fs_group: Optio
     if let Some(gid) = fs_group {
         set_ownership(&dir, gid, true)?;
     }
-    Ok(PreparedVolume { name: v.name.clone(), path: dir, read_only: true })
+    Ok(PreparedVolume {
+        name: v.name.clone(),
+        path: dir,
+        read_only: true,
+    })
 }
 
 /// The prepared volumes of a pod whose volumes already exist under `root` (no file system work).
@@ -421,9 +615,17 @@ pub(crate) fn existing(pod: &Pod, root: &Path) -> Vec<PreparedVolume> {
         .flat_map(|s| s.volumes.iter().flatten())
         .map(|v| {
             if let Some(hp) = &v.host_path {
-                PreparedVolume { name: v.name.clone(), path: PathBuf::from(&hp.path), read_only: false }
+                PreparedVolume {
+                    name: v.name.clone(),
+                    path: PathBuf::from(&hp.path),
+                    read_only: false,
+                }
             } else {
-                PreparedVolume { name: v.name.clone(), path: root.join(&v.name), read_only: v.empty_dir.is_none() }
+                PreparedVolume {
+                    name: v.name.clone(),
+                    path: root.join(&v.name),
+                    read_only: v.empty_dir.is_none(),
+                }
             }
         })
         .collect()
@@ -448,7 +650,9 @@ fn subpath(root: &Path, rel: &str, field: &str) -> Result<PathBuf> {
             let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
             std::fs::read_link(&link).map_err(|e| RuntimeError::io("readlink", link, e))
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => mkdir_all_in_root(root, Path::new(rel), 0o755),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            mkdir_all_in_root(root, Path::new(rel), 0o755)
+        }
         Err(e) => Err(RuntimeError::io("open", root.join(rel), e)),
     }
 }
@@ -483,16 +687,31 @@ fn one_mount(
     seen: &mut std::collections::HashSet<String>,
 ) -> Result<Mount> {
     let volume = volumes.iter().find(|v| v.name == vm.name).ok_or_else(|| {
-        RuntimeError::invalid(format!("{at}.name"), format!("no volume named {:?} in spec.volumes", vm.name))
+        RuntimeError::invalid(
+            format!("{at}.name"),
+            format!("no volume named {:?} in spec.volumes", vm.name),
+        )
     })?;
     if !vm.mount_path.starts_with('/') {
-        return Err(RuntimeError::invalid(format!("{at}.mountPath"), format!("{:?} must be an absolute path", vm.mount_path)));
+        return Err(RuntimeError::invalid(
+            format!("{at}.mountPath"),
+            format!("{:?} must be an absolute path", vm.mount_path),
+        ));
     }
-    if Path::new(&vm.mount_path).components().any(|c| c == Component::ParentDir) {
-        return Err(RuntimeError::invalid(format!("{at}.mountPath"), "must not contain '..'"));
+    if Path::new(&vm.mount_path)
+        .components()
+        .any(|c| c == Component::ParentDir)
+    {
+        return Err(RuntimeError::invalid(
+            format!("{at}.mountPath"),
+            "must not contain '..'",
+        ));
     }
     if !seen.insert(vm.mount_path.trim_end_matches('/').to_owned()) {
-        return Err(RuntimeError::invalid(format!("{at}.mountPath"), format!("{:?} is mounted twice", vm.mount_path)));
+        return Err(RuntimeError::invalid(
+            format!("{at}.mountPath"),
+            format!("{:?} is mounted twice", vm.mount_path),
+        ));
     }
     let sub = match (&vm.sub_path, &vm.sub_path_expr) {
         (Some(p), _) if !p.is_empty() => Some(p.clone()),
@@ -511,12 +730,25 @@ fn one_mount(
         Some("HostToContainer") => "rslave",
         Some("Bidirectional") if privileged => "rshared",
         Some("Bidirectional") => {
-            return Err(RuntimeError::invalid(format!("{at}.mountPropagation"), "Bidirectional requires a privileged container"))
+            return Err(RuntimeError::invalid(
+                format!("{at}.mountPropagation"),
+                "Bidirectional requires a privileged container",
+            ))
         }
-        Some(other) => return Err(RuntimeError::invalid(format!("{at}.mountPropagation"), format!("unknown mode {other:?}"))),
+        Some(other) => {
+            return Err(RuntimeError::invalid(
+                format!("{at}.mountPropagation"),
+                format!("unknown mode {other:?}"),
+            ))
+        }
     };
     let read_only = volume.read_only || vm.read_only.unwrap_or(false);
-    Ok(crate::spec::bind_mount(&source, &vm.mount_path, read_only, propagation))
+    Ok(crate::spec::bind_mount(
+        &source,
+        &vm.mount_path,
+        read_only,
+        propagation,
+    ))
 }
 
 #[cfg(test)]
@@ -531,46 +763,81 @@ mod tests {
     fn pod(volumes: Vec<Volume>) -> Pod {
         let mut p = Pod::default();
         p.metadata.name = Some("p".into());
-        p.spec = Some(PodSpec { volumes: Some(volumes), ..Default::default() });
+        p.spec = Some(PodSpec {
+            volumes: Some(volumes),
+            ..Default::default()
+        });
         p
     }
 
     fn vol(name: &str) -> Volume {
-        Volume { name: name.into(), ..Default::default() }
+        Volume {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     fn prepare_in(dir: &Path, p: &Pod, inputs: &PodInputs) -> Result<Vec<PreparedVolume>> {
         validate(p)?;
         let facts = PodFacts::default();
-        prepare(&VolumeContext { pod: p, inputs, facts: &facts, root: &dir.join("volumes"), pod_memory_limit: None })
+        prepare(&VolumeContext {
+            pod: p,
+            inputs,
+            facts: &facts,
+            root: &dir.join("volumes"),
+            pod_memory_limit: None,
+        })
     }
 
     #[test]
     fn config_map_items_modes_and_missing_keys() {
         let dir = tempfile::tempdir().unwrap();
         let mut inputs = PodInputs::default();
-        let mut cm = ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("app.conf".into(), "x=1".into()), ("other".into(), "y".into())]));
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([
+                ("app.conf".into(), "x=1".into()),
+                ("other".into(), "y".into()),
+            ])),
+            ..Default::default()
+        };
         inputs.config_maps.insert("cfg".into(), cm);
         let mut v = vol("conf");
         v.config_map = Some(ConfigMapVolumeSource {
             name: "cfg".into(),
-            items: Some(vec![KeyToPath { key: "app.conf".into(), path: "sub/app.conf".into(), mode: Some(0o600) }]),
+            items: Some(vec![KeyToPath {
+                key: "app.conf".into(),
+                path: "sub/app.conf".into(),
+                mode: Some(0o600),
+            }]),
             ..Default::default()
         });
         let prepared = prepare_in(dir.path(), &pod(vec![v.clone()]), &inputs).unwrap();
         let file = prepared[0].path.join("sub/app.conf");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "x=1");
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!prepared[0].path.join("other").exists());
         assert!(prepared[0].read_only);
 
         v.config_map.as_mut().unwrap().items.as_mut().unwrap()[0].key = "nope".into();
-        let err = prepare_in(dir.path(), &pod(vec![v.clone()]), &inputs).unwrap_err().to_string();
-        assert!(err.contains("cfg/nope") && err.contains("spec.volumes[0].configMap.items[0].key"), "{err}");
+        let err = prepare_in(dir.path(), &pod(vec![v.clone()]), &inputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cfg/nope") && err.contains("spec.volumes[0].configMap.items[0].key"),
+            "{err}"
+        );
 
-        v.config_map.as_mut().unwrap().items.as_mut().unwrap()[0] = KeyToPath { key: "app.conf".into(), path: "../escape".into(), mode: None };
-        let err = prepare_in(dir.path(), &pod(vec![v]), &inputs).unwrap_err().to_string();
+        v.config_map.as_mut().unwrap().items.as_mut().unwrap()[0] = KeyToPath {
+            key: "app.conf".into(),
+            path: "../escape".into(),
+            mode: None,
+        };
+        let err = prepare_in(dir.path(), &pod(vec![v]), &inputs)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("items[0].path"), "{err}");
         assert!(!dir.path().join("volumes/escape").exists());
     }
@@ -579,12 +846,22 @@ mod tests {
     fn missing_and_optional_sources() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = vol("s");
-        v.secret = Some(SecretVolumeSource { secret_name: Some("creds".into()), ..Default::default() });
+        v.secret = Some(SecretVolumeSource {
+            secret_name: Some("creds".into()),
+            ..Default::default()
+        });
         let err = prepare_in(dir.path(), &pod(vec![v.clone()]), &PodInputs::default()).unwrap_err();
-        assert!(err.to_string().contains("secret \"creds\" not found"), "{err}");
+        assert!(
+            err.to_string().contains("secret \"creds\" not found"),
+            "{err}"
+        );
         assert!(err.is_config_error());
         let mut c = vol("c");
-        c.config_map = Some(ConfigMapVolumeSource { name: "none".into(), optional: Some(true), ..Default::default() });
+        c.config_map = Some(ConfigMapVolumeSource {
+            name: "none".into(),
+            optional: Some(true),
+            ..Default::default()
+        });
         let prepared = prepare_in(dir.path(), &pod(vec![c]), &PodInputs::default()).unwrap();
         assert!(prepared[0].path.is_dir());
     }
@@ -607,17 +884,30 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let hp = |path: &Path, typ: &str| {
             let mut v = vol("h");
-            v.host_path = Some(HostPathVolumeSource { path: path.display().to_string(), type_: Some(typ.into()) });
+            v.host_path = Some(HostPathVolumeSource {
+                path: path.display().to_string(),
+                type_: Some(typ.into()),
+            });
             pod(vec![v])
         };
         let inputs = PodInputs::default();
         assert!(prepare_in(dir.path(), &hp(&file, "File"), &inputs).is_ok());
-        let err = prepare_in(dir.path(), &hp(&file, "Directory"), &inputs).unwrap_err().to_string();
-        assert!(err.contains("spec.volumes[0].hostPath") && err.contains("not a directory"), "{err}");
+        let err = prepare_in(dir.path(), &hp(&file, "Directory"), &inputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spec.volumes[0].hostPath") && err.contains("not a directory"),
+            "{err}"
+        );
         let created = dir.path().join("new/dir");
         assert!(prepare_in(dir.path(), &hp(&created, "DirectoryOrCreate"), &inputs).is_ok());
         assert!(created.is_dir());
-        assert!(prepare_in(dir.path(), &hp(&dir.path().join("missing"), "Socket"), &inputs).is_err());
+        assert!(prepare_in(
+            dir.path(),
+            &hp(&dir.path().join("missing"), "Socket"),
+            &inputs
+        )
+        .is_err());
     }
 
     #[test]
@@ -631,36 +921,90 @@ mod tests {
         let c = Container {
             name: "c".into(),
             volume_mounts: Some(vec![
-                VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() },
-                VolumeMount { name: "data".into(), mount_path: "/data/logs".into(), sub_path: Some("logs".into()), read_only: Some(true), ..Default::default() },
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/data".into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/data/logs".into(),
+                    sub_path: Some("logs".into()),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
             ]),
             ..Default::default()
         };
-        let mounts = mounts_for(&c, "spec.containers[0]", &prepared, false, &EnvList::default()).unwrap();
+        let mounts = mounts_for(
+            &c,
+            "spec.containers[0]",
+            &prepared,
+            false,
+            &EnvList::default(),
+        )
+        .unwrap();
         assert_eq!(mounts[0].destination(), Path::new("/data"));
         assert_eq!(mounts[1].destination(), Path::new("/data/logs"));
-        assert_eq!(mounts[1].source().as_deref(), Some(prepared[0].path.join("logs").as_path()));
-        assert!(mounts[1].options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert_eq!(
+            mounts[1].source().as_deref(),
+            Some(prepared[0].path.join("logs").as_path())
+        );
+        assert!(mounts[1]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
 
         let evil = Container {
             name: "c".into(),
-            volume_mounts: Some(vec![VolumeMount { name: "data".into(), mount_path: "/x".into(), sub_path: Some("evil/passwd".into()), ..Default::default() }]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/x".into(),
+                sub_path: Some("evil/passwd".into()),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         // Either refused or resolved inside the volume; never /etc/passwd of the host.
-        if let Ok(m) = mounts_for(&evil, "spec.containers[0]", &prepared, false, &EnvList::default()) {
+        if let Ok(m) = mounts_for(
+            &evil,
+            "spec.containers[0]",
+            &prepared,
+            false,
+            &EnvList::default(),
+        ) {
             let source = m[0].source().clone().unwrap();
-            assert!(source.starts_with(&prepared[0].path), "subPath escaped to {}", source.display());
+            assert!(
+                source.starts_with(&prepared[0].path),
+                "subPath escaped to {}",
+                source.display()
+            );
         }
         assert!(!Path::new("/etc/passwd").is_dir());
 
         let bad = Container {
             name: "c".into(),
-            volume_mounts: Some(vec![VolumeMount { name: "nope".into(), mount_path: "/x".into(), ..Default::default() }]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "nope".into(),
+                mount_path: "/x".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
-        let err = mounts_for(&bad, "spec.containers[0]", &prepared, false, &EnvList::default()).unwrap_err().to_string();
-        assert!(err.contains("spec.containers[0].volumeMounts[0].name"), "{err}");
+        let err = mounts_for(
+            &bad,
+            "spec.containers[0]",
+            &prepared,
+            false,
+            &EnvList::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("spec.containers[0].volumeMounts[0].name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -670,13 +1014,24 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut inputs = PodInputs::default();
-        let mut s = Secret::default();
-        s.data = Some(BTreeMap::from([("token".into(), ByteString(b"abc".to_vec()))]));
+        let s = Secret {
+            data: Some(BTreeMap::from([(
+                "token".into(),
+                ByteString(b"abc".to_vec()),
+            )])),
+            ..Default::default()
+        };
         inputs.secrets.insert("creds".into(), s);
         let mut v = vol("s");
-        v.secret = Some(SecretVolumeSource { secret_name: Some("creds".into()), ..Default::default() });
+        v.secret = Some(SecretVolumeSource {
+            secret_name: Some("creds".into()),
+            ..Default::default()
+        });
         let prepared = prepare_in(dir.path(), &pod(vec![v]), &inputs).unwrap();
-        assert_eq!(std::fs::read_to_string(prepared[0].path.join("token")).unwrap(), "abc");
+        assert_eq!(
+            std::fs::read_to_string(prepared[0].path.join("token")).unwrap(),
+            "abc"
+        );
         let stat = nix::sys::statfs::statfs(&prepared[0].path).unwrap();
         assert_eq!(stat.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC);
         teardown(&dir.path().join("volumes")).unwrap();

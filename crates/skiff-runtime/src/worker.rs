@@ -17,14 +17,23 @@ use crate::inputs::PodInputs;
 use crate::instance::{self, StartFailure, StartRequest};
 use crate::logs::pump::LogSink;
 use crate::runtime::{Inner, PodEvent};
-use crate::state::{is_sidecar, Backoff, ContainerRecord, Instance, PodPaths, PodRecord, Termination, Waiting};
+use crate::state::{
+    is_sidecar, Backoff, ContainerRecord, Instance, PodPaths, PodRecord, Termination, Waiting,
+};
 
 /// Messages to a pod worker.
 pub(crate) enum PodMsg {
     /// An instance's init process exited.
-    Exited { name: String, id: String, status: ExitStatus },
+    Exited {
+        name: String,
+        id: String,
+        status: ExitStatus,
+    },
     /// Stop every container: stop signal, then SIGKILL after `grace`.
-    Stop { grace: Duration, done: oneshot::Sender<()> },
+    Stop {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
     /// Stop (at once if still running) and remove everything of the pod.
     Remove { done: oneshot::Sender<Result<()>> },
     /// New inputs (config maps, secrets, images); containers started later use them.
@@ -66,7 +75,8 @@ pub(crate) struct PodWorker {
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(t)
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(t)
 }
 
 fn since(later: Timestamp, earlier: Timestamp) -> Duration {
@@ -86,7 +96,9 @@ impl PodWorker {
             tracing::warn!(pod = %self.uid, error = %e, "pod record not saved");
         }
         drop(r);
-        let _ = self.inner.events.send(PodEvent::Changed { uid: self.uid.clone() });
+        let _ = self.inner.events.send(PodEvent::Changed {
+            uid: self.uid.clone(),
+        });
     }
 
     fn update_container(&self, name: &str, change: impl FnOnce(&mut ContainerRecord)) {
@@ -148,7 +160,12 @@ impl PodWorker {
                 self.regenerate = snapshot.containers.keys().cloned().collect();
                 // A container waiting for a fixed configuration may start now.
                 for (name, rec) in &snapshot.containers {
-                    if rec.waiting.as_ref().map(|w| w.reason == "CreateContainerConfigError").unwrap_or(false) {
+                    if rec
+                        .waiting
+                        .as_ref()
+                        .map(|w| w.reason == "CreateContainerConfigError")
+                        .unwrap_or(false)
+                    {
                         self.update_container(name, |c| c.not_before = None);
                     }
                 }
@@ -194,9 +211,18 @@ impl PodWorker {
         }
         let live = self.live.remove(&name);
         self.signaled.remove(&name);
-        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
         let snapshot = self.snapshot();
-        let Some(instance) = snapshot.containers.get(&name).and_then(|c| c.instance.clone()) else { return };
+        let Some(instance) = snapshot
+            .containers
+            .get(&name)
+            .and_then(|c| c.instance.clone())
+        else {
+            return;
+        };
         let fallback = snapshot
             .container_spec(&name)
             .map(|(c, _)| c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"))
@@ -205,8 +231,18 @@ impl PodWorker {
         let paths = self.paths.clone();
         let sink = live.and_then(|l| l.sink);
         let n = name.clone();
-        let terminated = tokio::task::spawn_blocking(move || instance::finish(&inner, &paths, &n, &instance, status, sink.as_ref(), fallback))
-            .await;
+        let terminated = tokio::task::spawn_blocking(move || {
+            instance::finish(
+                &inner,
+                &paths,
+                &n,
+                &instance,
+                status,
+                sink.as_ref(),
+                fallback,
+            )
+        })
+        .await;
         let Ok(terminated) = terminated else { return };
         tracing::info!(pod = %self.uid, container = %name, exit_code = terminated.exit_code, reason = %terminated.reason, "container exited");
         self.update_container(&name, |c| {
@@ -225,7 +261,9 @@ impl PodWorker {
                 return Gate::Wait(nb);
             }
         }
-        let (Some(t), Some(b)) = (rec.terminated(), rec.backoff) else { return Gate::Ready };
+        let (Some(t), Some(b)) = (rec.terminated(), rec.backoff) else {
+            return Gate::Ready;
+        };
         let cfg = self.inner.config.backoff;
         let expired = since(t.finished_at, b.last_update) > cfg.reset_after;
         let delay = Duration::from_millis(b.delay_ms);
@@ -236,7 +274,10 @@ impl PodWorker {
                 human(delay),
                 pod.display_name()
             );
-            let waiting = Waiting { reason: "CrashLoopBackOff".into(), message: Some(message) };
+            let waiting = Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(message),
+            };
             if rec.waiting.as_ref() != Some(&waiting) {
                 self.update_container(name, |c| c.waiting = Some(waiting));
             }
@@ -254,7 +295,10 @@ impl PodWorker {
             }
             _ => cfg.initial,
         };
-        Backoff { delay_ms: delay.as_millis() as u64, last_update: now }
+        Backoff {
+            delay_ms: delay.as_millis() as u64,
+            last_update: now,
+        }
     }
 
     /// Starts a new instance of `name`; true when it is running.
@@ -263,13 +307,23 @@ impl PodWorker {
         let rec = snapshot.containers.get(name).cloned().unwrap_or_default();
         let now = Timestamp::now();
         let previous = rec.terminated().cloned();
-        let number = if rec.instance.is_some() { rec.restart_count + 1 } else { rec.restart_count };
-        let backoff = previous.as_ref().map(|t| self.next_backoff(&rec, t.finished_at, now));
+        let number = if rec.instance.is_some() {
+            rec.restart_count + 1
+        } else {
+            rec.restart_count
+        };
+        let backoff = previous
+            .as_ref()
+            .map(|t| self.next_backoff(&rec, t.finished_at, now));
         let id = instance::random_id();
         let tx = self.tx.clone();
         let (exit_name, exit_id) = (name.to_owned(), id.clone());
         let on_exit: crate::exits::ExitCallback = Box::new(move |status| {
-            let _ = tx.send(PodMsg::Exited { name: exit_name, id: exit_id, status });
+            let _ = tx.send(PodMsg::Exited {
+                name: exit_name,
+                id: exit_id,
+                status,
+            });
         });
         let inner = Arc::clone(&self.inner);
         let paths = self.paths.clone();
@@ -294,16 +348,26 @@ impl PodWorker {
         .await;
         let outcome = match outcome {
             Ok(o) => o,
-            Err(e) => Err(StartFailure::Create(RuntimeError::Container { container: name.to_owned(), message: format!("start task failed: {e}") })),
+            Err(e) => Err(StartFailure::Create(RuntimeError::Container {
+                container: name.to_owned(),
+                message: format!("start task failed: {e}"),
+            })),
         };
         let retry_at = add(now, self.inner.config.backoff.initial);
         match outcome {
             Ok(started) => {
                 tracing::info!(pod = %self.uid, container = %name, id = %started.instance.id, pid = ?started.instance.pid, "container started");
-                self.sinks.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::clone(&started.sink));
+                self.sinks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), Arc::clone(&started.sink));
                 self.live.insert(
                     name.to_owned(),
-                    Live { id: started.instance.id.clone(), pidfd: Some(started.pidfd), sink: Some(started.sink) },
+                    Live {
+                        id: started.instance.id.clone(),
+                        pidfd: Some(started.pidfd),
+                        sink: Some(started.sink),
+                    },
                 );
                 let instance = started.instance;
                 self.update_container(name, move |c| {
@@ -320,7 +384,8 @@ impl PodWorker {
                 });
                 true
             }
-            Err(StartFailure::Start { mut instance, message }) => {
+            Err(StartFailure::Start { instance, message }) => {
+                let mut instance = *instance;
                 tracing::warn!(pod = %self.uid, container = %name, error = %message, "container failed to start");
                 instance.terminated = Some(crate::state::Terminated {
                     exit_code: 128,
@@ -346,11 +411,18 @@ impl PodWorker {
                 false
             }
             Err(StartFailure::Config(e)) | Err(StartFailure::Create(e)) => {
-                let reason = if e.is_config_error() { "CreateContainerConfigError" } else { "CreateContainerError" };
+                let reason = if e.is_config_error() {
+                    "CreateContainerConfigError"
+                } else {
+                    "CreateContainerError"
+                };
                 tracing::warn!(pod = %self.uid, container = %name, error = %e, reason, "container not created");
                 let message = e.to_string();
                 self.update_container(name, move |c| {
-                    c.waiting = Some(Waiting { reason: reason.into(), message: Some(message) });
+                    c.waiting = Some(Waiting {
+                        reason: reason.into(),
+                        message: Some(message),
+                    });
                     c.not_before = Some(retry_at);
                 });
                 false
@@ -376,7 +448,11 @@ impl PodWorker {
 
         // Init containers, in order; sidecars (restartPolicy Always) only need to be running.
         for c in snapshot.init_containers() {
-            let rec = snapshot.containers.get(&c.name).cloned().unwrap_or_default();
+            let rec = snapshot
+                .containers
+                .get(&c.name)
+                .cloned()
+                .unwrap_or_default();
             if rec.is_running() {
                 if is_sidecar(c) {
                     continue;
@@ -417,7 +493,11 @@ impl PodWorker {
         let snapshot = self.snapshot();
         let mut done_for_good = 0;
         for c in snapshot.app_containers() {
-            let rec = snapshot.containers.get(&c.name).cloned().unwrap_or_default();
+            let rec = snapshot
+                .containers
+                .get(&c.name)
+                .cloned()
+                .unwrap_or_default();
             if rec.is_running() {
                 continue;
             }
@@ -446,7 +526,14 @@ impl PodWorker {
             let sidecars_running: Vec<String> = snapshot
                 .init_containers()
                 .iter()
-                .filter(|c| is_sidecar(c) && snapshot.containers.get(&c.name).map(ContainerRecord::is_running).unwrap_or(false))
+                .filter(|c| {
+                    is_sidecar(c)
+                        && snapshot
+                            .containers
+                            .get(&c.name)
+                            .map(ContainerRecord::is_running)
+                            .unwrap_or(false)
+                })
                 .map(|c| c.name.clone())
                 .collect();
             for name in sidecars_running {
@@ -459,9 +546,21 @@ impl PodWorker {
     /// Sends the stop signal (or SIGKILL) to container `name` if it runs.
     fn signal(&mut self, name: &str, kill: bool) {
         let snapshot = self.snapshot();
-        let Some(instance) = snapshot.containers.get(name).and_then(|c| c.instance.clone()) else { return };
-        let Some(pidfd) = self.live.get(name).and_then(|l| l.pidfd.as_ref()) else { return };
-        let sig = if kill { libc::SIGKILL } else { instance.stop_signal };
+        let Some(instance) = snapshot
+            .containers
+            .get(name)
+            .and_then(|c| c.instance.clone())
+        else {
+            return;
+        };
+        let Some(pidfd) = self.live.get(name).and_then(|l| l.pidfd.as_ref()) else {
+            return;
+        };
+        let sig = if kill {
+            libc::SIGKILL
+        } else {
+            instance.stop_signal
+        };
         if !kill && !self.signaled.insert(name.to_owned()) {
             return;
         }
@@ -472,13 +571,30 @@ impl PodWorker {
     /// Stops the containers of a terminating pod; finishes stop and removal requests.
     async fn drive_termination(&mut self) -> Option<Timestamp> {
         let snapshot = self.snapshot();
-        let Some(term) = snapshot.terminating.clone() else { return None };
+        let term = snapshot.terminating.clone()?;
         let now = Timestamp::now();
         let running = |r: &PodRecord, names: &mut dyn Iterator<Item = String>| -> Vec<String> {
-            names.filter(|n| r.containers.get(n).map(ContainerRecord::is_running).unwrap_or(false)).collect()
+            names
+                .filter(|n| {
+                    r.containers
+                        .get(n)
+                        .map(ContainerRecord::is_running)
+                        .unwrap_or(false)
+                })
+                .collect()
         };
-        let apps = running(&snapshot, &mut snapshot.app_containers().iter().map(|c| c.name.clone()));
-        let inits = running(&snapshot, &mut snapshot.init_containers().iter().rev().map(|c| c.name.clone()));
+        let apps = running(
+            &snapshot,
+            &mut snapshot.app_containers().iter().map(|c| c.name.clone()),
+        );
+        let inits = running(
+            &snapshot,
+            &mut snapshot
+                .init_containers()
+                .iter()
+                .rev()
+                .map(|c| c.name.clone()),
+        );
         if now >= term.deadline {
             if !(apps.is_empty() && inits.is_empty()) {
                 for name in apps.iter().chain(inits.iter()) {
@@ -521,18 +637,30 @@ impl PodWorker {
         let inner = Arc::clone(&self.inner);
         let paths = self.paths.clone();
         let record = self.snapshot();
-        let result = tokio::task::spawn_blocking(move || crate::runtime::destroy_pod(&inner, &paths, Some(&record)))
-            .await
-            .unwrap_or_else(|e| Err(RuntimeError::Container { container: "pod".into(), message: format!("cleanup task failed: {e}") }));
+        let result = tokio::task::spawn_blocking(move || {
+            crate::runtime::destroy_pod(&inner, &paths, Some(&record))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(RuntimeError::Container {
+                container: "pod".into(),
+                message: format!("cleanup task failed: {e}"),
+            })
+        });
         if let Err(e) = &result {
             tracing::warn!(pod = %self.uid, error = %e, "pod cleanup incomplete");
         }
         self.inner.forget(&self.uid);
-        let _ = self.inner.events.send(PodEvent::Removed { uid: self.uid.clone() });
+        let _ = self.inner.events.send(PodEvent::Removed {
+            uid: self.uid.clone(),
+        });
         for w in self.remove_waiters.drain(..) {
             let _ = w.send(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(RuntimeError::Container { container: "pod".into(), message: e.to_string() }),
+                Err(e) => Err(RuntimeError::Container {
+                    container: "pod".into(),
+                    message: e.to_string(),
+                }),
             });
         }
         self.done = true;

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 use skiff_runtime::{ContainerImage, LoopbackOnly, PodInputs, Runtime, RuntimeConfig};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn usage() -> ! {
@@ -60,7 +62,10 @@ async fn serve(args: &[String]) -> Result<(), String> {
         let _ = writeln!(out, "{v}");
         let _ = out.flush();
     };
-    reply(&mut out, json!({ "ready": true, "adopted": adopted, "pid": std::process::id() }));
+    reply(
+        &mut out,
+        json!({ "ready": true, "adopted": adopted, "pid": std::process::id() }),
+    );
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -79,7 +84,12 @@ async fn serve(args: &[String]) -> Result<(), String> {
                 match (pod, image) {
                     (Ok(pod), Ok(image)) => {
                         let mut inputs = PodInputs::default();
-                        for c in pod.spec.iter().flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter())) {
+                        for c in pod.spec.iter().flat_map(|s| {
+                            s.init_containers
+                                .iter()
+                                .flatten()
+                                .chain(s.containers.iter())
+                        }) {
                             inputs.images.insert(c.name.clone(), image.clone());
                         }
                         match rt.run_pod(pod, inputs).await {
@@ -87,11 +97,15 @@ async fn serve(args: &[String]) -> Result<(), String> {
                             Err(e) => json!({ "error": e.to_string() }),
                         }
                     }
-                    (Err(e), _) | (_, Err(e)) => json!({ "error": format!("bad pod or image: {e}") }),
+                    (Err(e), _) | (_, Err(e)) => {
+                        json!({ "error": format!("bad pod or image: {e}") })
+                    }
                 }
             }
             Some("status") => json!({ "status": rt.pod_status(&uid) }),
-            Some("pid") => json!({ "pid": rt.container_pid(&uid, req["container"].as_str().unwrap_or("")) }),
+            Some("pid") => {
+                json!({ "pid": rt.container_pid(&uid, req["container"].as_str().unwrap_or("")) })
+            }
             Some("shutdown") => {
                 rt.shutdown();
                 reply(&mut out, json!({ "ok": true }));
@@ -125,7 +139,14 @@ fn bench_pod(i: usize, command: &[&str]) -> Pod {
 fn is_running(rt: &Runtime, uid: &str) -> bool {
     rt.pod_status(uid)
         .and_then(|s| s.container_statuses)
-        .map(|cs| cs.iter().all(|c| c.state.as_ref().and_then(|st| st.running.as_ref()).is_some()))
+        .map(|cs| {
+            cs.iter().all(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|st| st.running.as_ref())
+                    .is_some()
+            })
+        })
         .unwrap_or(false)
 }
 
@@ -133,7 +154,11 @@ fn phase(rt: &Runtime, uid: &str) -> String {
     rt.pod_status(uid).and_then(|s| s.phase).unwrap_or_default()
 }
 
-async fn wait_for(rt: &Runtime, uid: &str, pred: impl Fn(&Runtime, &str) -> bool) -> Result<(), String> {
+async fn wait_for(
+    rt: &Runtime,
+    uid: &str,
+    pred: impl Fn(&Runtime, &str) -> bool,
+) -> Result<(), String> {
     let mut events = rt.subscribe();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pred(rt, uid) {
@@ -148,7 +173,9 @@ async fn wait_for(rt: &Runtime, uid: &str, pred: impl Fn(&Runtime, &str) -> bool
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let median = v[v.len() / 2];
-    let p99 = v[((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
+    let p99 = v[((v.len() as f64 * 0.99).ceil() as usize)
+        .saturating_sub(1)
+        .min(v.len() - 1)];
     (median, p99)
 }
 
@@ -160,7 +187,10 @@ fn run_cmd(cmd: &mut std::process::Command) -> Result<Duration, String> {
     let start = Instant::now();
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(start.elapsed())
 }
@@ -168,21 +198,39 @@ fn run_cmd(cmd: &mut std::process::Command) -> Result<Duration, String> {
 fn vm_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+            })
+        })
         .unwrap_or(0)
 }
 
 fn process_count() -> usize {
     std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 
 async fn bench(args: &[String]) -> Result<(), String> {
     let root = PathBuf::from(arg(args, "--root").unwrap_or_else(|| usage()));
     let store = PathBuf::from(arg(args, "--store").unwrap_or_else(|| usage()));
-    let runs: usize = arg(args, "--runs").and_then(|r| r.parse().ok()).unwrap_or(50);
-    let pods: usize = arg(args, "--pods").and_then(|r| r.parse().ok()).unwrap_or(110);
+    let runs: usize = arg(args, "--runs")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
+    let pods: usize = arg(args, "--pods")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(110);
     let image = skiff_runtime::testing::busybox_image(&store);
     let rt = open(&root, Some(format!("/skiff-bench-{}", std::process::id())))?;
     let inputs = |pod: &Pod| {
@@ -195,10 +243,14 @@ async fn bench(args: &[String]) -> Result<(), String> {
 
     // Warm-up (page cache, first fork of the launcher).
     let warm = bench_pod(1_000_000, &["sleep", "3600"]);
-    rt.run_pod(warm.clone(), inputs(&warm)).await.map_err(|e| e.to_string())?;
+    rt.run_pod(warm.clone(), inputs(&warm))
+        .await
+        .map_err(|e| e.to_string())?;
     let wuid = warm.metadata.uid.clone().unwrap_or_default();
     wait_for(&rt, &wuid, is_running).await?;
-    rt.stop_pod(&wuid, Some(Duration::ZERO)).await.map_err(|e| e.to_string())?;
+    rt.stop_pod(&wuid, Some(Duration::ZERO))
+        .await
+        .map_err(|e| e.to_string())?;
     rt.remove_pod(&wuid).await.map_err(|e| e.to_string())?;
 
     let bundle = arg(args, "--runc-bundle").map(PathBuf::from);
@@ -208,33 +260,57 @@ async fn bench(args: &[String]) -> Result<(), String> {
         let pod = bench_pod(i, &["sleep", "3600"]);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let t0 = Instant::now();
-        rt.run_pod(pod.clone(), inputs(&pod)).await.map_err(|e| e.to_string())?;
+        rt.run_pod(pod.clone(), inputs(&pod))
+            .await
+            .map_err(|e| e.to_string())?;
         wait_for(&rt, &uid, is_running).await?;
-        rows.entry("skiff start (run_pod → running)").or_default().push(ms(t0.elapsed()));
+        rows.entry("skiff start (run_pod → running)")
+            .or_default()
+            .push(ms(t0.elapsed()));
         let t1 = Instant::now();
-        rt.stop_pod(&uid, Some(Duration::ZERO)).await.map_err(|e| e.to_string())?;
+        rt.stop_pod(&uid, Some(Duration::ZERO))
+            .await
+            .map_err(|e| e.to_string())?;
         rt.remove_pod(&uid).await.map_err(|e| e.to_string())?;
-        rows.entry("skiff stop (stop_pod + remove_pod)").or_default().push(ms(t1.elapsed()));
+        rows.entry("skiff stop (stop_pod + remove_pod)")
+            .or_default()
+            .push(ms(t1.elapsed()));
 
         // skiff: a container that runs `true` to completion and is removed.
         let pod = bench_pod(i + runs, &["true"]);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let t2 = Instant::now();
-        rt.run_pod(pod.clone(), inputs(&pod)).await.map_err(|e| e.to_string())?;
+        rt.run_pod(pod.clone(), inputs(&pod))
+            .await
+            .map_err(|e| e.to_string())?;
         wait_for(&rt, &uid, |rt, uid| phase(rt, uid) == "Succeeded").await?;
         rt.remove_pod(&uid).await.map_err(|e| e.to_string())?;
-        rows.entry("skiff run to completion (`true`) + remove").or_default().push(ms(t2.elapsed()));
+        rows.entry("skiff run to completion (`true`) + remove")
+            .or_default()
+            .push(ms(t2.elapsed()));
 
         if let Some(b) = &bundle {
             let id = format!("runc-bench-{}-{i}", std::process::id());
-            let start = run_cmd(std::process::Command::new("runc").args(["run", "-d", "--bundle"]).arg(b.join("sleep")).arg(&id).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()))?;
-            rows.entry("runc run -d (→ running)").or_default().push(ms(start));
+            let start = run_cmd(
+                std::process::Command::new("runc")
+                    .args(["run", "-d", "--bundle"])
+                    .arg(b.join("sleep"))
+                    .arg(&id)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null()),
+            )?;
+            rows.entry("runc run -d (→ running)")
+                .or_default()
+                .push(ms(start));
             let stop = {
                 let t = Instant::now();
                 run_cmd(std::process::Command::new("runc").args(["kill", &id, "KILL"]))?;
                 // Wait until runc sees it stopped, then delete (what a shim does).
                 for _ in 0..2000 {
-                    let out = std::process::Command::new("runc").args(["state", &id]).output().map_err(|e| e.to_string())?;
+                    let out = std::process::Command::new("runc")
+                        .args(["state", &id])
+                        .output()
+                        .map_err(|e| e.to_string())?;
                     if String::from_utf8_lossy(&out.stdout).contains("\"stopped\"") {
                         break;
                     }
@@ -245,12 +321,24 @@ async fn bench(args: &[String]) -> Result<(), String> {
             };
             rows.entry("runc kill + delete").or_default().push(ms(stop));
             let id2 = format!("{id}-true");
-            let done = run_cmd(std::process::Command::new("runc").args(["run", "--bundle"]).arg(b.join("true")).arg(&id2).stdin(std::process::Stdio::null()))?;
-            rows.entry("runc run (`true`, foreground)").or_default().push(ms(done));
+            let done = run_cmd(
+                std::process::Command::new("runc")
+                    .args(["run", "--bundle"])
+                    .arg(b.join("true"))
+                    .arg(&id2)
+                    .stdin(std::process::Stdio::null()),
+            )?;
+            rows.entry("runc run (`true`, foreground)")
+                .or_default()
+                .push(ms(done));
         }
         if let Some((sock, image_ref)) = &ctr {
             let id = format!("ctr-bench-{}-{i}", std::process::id());
-            let d = run_cmd(std::process::Command::new("ctr").args(["--address", sock, "run", "--rm", image_ref, &id, "true"]).stdin(std::process::Stdio::null()))?;
+            let d = run_cmd(
+                std::process::Command::new("ctr")
+                    .args(["--address", sock, "run", "--rm", image_ref, &id, "true"])
+                    .stdin(std::process::Stdio::null()),
+            )?;
             rows.entry("ctr run --rm (`true`)").or_default().push(ms(d));
         }
     }
@@ -270,13 +358,19 @@ async fn bench(args: &[String]) -> Result<(), String> {
     if let Some(r) = ratio("skiff stop (stop_pod + remove_pod)", "runc kill + delete") {
         println!("stop ratio skiff / runc kill+delete: {r:.2}×");
     }
-    if let Some(r) = ratio("skiff run to completion (`true`) + remove", "runc run (`true`, foreground)") {
+    if let Some(r) = ratio(
+        "skiff run to completion (`true`) + remove",
+        "runc run (`true`, foreground)",
+    ) {
         println!("run-to-completion ratio skiff / runc run: {r:.2}×");
     }
     if let Some(r) = ratio("ctr run --rm (`true`)", "runc run (`true`, foreground)") {
         println!("run-to-completion ratio ctr / runc run: {r:.2}×");
     }
-    if let Some(r) = ratio("ctr run --rm (`true`)", "skiff run to completion (`true`) + remove") {
+    if let Some(r) = ratio(
+        "ctr run --rm (`true`)",
+        "skiff run to completion (`true`) + remove",
+    ) {
         println!("run-to-completion ratio ctr / skiff: {r:.2}×");
     }
 
@@ -295,7 +389,9 @@ async fn bench(args: &[String]) -> Result<(), String> {
             tasks.push(tokio::spawn(async move { rt.run_pod(pod, inputs).await }));
         }
         for task in tasks {
-            task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            task.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         for uid in &uids {
             wait_for(&rt, uid, is_running).await?;
@@ -305,7 +401,11 @@ async fn bench(args: &[String]) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_after = vm_rss_kib();
         let procs_after = process_count();
-        println!("\n{pods} pods started concurrently: {:.2} s to all running ({:.1} ms/pod)", total.as_secs_f64(), ms(total) / pods as f64);
+        println!(
+            "\n{pods} pods started concurrently: {:.2} s to all running ({:.1} ms/pod)",
+            total.as_secs_f64(),
+            ms(total) / pods as f64
+        );
         println!(
             "driver RSS {rss_before} KiB → {rss_after} KiB: {:.1} KiB per pod; processes {procs_before} → {procs_after} (+{} for {pods} containers)",
             (rss_after.saturating_sub(rss_before)) as f64 / pods as f64,
@@ -313,10 +413,15 @@ async fn bench(args: &[String]) -> Result<(), String> {
         );
         let t = Instant::now();
         for uid in &uids {
-            rt.stop_pod(uid, Some(Duration::ZERO)).await.map_err(|e| e.to_string())?;
+            rt.stop_pod(uid, Some(Duration::ZERO))
+                .await
+                .map_err(|e| e.to_string())?;
             rt.remove_pod(uid).await.map_err(|e| e.to_string())?;
         }
-        println!("{pods} pods stopped and removed: {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "{pods} pods stopped and removed: {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -70,7 +70,10 @@ impl LogRecord {
     /// Parses a CRI log line (without its newline). Unknown tags after `F`/`P` are ignored.
     pub fn parse(line: &[u8]) -> Option<LogRecord> {
         let mut parts = line.splitn(4, |b| *b == b' ');
-        let time = std::str::from_utf8(parts.next()?).ok()?.parse::<Timestamp>().ok()?;
+        let time = std::str::from_utf8(parts.next()?)
+            .ok()?
+            .parse::<Timestamp>()
+            .ok()?;
         let stream = match parts.next()? {
             b"stdout" => Stream::Stdout,
             b"stderr" => Stream::Stderr,
@@ -117,14 +120,25 @@ mod tests {
         };
         let mut line = Vec::new();
         rec.encode(&mut line);
-        assert_eq!(line, b"2026-11-21T22:00:00.000000005Z stderr F hello world\n");
+        assert_eq!(
+            line,
+            b"2026-11-21T22:00:00.000000005Z stderr F hello world\n"
+        );
         assert_eq!(LogRecord::parse(&line[..line.len() - 1]), Some(rec.clone()));
         assert_eq!(rec.render(false), b"hello world\n");
-        assert_eq!(rec.render(true), b"2026-11-21T22:00:00.000000005Z hello world\n");
+        assert_eq!(
+            rec.render(true),
+            b"2026-11-21T22:00:00.000000005Z hello world\n"
+        );
         let partial = LogRecord::parse(b"2026-11-21T22:00:00.1Z stdout P abc").unwrap();
         assert!(partial.partial);
         assert_eq!(partial.render(false), b"abc");
         assert!(LogRecord::parse(b"garbage").is_none());
-        assert_eq!(LogRecord::parse(b"2026-11-21T22:00:00Z stdout F").unwrap().message, b"");
+        assert_eq!(
+            LogRecord::parse(b"2026-11-21T22:00:00Z stdout F")
+                .unwrap()
+                .message,
+            b""
+        );
     }
 }

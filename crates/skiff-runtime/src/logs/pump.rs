@@ -119,7 +119,11 @@ impl LogSink {
             tracing::warn!(path = %self.path.display(), error = %e, "log rotation failed");
             return;
         }
-        match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
             Ok(f) => {
                 st.file = Some(f);
                 st.size = 0;
@@ -203,7 +207,11 @@ impl LogPump {
         // SAFETY: plain epoll_create1/eventfd; descriptors are owned below.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
-            return Err(RuntimeError::sys("epoll_create1", "log pump", nix::Error::last()));
+            return Err(RuntimeError::sys(
+                "epoll_create1",
+                "log pump",
+                nix::Error::last(),
+            ));
         }
         // SAFETY: fresh descriptor.
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
@@ -242,17 +250,27 @@ impl LogPump {
         };
         sink.stream_opened();
         let raw = fifo_read.as_raw_fd();
-        self.shared.streams.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            token,
-            StreamState {
-                fd: fifo_read,
-                stream,
-                sink: Arc::clone(sink),
-                partial: Vec::new(),
-            },
-        );
+        self.shared
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                token,
+                StreamState {
+                    fd: fifo_read,
+                    stream,
+                    sink: Arc::clone(sink),
+                    partial: Vec::new(),
+                },
+            );
         if let Err(e) = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, raw, token) {
-            if let Some(s) = self.shared.streams.lock().unwrap_or_else(|p| p.into_inner()).remove(&token) {
+            if let Some(s) = self
+                .shared
+                .streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&token)
+            {
                 s.sink.stream_closed();
             }
             return Err(RuntimeError::io("epoll_ctl", "log fifo", e));
@@ -262,7 +280,11 @@ impl LogPump {
 
     /// Number of streams being pumped.
     pub fn streams(&self) -> usize {
-        self.shared.streams.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.shared
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 
@@ -271,7 +293,11 @@ impl Drop for LogPump {
         let v: u64 = 1;
         // SAFETY: write 8 bytes to our eventfd.
         unsafe {
-            libc::write(self.shared.wake.as_raw_fd(), &v as *const u64 as *const libc::c_void, 8);
+            libc::write(
+                self.shared.wake.as_raw_fd(),
+                &v as *const u64 as *const libc::c_void,
+                8,
+            );
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -292,7 +318,13 @@ fn epoll_ctl(epoll: &OwnedFd, op: i32, fd: RawFd, token: u64) -> std::io::Result
 }
 
 /// Splits buffered bytes into CRI records: complete lines as `F`, over-long runs as `P`.
-fn drain_lines(partial: &mut Vec<u8>, stream: Stream, now: Timestamp, eof: bool, out: &mut Vec<u8>) {
+fn drain_lines(
+    partial: &mut Vec<u8>,
+    stream: Stream,
+    now: Timestamp,
+    eof: bool,
+    out: &mut Vec<u8>,
+) {
     let mut start = 0;
     loop {
         let rest = &partial[start..];
@@ -337,7 +369,14 @@ fn run(shared: Arc<Shared>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // SAFETY: epoll_wait into a correctly sized buffer.
-        let n = unsafe { libc::epoll_wait(shared.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, -1) };
+        let n = unsafe {
+            libc::epoll_wait(
+                shared.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                -1,
+            )
+        };
         if n < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -351,13 +390,21 @@ fn run(shared: Arc<Shared>) {
             }
             let token = ev.u64;
             let mut streams = shared.streams.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(state) = streams.get_mut(&token) else { continue };
+            let Some(state) = streams.get_mut(&token) else {
+                continue;
+            };
             let mut out = Vec::new();
             let mut eof = false;
             // Read what is there (bounded, to stay fair between containers).
             for _ in 0..16 {
                 // SAFETY: read into a local buffer from a non-blocking descriptor.
-                let r = unsafe { libc::read(state.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                let r = unsafe {
+                    libc::read(
+                        state.fd.as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                    )
+                };
                 if r < 0 {
                     let e = std::io::Error::last_os_error();
                     match e.raw_os_error() {
@@ -374,20 +421,37 @@ fn run(shared: Arc<Shared>) {
                     break;
                 }
                 state.partial.extend_from_slice(&buf[..r as usize]);
-                drain_lines(&mut state.partial, state.stream, Timestamp::now(), false, &mut out);
+                drain_lines(
+                    &mut state.partial,
+                    state.stream,
+                    Timestamp::now(),
+                    false,
+                    &mut out,
+                );
                 if (r as usize) < buf.len() {
                     break;
                 }
             }
             if eof {
-                drain_lines(&mut state.partial, state.stream, Timestamp::now(), true, &mut out);
+                drain_lines(
+                    &mut state.partial,
+                    state.stream,
+                    Timestamp::now(),
+                    true,
+                    &mut out,
+                );
             }
             state.sink.write(&out);
             if eof {
                 if let Some(s) = streams.remove(&token) {
                     // SAFETY: deregister before the descriptor is closed.
                     unsafe {
-                        libc::epoll_ctl(shared.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, s.fd.as_raw_fd(), std::ptr::null_mut());
+                        libc::epoll_ctl(
+                            shared.epoll.as_raw_fd(),
+                            libc::EPOLL_CTL_DEL,
+                            s.fd.as_raw_fd(),
+                            std::ptr::null_mut(),
+                        );
                     }
                     s.sink.stream_closed();
                 }
@@ -451,19 +515,29 @@ mod tests {
         drain_lines(&mut partial, Stream::Stdout, now, false, &mut out);
         assert_eq!(partial, b"thr");
         let text = String::from_utf8(out.clone()).unwrap();
-        assert!(text.lines().count() == 2 && text.contains(" stdout F one\n") && text.contains(" stdout F two\n"));
+        assert!(
+            text.lines().count() == 2
+                && text.contains(" stdout F one\n")
+                && text.contains(" stdout F two\n")
+        );
         let mut long = vec![b'x'; MAX_LINE + 10];
         long.push(b'\n');
         let mut out = Vec::new();
         drain_lines(&mut long, Stream::Stderr, now, false, &mut out);
-        let lines: Vec<_> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| LogRecord::parse(l).unwrap()).collect();
+        let lines: Vec<_> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| LogRecord::parse(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].partial && lines[0].message.len() == MAX_LINE);
         assert!(!lines[1].partial && lines[1].message.len() == 10);
         let mut rest = b"tail".to_vec();
         let mut out = Vec::new();
         drain_lines(&mut rest, Stream::Stdout, now, true, &mut out);
-        assert!(String::from_utf8(out).unwrap().ends_with(" stdout F tail\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with(" stdout F tail\n"));
     }
 
     #[test]
@@ -473,7 +547,14 @@ mod tests {
         let log = dir.path().join("0.log");
         let (writer, reader) = create_fifo(&fifo, 1 << 20).unwrap();
         let pump = LogPump::start().unwrap();
-        let sink = LogSink::open(&log, Rotation { max_size: 1 << 20, max_files: 3 }).unwrap();
+        let sink = LogSink::open(
+            &log,
+            Rotation {
+                max_size: 1 << 20,
+                max_files: 3,
+            },
+        )
+        .unwrap();
         pump.add(reader, Stream::Stdout, &sink).unwrap();
         let mut w = File::from(writer);
         w.write_all(b"first\nsecond\n").unwrap();
@@ -483,12 +564,26 @@ mod tests {
         drop(pump);
         w.write_all(b"while away\n").unwrap();
         let pump = LogPump::start().unwrap();
-        let sink2 = LogSink::open(&log, Rotation { max_size: 1 << 20, max_files: 3 }).unwrap();
-        pump.add(open_fifo_reader(&fifo).unwrap(), Stream::Stdout, &sink2).unwrap();
+        let sink2 = LogSink::open(
+            &log,
+            Rotation {
+                max_size: 1 << 20,
+                max_files: 3,
+            },
+        )
+        .unwrap();
+        pump.add(open_fifo_reader(&fifo).unwrap(), Stream::Stdout, &sink2)
+            .unwrap();
         w.write_all(b"back\n").unwrap();
         drop(w);
-        assert!(sink2.wait_closed(Duration::from_secs(5)), "EOF once the writer is gone");
-        let msgs: Vec<String> = records(&log).into_iter().map(|r| String::from_utf8(r.message).unwrap()).collect();
+        assert!(
+            sink2.wait_closed(Duration::from_secs(5)),
+            "EOF once the writer is gone"
+        );
+        let msgs: Vec<String> = records(&log)
+            .into_iter()
+            .map(|r| String::from_utf8(r.message).unwrap())
+            .collect();
         assert_eq!(msgs, ["first", "second", "while away", "back"]);
         assert_eq!(pump.streams(), 0);
     }
@@ -497,10 +592,23 @@ mod tests {
     fn rotation_keeps_bounded_files() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("0.log");
-        let sink = LogSink::open(&log, Rotation { max_size: 4096, max_files: 3 }).unwrap();
+        let sink = LogSink::open(
+            &log,
+            Rotation {
+                max_size: 4096,
+                max_files: 3,
+            },
+        )
+        .unwrap();
         let line = {
             let mut out = Vec::new();
-            LogRecord { time: Timestamp::now(), stream: Stream::Stdout, partial: false, message: vec![b'a'; 1000] }.encode(&mut out);
+            LogRecord {
+                time: Timestamp::now(),
+                stream: Stream::Stdout,
+                partial: false,
+                message: vec![b'a'; 1000],
+            }
+            .encode(&mut out);
             out
         };
         for _ in 0..20 {

@@ -56,7 +56,12 @@ fn parse_all(bytes: &[u8]) -> Vec<LogRecord> {
 
 /// Reads records through `emit` until it returns false; `sink` (the running instance's) makes
 /// it follow. Blocking.
-pub fn read(current: &Path, sink: Option<Arc<LogSink>>, opts: &LogOptions, emit: &mut dyn FnMut(LogRecord) -> bool) {
+pub fn read(
+    current: &Path,
+    sink: Option<Arc<LogSink>>,
+    opts: &LogOptions,
+    emit: &mut dyn FnMut(LogRecord) -> bool,
+) {
     let mut budget = opts.limit_bytes.unwrap_or(usize::MAX);
     let mut pass = |rec: LogRecord, emit: &mut dyn FnMut(LogRecord) -> bool| -> bool {
         if let Some(since) = opts.since {
@@ -77,14 +82,20 @@ pub fn read(current: &Path, sink: Option<Arc<LogSink>>, opts: &LogOptions, emit:
     let mut records = Vec::new();
     let mut position: Option<(u64, u64)> = None; // (inode, offset) of the current file
     for path in &files {
-        let Ok(mut f) = File::open(path) else { continue };
+        let Ok(mut f) = File::open(path) else {
+            continue;
+        };
         let mut bytes = Vec::new();
         if f.read_to_end(&mut bytes).is_err() {
             continue;
         }
         if path == current {
             // Only whole lines; a half-written last line is picked up when following.
-            let end = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+            let end = bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
             bytes.truncate(end);
             let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
             position = Some((ino, end as u64));
@@ -100,7 +111,9 @@ pub fn read(current: &Path, sink: Option<Arc<LogSink>>, opts: &LogOptions, emit:
             return;
         }
     }
-    let Some(sink) = sink.filter(|_| opts.follow) else { return };
+    let Some(sink) = sink.filter(|_| opts.follow) else {
+        return;
+    };
 
     // Follow: read what the pump appends; switch files when the current one is rotated away.
     let (mut ino, mut offset) = position.unwrap_or((0, 0));
@@ -124,7 +137,11 @@ pub fn read(current: &Path, sink: Option<Arc<LogSink>>, opts: &LogOptions, emit:
                         progressed = true;
                         offset += n as u64;
                         pending.extend_from_slice(&chunk);
-                        let end = pending.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                        let end = pending
+                            .iter()
+                            .rposition(|b| *b == b'\n')
+                            .map(|i| i + 1)
+                            .unwrap_or(0);
                         let complete: Vec<u8> = pending.drain(..end).collect();
                         for rec in parse_all(&complete) {
                             if !pass(rec, emit) {
@@ -151,7 +168,9 @@ pub fn read(current: &Path, sink: Option<Arc<LogSink>>, opts: &LogOptions, emit:
             // One last look for bytes written just before the close.
             if let Some(f) = file.as_mut() {
                 let mut chunk = Vec::new();
-                if f.seek(SeekFrom::Start(offset)).is_ok() && f.read_to_end(&mut chunk).map(|n| n > 0).unwrap_or(false) {
+                if f.seek(SeekFrom::Start(offset)).is_ok()
+                    && f.read_to_end(&mut chunk).map(|n| n > 0).unwrap_or(false)
+                {
                     offset += chunk.len() as u64;
                     pending.extend_from_slice(&chunk);
                     continue;
@@ -197,21 +216,74 @@ mod tests {
     fn tail_since_and_limit_across_rotated_files() {
         let dir = tempfile::tempdir().unwrap();
         let current = dir.path().join("0.log");
-        std::fs::write(dir.path().join("0.log.2"), [line("a", 1), line("b", 2)].concat()).unwrap();
+        std::fs::write(
+            dir.path().join("0.log.2"),
+            [line("a", 1), line("b", 2)].concat(),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("0.log.1"), line("c", 3)).unwrap();
-        std::fs::write(&current, [line("d", 4), line("e", 5), b"2023-11-14T22:13:26Z stdout F half".to_vec()].concat()).unwrap();
-        assert_eq!(collect(&current, None, &LogOptions::default()), ["a", "b", "c", "d", "e"]);
-        assert_eq!(collect(&current, None, &LogOptions { tail_lines: Some(2), ..Default::default() }), ["d", "e"]);
+        std::fs::write(
+            &current,
+            [
+                line("d", 4),
+                line("e", 5),
+                b"2023-11-14T22:13:26Z stdout F half".to_vec(),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            collect(&current, None, &LogOptions::default()),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(
+            collect(
+                &current,
+                None,
+                &LogOptions {
+                    tail_lines: Some(2),
+                    ..Default::default()
+                }
+            ),
+            ["d", "e"]
+        );
         let since = Timestamp::from_second(1_700_000_003).unwrap();
-        assert_eq!(collect(&current, None, &LogOptions { since: Some(since), ..Default::default() }), ["c", "d", "e"]);
-        assert_eq!(collect(&current, None, &LogOptions { limit_bytes: Some(4), ..Default::default() }), ["a", "b"]);
+        assert_eq!(
+            collect(
+                &current,
+                None,
+                &LogOptions {
+                    since: Some(since),
+                    ..Default::default()
+                }
+            ),
+            ["c", "d", "e"]
+        );
+        assert_eq!(
+            collect(
+                &current,
+                None,
+                &LogOptions {
+                    limit_bytes: Some(4),
+                    ..Default::default()
+                }
+            ),
+            ["a", "b"]
+        );
     }
 
     #[test]
     fn follow_sees_new_lines_and_rotation_until_closed() {
         let dir = tempfile::tempdir().unwrap();
         let current = dir.path().join("0.log");
-        let sink = LogSink::open(&current, Rotation { max_size: 4096, max_files: 3 }).unwrap();
+        let sink = LogSink::open(
+            &current,
+            Rotation {
+                max_size: 4096,
+                max_files: 3,
+            },
+        )
+        .unwrap();
         let writer = {
             let sink = Arc::clone(&sink);
             let fifo = dir.path().join("fifo");
@@ -233,12 +305,23 @@ mod tests {
                 drop(pump);
             })
         };
-        let got = collect(&current, Some(Arc::clone(&sink)), &LogOptions { follow: true, ..Default::default() });
+        let got = collect(
+            &current,
+            Some(Arc::clone(&sink)),
+            &LogOptions {
+                follow: true,
+                ..Default::default()
+            },
+        );
         writer.join().unwrap();
         // Rotation keeps 3 files of 4 KiB: early lines may be gone, but what was read is in
         // order, without gaps after the first, and ends with the last line.
         assert!(!got.is_empty());
-        assert!(got.last().unwrap().starts_with("line 199"), "{:?}", got.last());
+        assert!(
+            got.last().unwrap().starts_with("line 199"),
+            "{:?}",
+            got.last()
+        );
         let numbers: Vec<usize> = got.iter().map(|l| l[5..8].parse().unwrap()).collect();
         for w in numbers.windows(2) {
             assert_eq!(w[1], w[0] + 1, "no gaps or repeats");

@@ -110,7 +110,10 @@ impl EnvList {
 
     /// `KEY=value` strings as the OCI spec wants them.
     pub fn to_oci(&self) -> Vec<String> {
-        self.entries.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        self.entries
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
     }
 }
 
@@ -129,7 +132,11 @@ fn config_map_value(
     Some(Err(()))
 }
 
-fn secret_value(inputs: &PodInputs, name: &str, key: &str) -> Option<std::result::Result<String, ()>> {
+fn secret_value(
+    inputs: &PodInputs,
+    name: &str,
+    key: &str,
+) -> Option<std::result::Result<String, ()>> {
     let secret = inputs.secrets.get(name)?;
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return Some(Ok(String::from_utf8_lossy(&v.0).into_owned()));
@@ -329,14 +336,22 @@ pub(crate) fn command_line(
 ) -> Result<Vec<String>> {
     let mapping = |name: &str| own.get(name).map(str::to_owned);
     let expand_all = |v: &Vec<String>| v.iter().map(|s| expand(s, &mapping)).collect::<Vec<_>>();
-    let image_entrypoint = image.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
+    let image_entrypoint = image
+        .and_then(|c| c.entrypoint().clone())
+        .unwrap_or_default();
     let image_cmd = image.and_then(|c| c.cmd().clone()).unwrap_or_default();
     let command = container.command.as_ref().filter(|c| !c.is_empty());
     let args = container.args.as_ref().filter(|a| !a.is_empty());
     let argv: Vec<String> = match (command, args) {
-        (Some(cmd), Some(args)) => expand_all(cmd).into_iter().chain(expand_all(args)).collect(),
+        (Some(cmd), Some(args)) => expand_all(cmd)
+            .into_iter()
+            .chain(expand_all(args))
+            .collect(),
         (Some(cmd), None) => expand_all(cmd),
-        (None, Some(args)) => image_entrypoint.into_iter().chain(expand_all(args)).collect(),
+        (None, Some(args)) => image_entrypoint
+            .into_iter()
+            .chain(expand_all(args))
+            .collect(),
         (None, None) => image_entrypoint.into_iter().chain(image_cmd).collect(),
     };
     if argv.is_empty() || argv[0].is_empty() {
@@ -446,7 +461,14 @@ mod tests {
             var("D", "$(KUBERNETES_SERVICE_HOST)"),
             var("E", "$(PATH)"),
         ]);
-        let env = container_env(&pod, &c, "spec.containers[0]", &inputs, &PodFacts::default()).unwrap();
+        let env = container_env(
+            &pod,
+            &c,
+            "spec.containers[0]",
+            &inputs,
+            &PodFacts::default(),
+        )
+        .unwrap();
         assert_eq!(env.get("B"), Some("a-$(C)"), "later vars are not visible");
         assert_eq!(env.get("D"), Some("10.43.0.1"));
         assert_eq!(env.get("E"), Some("$(PATH)"), "image env is not a source");
@@ -457,11 +479,18 @@ mod tests {
     fn env_from_and_key_refs_resolve_and_missing_ones_are_named() {
         let pod = Pod::default();
         let mut inputs = PodInputs::default();
-        let mut cm = ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("mode".into(), "fast".into())]));
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([("mode".into(), "fast".into())])),
+            ..Default::default()
+        };
         inputs.config_maps.insert("settings".into(), cm);
-        let mut secret = Secret::default();
-        secret.data = Some(BTreeMap::from([("pw".into(), ByteString(b"s3cret".to_vec()))]));
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                "pw".into(),
+                ByteString(b"s3cret".to_vec()),
+            )])),
+            ..Default::default()
+        };
         inputs.secrets.insert("creds".into(), secret);
         let mut c = container(vec![EnvVar {
             name: "MODE".into(),
@@ -483,7 +512,14 @@ mod tests {
             }),
             ..Default::default()
         }]);
-        let env = container_env(&pod, &c, "spec.containers[0]", &inputs, &PodFacts::default()).unwrap();
+        let env = container_env(
+            &pod,
+            &c,
+            "spec.containers[0]",
+            &inputs,
+            &PodFacts::default(),
+        )
+        .unwrap();
         assert_eq!(env.get("MODE"), Some("fast"));
         assert_eq!(env.get("DB_pw"), Some("s3cret"));
 
@@ -499,10 +535,19 @@ mod tests {
                 ..Default::default()
             }),
         }]);
-        let err = container_env(&pod, &c, "spec.containers[0]", &inputs, &PodFacts::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("settings/nope") && err.contains("spec.containers[0].env[0]"), "{err}");
+        let err = container_env(
+            &pod,
+            &c,
+            "spec.containers[0]",
+            &inputs,
+            &PodFacts::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings/nope") && err.contains("spec.containers[0].env[0]"),
+            "{err}"
+        );
 
         let mut optional = c.clone();
         if let Some(r) = optional.env.as_mut().unwrap()[0]
@@ -534,8 +579,13 @@ mod tests {
         c.command = Some(vec!["/bin/echo".into()]);
         assert_eq!(run(&c), ["/bin/echo", "hello world"]);
         c.args = None;
-        assert_eq!(run(&c), ["/bin/echo"], "command replaces Entrypoint and Cmd");
-        let err = command_line(&Container::default(), "spec.containers[2]", None, &env).unwrap_err();
+        assert_eq!(
+            run(&c),
+            ["/bin/echo"],
+            "command replaces Entrypoint and Cmd"
+        );
+        let err =
+            command_line(&Container::default(), "spec.containers[2]", None, &env).unwrap_err();
         assert!(err.to_string().contains("spec.containers[2].command"));
     }
 
@@ -551,7 +601,13 @@ mod tests {
         let env = process_env(Some(&image), "pod-a", &own).to_oci();
         assert_eq!(
             env,
-            ["PATH=/opt/bin", "LANG=en", "KEEP=1", "HOSTNAME=pod-a", "NEW=x"]
+            [
+                "PATH=/opt/bin",
+                "LANG=en",
+                "KEEP=1",
+                "HOSTNAME=pod-a",
+                "NEW=x"
+            ]
         );
     }
 }

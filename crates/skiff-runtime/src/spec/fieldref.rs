@@ -146,7 +146,13 @@ pub(crate) fn resource_value(
     let resources = target.resources.as_ref();
     let get = |limits: bool, name: &str| {
         resources
-            .and_then(|r| if limits { r.limits.as_ref() } else { r.requests.as_ref() })
+            .and_then(|r| {
+                if limits {
+                    r.limits.as_ref()
+                } else {
+                    r.requests.as_ref()
+                }
+            })
             .and_then(|m| m.get(name))
     };
     let (limits, name) = match selector.resource.split_once('.') {
@@ -308,6 +314,9 @@ mod tests {
             divisor: Some(Q("1Mi".into())),
             container_name: None,
         };
-        assert_eq!(resource_value(&p, &c2, Some(&node), &s, "env").unwrap(), "1024");
+        assert_eq!(
+            resource_value(&p, &c2, Some(&node), &s, "env").unwrap(),
+            "1024"
+        );
     }
 }

@@ -73,7 +73,6 @@ pub(crate) struct SpecContext<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct BuiltSpec {
     pub spec: Spec,
-    pub identity: Identity,
     pub stop_signal: i32,
 }
 
@@ -91,8 +90,14 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         return (1..=64).contains(&n).then_some(n);
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|sig| sig as i32)
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|sig| sig as i32)
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
@@ -110,15 +115,37 @@ fn default_mounts(privileged: bool, cgroup_v2: bool) -> Vec<Mount> {
     let sys_mode = if privileged { "rw" } else { "ro" };
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", sys_mode]),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_mode],
+        ),
     ];
     // On v2 the container has its own cgroup namespace, so it sees only its own subtree.
     let _ = cgroup_v2;
@@ -148,8 +175,14 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     let sc = Effective::of(ctx.pod, c);
 
     // Identity.
-    let psc = ctx.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    let mut extra_groups: Vec<i64> = psc.and_then(|p| p.supplemental_groups.clone()).unwrap_or_default();
+    let psc = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
+    let mut extra_groups: Vec<i64> = psc
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default();
     if let Some(fs_group) = psc.and_then(|p| p.fs_group) {
         extra_groups.push(fs_group);
     }
@@ -177,7 +210,11 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
         .working_dir
         .clone()
         .filter(|w| !w.is_empty())
-        .or_else(|| image_config.and_then(|ic| ic.working_dir().clone()).filter(|w| !w.is_empty()))
+        .or_else(|| {
+            image_config
+                .and_then(|ic| ic.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         return Err(RuntimeError::invalid(
@@ -241,7 +278,10 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
         resources = resources.memory(memory.build().map_err(&err)?);
     }
     if ctx.cgroup_v2 {
-        resources = resources.unified(HashMap::from([("memory.oom.group".to_string(), "1".to_string())]));
+        resources = resources.unified(HashMap::from([(
+            "memory.oom.group".to_string(),
+            "1".to_string(),
+        )]));
     }
 
     // Namespaces: new pid and mount; the sandbox's net, ipc, uts; cgroup namespace on v2.
@@ -269,8 +309,18 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     let protect_proc = !(sc.privileged || sc.unmasked_proc);
     if protect_proc {
         linux = linux
-            .masked_paths(security::MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .readonly_paths(security::READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            .masked_paths(
+                security::MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                security::READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
     }
     if sc.privileged {
         linux = linux.devices(security::host_devices());
@@ -278,8 +328,17 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }
-    if let Some(sysctls) = ctx.pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|p| p.sysctls.as_ref()) {
-        let map: HashMap<String, String> = sysctls.iter().map(|s| (s.name.clone(), s.value.clone())).collect();
+    if let Some(sysctls) = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|p| p.sysctls.as_ref())
+    {
+        let map: HashMap<String, String> = sysctls
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect();
         if !map.is_empty() {
             linux = linux.sysctl(map);
         }
@@ -289,9 +348,18 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     mounts.extend(ctx.mounts);
 
     let annotations = HashMap::from([
-        ("io.kubernetes.pod.name".to_string(), ctx.pod.metadata.name.clone().unwrap_or_default()),
-        ("io.kubernetes.pod.namespace".to_string(), ctx.pod.metadata.namespace.clone().unwrap_or_default()),
-        ("io.kubernetes.pod.uid".to_string(), ctx.pod.metadata.uid.clone().unwrap_or_default()),
+        (
+            "io.kubernetes.pod.name".to_string(),
+            ctx.pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "io.kubernetes.pod.namespace".to_string(),
+            ctx.pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            "io.kubernetes.pod.uid".to_string(),
+            ctx.pod.metadata.uid.clone().unwrap_or_default(),
+        ),
         ("io.kubernetes.container.name".to_string(), c.name.clone()),
     ]);
 
@@ -324,11 +392,7 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
         .and_then(parse_signal)
         .unwrap_or(libc::SIGTERM);
 
-    Ok(BuiltSpec {
-        spec,
-        identity,
-        stop_signal,
-    })
+    Ok(BuiltSpec { spec, stop_signal })
 }
 
 /// A bind mount of `source` at `dest`.

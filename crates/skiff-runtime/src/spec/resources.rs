@@ -33,16 +33,29 @@ impl ContainerResources {
     pub fn of(container: &Container, field: &str) -> Result<ContainerResources> {
         let res = container.resources.as_ref();
         let get = |kind: &str, name: &str| -> Result<Option<crate::quantity::Quantity>> {
-            let map = res.and_then(|r| if kind == "limits" { r.limits.as_ref() } else { r.requests.as_ref() });
+            let map = res.and_then(|r| {
+                if kind == "limits" {
+                    r.limits.as_ref()
+                } else {
+                    r.requests.as_ref()
+                }
+            });
             match map.and_then(|m| m.get(name)) {
-                Some(q) => Ok(Some(parse_field(&format!("{field}.resources.{kind}.{name}"), q)?)),
+                Some(q) => Ok(Some(parse_field(
+                    &format!("{field}.resources.{kind}.{name}"),
+                    q,
+                )?)),
                 None => Ok(None),
             }
         };
         let cpu_limit = get("limits", "cpu")?.map(|q| q.milli_value());
         let memory_limit = get("limits", "memory")?.map(|q| q.value());
-        let cpu_request = get("requests", "cpu")?.map(|q| q.milli_value()).or(cpu_limit);
-        let memory_request = get("requests", "memory")?.map(|q| q.value()).or(memory_limit);
+        let cpu_request = get("requests", "cpu")?
+            .map(|q| q.milli_value())
+            .or(cpu_limit);
+        let memory_request = get("requests", "memory")?
+            .map(|q| q.value())
+            .or(memory_limit);
         Ok(ContainerResources {
             cpu_request_millis: cpu_request,
             cpu_limit_millis: cpu_limit,
@@ -100,10 +113,12 @@ impl QosClass {
 }
 
 fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
-    pod.spec
-        .as_ref()
-        .into_iter()
-        .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+    pod.spec.as_ref().into_iter().flat_map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+    })
 }
 
 /// The pod's QoS class (upstream `GetPodQOS`, cpu and memory only).
@@ -124,9 +139,13 @@ pub fn qos_class(pod: &Pod) -> QosClass {
                 guaranteed = false;
                 continue;
             };
-            let l = crate::quantity::Quantity::parse(&lim.0).map(|q| q.milli_value()).ok();
+            let l = crate::quantity::Quantity::parse(&lim.0)
+                .map(|q| q.milli_value())
+                .ok();
             let r = match req {
-                Some(r) => crate::quantity::Quantity::parse(&r.0).map(|q| q.milli_value()).ok(),
+                Some(r) => crate::quantity::Quantity::parse(&r.0)
+                    .map(|q| q.milli_value())
+                    .ok(),
                 None => l,
             };
             if l != r {
@@ -261,7 +280,10 @@ mod tests {
 
     #[test]
     fn qos_and_oom_score() {
-        let g = pod(vec![container(&[], &[("cpu", "1"), ("memory", "1Gi")])], vec![]);
+        let g = pod(
+            vec![container(&[], &[("cpu", "1"), ("memory", "1Gi")])],
+            vec![],
+        );
         assert_eq!(qos_class(&g), QosClass::Guaranteed);
         let b = pod(vec![container(&[("memory", "1Gi")], &[])], vec![]);
         assert_eq!(qos_class(&b), QosClass::Burstable);
@@ -269,9 +291,15 @@ mod tests {
         assert_eq!(qos_class(&e), QosClass::BestEffort);
         assert_eq!(oom_score_adj(QosClass::Guaranteed, None, 1 << 30), -997);
         assert_eq!(oom_score_adj(QosClass::BestEffort, None, 1 << 30), 1000);
-        assert_eq!(oom_score_adj(QosClass::Burstable, Some(1 << 29), 1 << 30), 500);
+        assert_eq!(
+            oom_score_adj(QosClass::Burstable, Some(1 << 29), 1 << 30),
+            500
+        );
         assert_eq!(oom_score_adj(QosClass::Burstable, Some(0), 1 << 30), 999);
-        assert_eq!(oom_score_adj(QosClass::Burstable, Some(1 << 30), 1 << 30), 3);
+        assert_eq!(
+            oom_score_adj(QosClass::Burstable, Some(1 << 30), 1 << 30),
+            3
+        );
     }
 
     #[test]
@@ -281,17 +309,32 @@ mod tests {
                 container(&[("cpu", "250m")], &[("cpu", "500m"), ("memory", "64Mi")]),
                 container(&[("cpu", "250m")], &[("cpu", "1"), ("memory", "64Mi")]),
             ],
-            vec![container(&[("cpu", "2")], &[("cpu", "2"), ("memory", "256Mi")])],
+            vec![container(
+                &[("cpu", "2")],
+                &[("cpu", "2"), ("memory", "256Mi")],
+            )],
         );
         let r = pod_cgroup_resources(&p, Some(1024)).unwrap();
-        assert_eq!(r.cpu_shares, 2048, "init request 2 cpu beats the app sum of 0.5");
+        assert_eq!(
+            r.cpu_shares, 2048,
+            "init request 2 cpu beats the app sum of 0.5"
+        );
         assert_eq!(r.cpu_quota, Some(200_000));
         assert_eq!(r.memory_limit, Some(256 << 20));
         assert_eq!(r.pids_limit, Some(1024));
 
-        let unlimited = pod(vec![container(&[("cpu", "1")], &[]), container(&[], &[("memory", "1Gi")])], vec![]);
+        let unlimited = pod(
+            vec![
+                container(&[("cpu", "1")], &[]),
+                container(&[], &[("memory", "1Gi")]),
+            ],
+            vec![],
+        );
         let r = pod_cgroup_resources(&unlimited, None).unwrap();
-        assert_eq!(r.cpu_quota, None, "one container without a cpu limit: no pod quota");
+        assert_eq!(
+            r.cpu_quota, None,
+            "one container without a cpu limit: no pod quota"
+        );
         assert_eq!(r.memory_limit, None);
         assert_eq!(r.cpu_shares, 1024);
     }
@@ -299,7 +342,12 @@ mod tests {
     #[test]
     fn bad_quantities_name_the_field() {
         let c = container(&[("cpu", "lots")], &[]);
-        let err = ContainerResources::of(&c, "spec.containers[0]").unwrap_err().to_string();
-        assert!(err.contains("spec.containers[0].resources.requests.cpu"), "{err}");
+        let err = ContainerResources::of(&c, "spec.containers[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spec.containers[0].resources.requests.cpu"),
+            "{err}"
+        );
     }
 }

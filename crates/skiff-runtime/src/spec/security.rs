@@ -5,7 +5,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use k8s_openapi::api::core::v1::{Capabilities as K8sCapabilities, Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    Capabilities as K8sCapabilities, Container, Pod, SecurityContext,
+};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxDevice,
     LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxSeccomp,
@@ -33,12 +35,46 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 
 /// Every capability the kernel may know (privileged containers and `add: [ALL]`).
 const ALL_CAPABILITIES: &[&str] = &[
-    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE",
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
-    "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
-    "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP",
-    "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT",
-    "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
     "WAKE_ALARM",
 ];
 
@@ -116,9 +152,15 @@ impl Effective {
                 .and_then(|c| c.run_as_non_root)
                 .or(psc.and_then(|p| p.run_as_non_root))
                 .unwrap_or(false),
-            run_as_user: csc.and_then(|c| c.run_as_user).or(psc.and_then(|p| p.run_as_user)),
-            run_as_group: csc.and_then(|c| c.run_as_group).or(psc.and_then(|p| p.run_as_group)),
-            read_only_root: csc.and_then(|c| c.read_only_root_filesystem).unwrap_or(false),
+            run_as_user: csc
+                .and_then(|c| c.run_as_user)
+                .or(psc.and_then(|p| p.run_as_user)),
+            run_as_group: csc
+                .and_then(|c| c.run_as_group)
+                .or(psc.and_then(|p| p.run_as_group)),
+            read_only_root: csc
+                .and_then(|c| c.read_only_root_filesystem)
+                .unwrap_or(false),
             allow_privilege_escalation: csc.and_then(|c| c.allow_privilege_escalation),
             capabilities: csc.and_then(|c| c.capabilities.clone()),
             unmasked_proc: csc.and_then(|c| c.proc_mount.as_deref()) == Some("Unmasked"),
@@ -129,7 +171,11 @@ impl Effective {
 
 /// The container's capability sets. Non-root processes keep only the bounding set (as moby
 /// does): a setuid-root binary could not regain more than that.
-pub fn capabilities(sc: &Effective, uid: u32, field: &str) -> Result<(LinuxCapabilities, Capabilities)> {
+pub fn capabilities(
+    sc: &Effective,
+    uid: u32,
+    field: &str,
+) -> Result<(LinuxCapabilities, Capabilities)> {
     let mut set = if sc.privileged {
         capability_set(ALL_CAPABILITIES)
     } else {
@@ -165,7 +211,11 @@ pub fn capabilities(sc: &Effective, uid: u32, field: &str) -> Result<(LinuxCapab
             }
         }
     }
-    let process_sets = if uid == 0 { set.clone() } else { Capabilities::new() };
+    let process_sets = if uid == 0 {
+        set.clone()
+    } else {
+        Capabilities::new()
+    };
     let caps = LinuxCapabilitiesBuilder::default()
         .bounding(set.clone())
         .effective(process_sets.clone())
@@ -209,15 +259,21 @@ pub fn seccomp_profile(
         Some(("RuntimeDefault", _)) => Ok(Some(super::seccomp::default_profile(caps))),
         Some(("Localhost", Some(rel))) => {
             let rel_path = Path::new(rel);
-            if rel_path.is_absolute() || rel_path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            if rel_path.is_absolute()
+                || rel_path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
                 return Err(RuntimeError::invalid(
                     format!("{field}.securityContext.seccompProfile.localhostProfile"),
                     "must be a relative path without '..'",
                 ));
             }
             let path = localhost_root.join(rel_path);
-            let text = std::fs::read_to_string(&path).map_err(|e| RuntimeError::io("read seccomp profile", &path, e))?;
-            let profile: LinuxSeccomp = serde_json::from_str(&text).map_err(|source| RuntimeError::State { path, source })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| RuntimeError::io("read seccomp profile", &path, e))?;
+            let profile: LinuxSeccomp = serde_json::from_str(&text)
+                .map_err(|source| RuntimeError::State { path, source })?;
             Ok(Some(profile))
         }
         Some(("Localhost", None)) => Err(RuntimeError::invalid(
@@ -235,7 +291,13 @@ fn allow(typ: &str, major: Option<i64>, minor: Option<i64>) -> LinuxDeviceCgroup
     let mut b = LinuxDeviceCgroupBuilder::default()
         .allow(true)
         .access("rwm")
-        .typ(if typ == "b" { LinuxDeviceType::B } else if typ == "a" { LinuxDeviceType::A } else { LinuxDeviceType::C });
+        .typ(if typ == "b" {
+            LinuxDeviceType::B
+        } else if typ == "a" {
+            LinuxDeviceType::A
+        } else {
+            LinuxDeviceType::C
+        });
     if let Some(m) = major {
         b = b.major(m);
     }
@@ -267,7 +329,18 @@ pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
                 .expect("static device rule is valid"),
         );
     }
-    for (major, minor) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(1)), (5, Some(2)), (136, None), (10, Some(200))] {
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+        (10, Some(200)),
+    ] {
         rules.push(allow("c", Some(major), minor));
     }
     rules
@@ -279,12 +352,22 @@ pub fn host_devices() -> Vec<LinuxDevice> {
     let mut dirs: Vec<PathBuf> = vec![PathBuf::from("/dev")];
     let mut depth = 0;
     while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let ft = meta.file_type();
-            if ft.is_dir() && depth == 0 && !matches!(path.file_name().and_then(|n| n.to_str()), Some("pts" | "shm" | "mqueue")) {
+            if ft.is_dir()
+                && depth == 0
+                && !matches!(
+                    path.file_name().and_then(|n| n.to_str()),
+                    Some("pts" | "shm" | "mqueue")
+                )
+            {
                 dirs.insert(0, path);
                 continue;
             }
@@ -296,7 +379,10 @@ pub fn host_devices() -> Vec<LinuxDevice> {
                 continue;
             };
             // /dev/console and the controlling terminals are set up by the runtime itself.
-            if matches!(path.to_str(), Some("/dev/console" | "/dev/tty" | "/dev/ptmx")) {
+            if matches!(
+                path.to_str(),
+                Some("/dev/console" | "/dev/tty" | "/dev/ptmx")
+            ) {
                 continue;
             }
             let rdev = meta.rdev();
@@ -375,8 +461,14 @@ mod tests {
         assert!(caps.inheritable().as_ref().unwrap().is_empty());
 
         let (caps, _) = capabilities(&Effective::default(), 1000, "c").unwrap();
-        assert!(caps.effective().as_ref().unwrap().is_empty(), "non-root keeps no effective caps");
-        assert_eq!(caps.bounding().as_ref().unwrap().len(), DEFAULT_CAPABILITIES.len());
+        assert!(
+            caps.effective().as_ref().unwrap().is_empty(),
+            "non-root keeps no effective caps"
+        );
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            DEFAULT_CAPABILITIES.len()
+        );
 
         let bad = Effective {
             capabilities: Some(K8sCapabilities {
@@ -385,8 +477,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        let err = capabilities(&bad, 0, "spec.containers[0]").unwrap_err().to_string();
-        assert!(err.contains("capabilities.add") && err.contains("FLY"), "{err}");
+        let err = capabilities(&bad, 0, "spec.containers[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("capabilities.add") && err.contains("FLY"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -398,7 +495,9 @@ mod tests {
         let (_, set) = capabilities(&e, 0, "c").unwrap();
         assert!(set.contains(&Capability::SysAdmin));
         assert!(!no_new_privileges(&e, &set, true));
-        assert!(seccomp_profile(&e, &set, true, Path::new("/x"), "c").unwrap().is_none());
+        assert!(seccomp_profile(&e, &set, true, Path::new("/x"), "c")
+            .unwrap()
+            .is_none());
         assert_eq!(device_rules(true).len(), 1);
     }
 
@@ -412,12 +511,18 @@ mod tests {
             ..Default::default()
         };
         assert!(!no_new_privileges(&allow, &set, true));
-        assert!(seccomp_profile(&e, &set, true, Path::new("/x"), "c").unwrap().is_some());
+        assert!(seccomp_profile(&e, &set, true, Path::new("/x"), "c")
+            .unwrap()
+            .is_some());
         let unconfined = Effective {
             seccomp: Some(("Unconfined".into(), None)),
             ..Default::default()
         };
-        assert!(seccomp_profile(&unconfined, &set, true, Path::new("/x"), "c").unwrap().is_none());
+        assert!(
+            seccomp_profile(&unconfined, &set, true, Path::new("/x"), "c")
+                .unwrap()
+                .is_none()
+        );
         let escape = Effective {
             seccomp: Some(("Localhost".into(), Some("../etc/x.json".into()))),
             ..Default::default()

@@ -57,7 +57,6 @@ fn pod(container: Container) -> Pod {
 #[derive(Debug)]
 struct Built {
     spec: Spec,
-    identity: Identity,
     stop_signal: i32,
 }
 
@@ -84,7 +83,12 @@ fn build_with(pod: &Pod, image: &ContainerImage, v2: bool) -> Result<Built> {
         rootfs: root.path(),
         namespaces: &ns,
         host_pid: false,
-        mounts: vec![bind_mount(Path::new("/run/pods/x/hosts"), "/etc/hosts", false, "rprivate")],
+        mounts: vec![bind_mount(
+            Path::new("/run/pods/x/hosts"),
+            "/etc/hosts",
+            false,
+            "rprivate",
+        )],
         cgroups_path: "/skiff/poduid-1/abc".into(),
         cgroup_v2: v2,
         swap_accounting: true,
@@ -94,10 +98,12 @@ fn build_with(pod: &Pod, image: &ContainerImage, v2: bool) -> Result<Built> {
         memory_capacity: 1 << 30,
     })?;
     let cwd = b.spec.process().as_ref().unwrap().cwd().clone();
-    assert!(root.path().join(cwd.strip_prefix("/").unwrap()).is_dir(), "working dir created");
+    assert!(
+        root.path().join(cwd.strip_prefix("/").unwrap()).is_dir(),
+        "working dir created"
+    );
     Ok(Built {
         spec: b.spec,
-        identity: b.identity,
         stop_signal: b.stop_signal,
     })
 }
@@ -128,10 +134,13 @@ fn process_follows_pod_and_image() {
     assert!(env.contains(&"HOSTNAME=web".to_string()));
     assert_eq!(process.cwd(), Path::new("/srv"));
     assert_eq!((process.user().uid(), process.user().gid()), (1000, 1000));
-    assert_eq!(b.identity.uid, 1000);
     assert_eq!(process.no_new_privileges(), Some(true));
     assert_eq!(b.stop_signal, libc::SIGQUIT);
-    assert_eq!(process.oom_score_adj(), Some(-997), "limits only = Guaranteed");
+    assert_eq!(
+        process.oom_score_adj(),
+        Some(-997),
+        "limits only = Guaranteed"
+    );
     assert!(b.spec.hostname().is_none(), "the sandbox owns the hostname");
     assert!(process.rlimits().is_none());
 }
@@ -143,10 +152,19 @@ fn linux_section_joins_the_sandbox_and_limits_v1() {
     let linux = b.spec.linux().as_ref().unwrap();
     let ns = linux.namespaces().as_ref().unwrap();
     let find = |t| ns.iter().find(|n| n.typ() == t);
-    assert_eq!(find(LinuxNamespaceType::Network).unwrap().path().as_deref(), Some(Path::new("/run/pods/x/ns/net")));
+    assert_eq!(
+        find(LinuxNamespaceType::Network).unwrap().path().as_deref(),
+        Some(Path::new("/run/pods/x/ns/net"))
+    );
     assert!(find(LinuxNamespaceType::Pid).unwrap().path().is_none());
-    assert!(find(LinuxNamespaceType::Cgroup).is_none(), "v1: host cgroup namespace");
-    assert_eq!(linux.cgroups_path().as_deref(), Some(Path::new("/skiff/poduid-1/abc")));
+    assert!(
+        find(LinuxNamespaceType::Cgroup).is_none(),
+        "v1: host cgroup namespace"
+    );
+    assert_eq!(
+        linux.cgroups_path().as_deref(),
+        Some(Path::new("/skiff/poduid-1/abc"))
+    );
     let res = linux.resources().as_ref().unwrap();
     let cpu = res.cpu().as_ref().unwrap();
     assert_eq!(cpu.shares(), Some(512));
@@ -156,13 +174,23 @@ fn linux_section_joins_the_sandbox_and_limits_v1() {
     assert_eq!(mem.limit(), Some(64 << 20));
     assert_eq!(mem.swap(), Some(64 << 20), "no swap beyond the limit");
     assert!(res.unified().is_none());
-    assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
-    assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
+    assert!(linux
+        .masked_paths()
+        .as_ref()
+        .unwrap()
+        .contains(&"/proc/kcore".to_string()));
+    assert!(linux
+        .readonly_paths()
+        .as_ref()
+        .unwrap()
+        .contains(&"/proc/sys".to_string()));
     assert!(linux.seccomp().is_some());
     let devices = res.devices().as_ref().unwrap();
     assert!(!devices[0].allow(), "deny all first");
     let mounts = b.spec.mounts().as_ref().unwrap();
-    assert!(mounts.iter().any(|m| m.destination() == Path::new("/etc/hosts")));
+    assert!(mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/etc/hosts")));
     assert!(mounts.iter().any(|m| m.destination() == Path::new("/proc")));
 }
 
@@ -178,7 +206,14 @@ fn v2_gets_cgroup_namespace_and_oom_group() {
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none()));
     let res = linux.resources().as_ref().unwrap();
-    assert_eq!(res.unified().as_ref().unwrap().get("memory.oom.group").map(String::as_str), Some("1"));
+    assert_eq!(
+        res.unified()
+            .as_ref()
+            .unwrap()
+            .get("memory.oom.group")
+            .map(String::as_str),
+        Some("1")
+    );
     assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(200_000));
 }
 
@@ -217,9 +252,28 @@ fn privileged_and_security_context_knobs() {
     assert!(linux.masked_paths().is_none() && linux.readonly_paths().is_none());
     assert!(linux.seccomp().is_none());
     assert_eq!(b.spec.root().as_ref().unwrap().readonly(), Some(true));
-    let caps = b.spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
-    assert!(caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
-    assert_eq!(linux.sysctl().as_ref().unwrap().get("net.ipv4.ip_unprivileged_port_start").map(String::as_str), Some("0"));
+    let caps = b
+        .spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .as_ref()
+        .unwrap();
+    assert!(caps
+        .bounding()
+        .as_ref()
+        .unwrap()
+        .contains(&Capability::SysAdmin));
+    assert_eq!(
+        linux
+            .sysctl()
+            .as_ref()
+            .unwrap()
+            .get("net.ipv4.ip_unprivileged_port_start")
+            .map(String::as_str),
+        Some("0")
+    );
     assert_eq!(b.spec.process().as_ref().unwrap().no_new_privileges(), None);
 }
 
@@ -227,7 +281,9 @@ fn privileged_and_security_context_knobs() {
 fn relative_working_dir_is_an_error_naming_the_field() {
     let mut c = limited("1", "1Gi");
     c.working_dir = Some("srv".into());
-    let err = build_with(&pod(c), &image(None), false).unwrap_err().to_string();
+    let err = build_with(&pod(c), &image(None), false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("spec.containers[0].workingDir"), "{err}");
 }
 

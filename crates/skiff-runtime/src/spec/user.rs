@@ -90,7 +90,8 @@ pub struct UserRequest<'a> {
 }
 
 fn id(value: i64, field: &str) -> Result<u32> {
-    u32::try_from(value).map_err(|_| RuntimeError::invalid(field, format!("{value} is not a valid id")))
+    u32::try_from(value)
+        .map_err(|_| RuntimeError::invalid(field, format!("{value} is not a valid id")))
 }
 
 /// Resolves the identity against the container root file system `rootfs`.
@@ -103,26 +104,43 @@ pub fn resolve(rootfs: &Path, container: &str, req: &UserRequest<'_>) -> Result<
     let (uid, mut gid, username) = if let Some(run_as) = req.run_as_user {
         let uid = id(run_as, "securityContext.runAsUser")?;
         let entry = by_uid(uid);
-        (uid, entry.map(|e| e.gid).unwrap_or(0), entry.map(|e| e.name.clone()))
+        (
+            uid,
+            entry.map(|e| e.gid).unwrap_or(0),
+            entry.map(|e| e.name.clone()),
+        )
     } else {
         let spec = req.image_user.unwrap_or("").trim();
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
-        let (uid, gid, name) = if user.is_empty() {
-            let entry = by_uid(0);
-            (0, entry.map(|e| e.gid).unwrap_or(0), entry.map(|e| e.name.clone()))
-        } else if let Ok(uid) = user.parse::<u32>() {
-            let entry = by_uid(uid);
-            (uid, entry.map(|e| e.gid).unwrap_or(0), entry.map(|e| e.name.clone()))
-        } else {
-            let entry = passwd.iter().find(|p| p.name == user).ok_or_else(|| RuntimeError::Security {
-                container: container.to_owned(),
-                message: format!("image user {user:?} not found in the image's /etc/passwd"),
-            })?;
-            (entry.uid, entry.gid, Some(entry.name.clone()))
-        };
+        let (uid, gid, name) =
+            if user.is_empty() {
+                let entry = by_uid(0);
+                (
+                    0,
+                    entry.map(|e| e.gid).unwrap_or(0),
+                    entry.map(|e| e.name.clone()),
+                )
+            } else if let Ok(uid) = user.parse::<u32>() {
+                let entry = by_uid(uid);
+                (
+                    uid,
+                    entry.map(|e| e.gid).unwrap_or(0),
+                    entry.map(|e| e.name.clone()),
+                )
+            } else {
+                let entry = passwd.iter().find(|p| p.name == user).ok_or_else(|| {
+                    RuntimeError::Security {
+                        container: container.to_owned(),
+                        message: format!(
+                            "image user {user:?} not found in the image's /etc/passwd"
+                        ),
+                    }
+                })?;
+                (entry.uid, entry.gid, Some(entry.name.clone()))
+            };
         let gid = match group {
             None | Some("") => gid,
             Some(g) => match g.parse::<u32>() {
@@ -133,7 +151,9 @@ pub fn resolve(rootfs: &Path, container: &str, req: &UserRequest<'_>) -> Result<
                         .find(|e| e.name == g)
                         .ok_or_else(|| RuntimeError::Security {
                             container: container.to_owned(),
-                            message: format!("image group {g:?} not found in the image's /etc/group"),
+                            message: format!(
+                                "image group {g:?} not found in the image's /etc/group"
+                            ),
                         })?
                         .gid
                 }

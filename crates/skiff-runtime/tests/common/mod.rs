@@ -24,8 +24,15 @@ pub struct TestRuntime {
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Directories, image and cgroup parent of a test, before (or without) a runtime.
@@ -50,7 +57,12 @@ impl Prepared {
         let root = dir.path().join("runtime");
         let image = skiff_runtime::testing::busybox_image(&dir.path().join("images"));
         let cgroup_parent = PathBuf::from(format!("/{}", unique("skiff-test")));
-        Some(Prepared { root, cgroup_parent, image, dir })
+        Some(Prepared {
+            root,
+            cgroup_parent,
+            image,
+            dir,
+        })
     }
 
     pub fn config(&self) -> RuntimeConfig {
@@ -69,7 +81,13 @@ impl Prepared {
         let mut config = self.config();
         tweak(&mut config);
         let rt = Runtime::open(config, Arc::new(LoopbackOnly)).expect("open runtime");
-        TestRuntime { rt, root: self.root, cgroup_parent: self.cgroup_parent, image: self.image, _dir: self.dir }
+        TestRuntime {
+            rt,
+            root: self.root,
+            cgroup_parent: self.cgroup_parent,
+            image: self.image,
+            _dir: self.dir,
+        }
     }
 }
 
@@ -86,14 +104,22 @@ impl TestRuntime {
     pub fn inputs(&self, pod: &Pod) -> PodInputs {
         let mut inputs = PodInputs::default();
         let spec = pod.spec.as_ref().expect("spec");
-        for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
             inputs.images.insert(c.name.clone(), self.image.clone());
         }
         inputs
     }
 
     pub async fn run(&self, pod: &Pod) -> String {
-        self.rt.run_pod(pod.clone(), self.inputs(pod)).await.expect("run_pod");
+        self.rt
+            .run_pod(pod.clone(), self.inputs(pod))
+            .await
+            .expect("run_pod");
         pod.metadata.uid.clone().expect("uid")
     }
 
@@ -107,7 +133,13 @@ impl TestRuntime {
     }
 
     /// Waits (up to `secs`) until `pred` holds for the pod's status.
-    pub async fn wait(&self, uid: &str, secs: u64, what: &str, pred: impl Fn(&PodStatus) -> bool) -> PodStatus {
+    pub async fn wait(
+        &self,
+        uid: &str,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&PodStatus) -> bool,
+    ) -> PodStatus {
         let mut events = self.rt.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
@@ -118,7 +150,10 @@ impl TestRuntime {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                panic!("timed out waiting for {what}; status: {:#?}", self.rt.pod_status(uid));
+                panic!(
+                    "timed out waiting for {what}; status: {:#?}",
+                    self.rt.pod_status(uid)
+                );
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), events.recv()).await;
         }
@@ -156,7 +191,10 @@ pub fn pod(name: &str, restart: &str, containers: Vec<Container>) -> Pod {
     pod
 }
 
-pub fn state_of<'a>(s: &'a PodStatus, name: &str) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
+pub fn state_of<'a>(
+    s: &'a PodStatus,
+    name: &str,
+) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
     s.container_statuses
         .iter()
         .flatten()
@@ -174,7 +212,11 @@ pub fn terminated(s: &PodStatus, name: &str) -> Option<(i32, String)> {
 }
 
 pub fn running(s: &PodStatus, name: &str) -> bool {
-    state_of(s, name).state.as_ref().and_then(|st| st.running.as_ref()).is_some()
+    state_of(s, name)
+        .state
+        .as_ref()
+        .and_then(|st| st.running.as_ref())
+        .is_some()
 }
 
 pub fn phase(s: &PodStatus) -> &str {
