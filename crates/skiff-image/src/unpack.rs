@@ -990,6 +990,43 @@ mod tests {
         );
     }
 
+    fn sample_tar() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o640);
+        header.set_size(5);
+        header.set_mtime(1_600_000_000);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, "dir/file", &b"hello"[..])
+            .unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacks_plain_gzip_and_zstd_streams_with_the_same_diff_id() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tar = sample_tar();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
+        for (name, stream) in [("plain", tar.clone()), ("gzip", gz), ("zstd", zst)] {
+            let dir = tempfile::tempdir().unwrap();
+            let stats =
+                unpack_layer(&stream[..], dir.path(), name, &UnpackPolicy::default()).unwrap();
+            assert_eq!(stats.diff_id, Digest::of(&tar), "{name}");
+            assert_eq!((stats.entries, stats.file_bytes), (1, 5), "{name}");
+            let file = dir.path().join("dir/file");
+            assert_eq!(std::fs::read(&file).unwrap(), b"hello", "{name}");
+            let meta = std::fs::metadata(&file).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "{name}");
+            assert_eq!(meta.mtime(), 1_600_000_000, "{name}");
+        }
+    }
+
     #[test]
     fn detects_compression() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
