@@ -211,26 +211,35 @@ impl Quantity {
         } else {
             (-(denom.len() as i32), exponent as u32)
         };
-        let mut all: String = format!("{num}{denom}");
-        // Round up to nano units: drop digits below 10^-9 (binary quantities are integers of
-        // bytes times a power of two, so their decimal part is handled after multiplying).
-        let mut round_up = false;
-        if binary_exp == 0 && scale < NANO_SCALE {
-            let drop = (NANO_SCALE - scale) as usize;
-            let keep = all.len().saturating_sub(drop);
-            round_up = all[keep..].bytes().any(|c| c != b'0');
-            all.truncate(keep);
+        // Accumulate the digits of `num` then `denom`, rounding up to nano units: digits below
+        // 10^-9 are dropped (binary quantities are integers of bytes times a power of two, so
+        // their decimal part is handled after multiplying).
+        let total = num.len() + denom.len();
+        let drop = if binary_exp == 0 && scale < NANO_SCALE {
+            let d = (NANO_SCALE - scale) as usize;
             scale = NANO_SCALE;
-        }
-        let trimmed = all.trim_start_matches('0');
-        if trimmed.len() > MAX_DIGITS {
-            return Err(QuantityError::Numeric);
-        }
-        let mut mantissa: i128 = if trimmed.is_empty() {
-            0
+            d
         } else {
-            trimmed.parse().map_err(|_| QuantityError::Numeric)?
+            0
         };
+        let keep = total.saturating_sub(drop);
+        let mut mantissa: i128 = 0;
+        let mut significant = 0usize;
+        let mut round_up = false;
+        for (i, c) in num.bytes().chain(denom.bytes()).enumerate() {
+            let d = i128::from(c - b'0');
+            if i >= keep {
+                round_up |= d != 0;
+                continue;
+            }
+            if significant > 0 || d != 0 {
+                significant += 1;
+                if significant > MAX_DIGITS {
+                    return Err(QuantityError::Numeric);
+                }
+            }
+            mantissa = mantissa * 10 + d;
+        }
         if round_up {
             mantissa += 1;
         }

@@ -16,6 +16,9 @@ use super::error::message;
 const WATCH_TIMEOUT_SECONDS: u32 = 290;
 /// Most watch events forwarded in one message.
 const MAX_BATCH: usize = 256;
+/// Bookmarks reach the node at most this often: enough to keep its resume revision inside the
+/// store's history window (minutes), cheap with thousands of nodes.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
 /// How a watch ended.
 enum WatchEnd {
@@ -114,6 +117,7 @@ async fn watch(
     };
     let mut stream = stream.boxed();
     let mut last = revision.to_string();
+    let mut bookmarked = std::time::Instant::now();
     loop {
         let first = tokio::select! {
             event = stream.next() => event,
@@ -176,10 +180,14 @@ async fn watch(
             if !flush(sender, &last, changes) {
                 return WatchEnd::SessionClosed;
             }
+            bookmarked = std::time::Instant::now();
         } else if let Some(mark) = bookmark {
-            if let Ok(number) = mark.parse::<u64>() {
-                if sender.send_bookmark(number).is_err() {
-                    return WatchEnd::SessionClosed;
+            if bookmarked.elapsed() >= BOOKMARK_EVERY {
+                if let Ok(number) = mark.parse::<u64>() {
+                    if sender.send_bookmark(number).is_err() {
+                        return WatchEnd::SessionClosed;
+                    }
+                    bookmarked = std::time::Instant::now();
                 }
             }
         }

@@ -346,25 +346,55 @@ impl FieldPath {
     /// `self.name`.
     pub fn child(&self, name: &str) -> Self {
         if self.0.is_empty() {
-            FieldPath(name.to_string())
-        } else {
-            FieldPath(format!("{}.{}", self.0, name))
+            return FieldPath(name.to_string());
         }
+        let mut s = String::with_capacity(self.0.len() + 1 + name.len());
+        s.push_str(&self.0);
+        s.push('.');
+        s.push_str(name);
+        FieldPath(s)
     }
 
     /// `self[i]`.
     pub fn index(&self, i: usize) -> Self {
-        FieldPath(format!("{}[{}]", self.0, i))
+        let mut s = String::with_capacity(self.0.len() + 4);
+        s.push_str(&self.0);
+        s.push('[');
+        push_usize(&mut s, i);
+        s.push(']');
+        FieldPath(s)
     }
 
     /// `self[key]` (map entries, as upstream's `Path.Key`).
     pub fn key(&self, key: &str) -> Self {
-        FieldPath(format!("{}[{}]", self.0, key))
+        let mut s = String::with_capacity(self.0.len() + 2 + key.len());
+        s.push_str(&self.0);
+        s.push('[');
+        s.push_str(key);
+        s.push(']');
+        FieldPath(s)
     }
 
     /// The path as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Appends the decimal digits of `n` without the formatting machinery.
+fn push_usize(s: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
     }
 }
 

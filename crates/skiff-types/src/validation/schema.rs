@@ -44,16 +44,195 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// FNV-1a: property names are short, a cheap hash beats string comparisons here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// Property name → schema node.
+type PropMap = HashMap<String, usize, std::hash::BuildHasherDefault<Fnv>>;
+
+/// What a schema node accepts, compiled once from the generated OpenAPI schemas.
+#[derive(Debug)]
+enum NodeKind {
+    /// No constraint (`{}` schemas).
+    Any,
+    /// A string; `date-time` and `byte` formats are checked.
+    Str { date_time: bool, byte: bool },
+    /// An integer, 32-bit when `int32`.
+    Int { int32: bool },
+    /// Any number.
+    Num,
+    /// A boolean.
+    Bool,
+    /// A list of the given node.
+    Array(usize),
+    /// An object with known properties and optional map values.
+    Object {
+        props: PropMap,
+        additional: Option<usize>,
+    },
+    /// An object without schema (RawExtension, FieldsV1).
+    FreeObject,
+    /// `x-kubernetes-int-or-string` (IntOrString, or Quantity when `quantity`).
+    IntOrString { quantity: bool },
+}
+
+/// One compiled schema node.
+#[derive(Debug)]
+struct Node {
+    kind: NodeKind,
+    /// Go type of values of this node, for `cannot unmarshal` messages.
+    go_type: String,
+    /// Go struct name (`PodSpec`) when the node is a definition.
+    struct_name: Option<String>,
+}
+
 struct Schemas {
-    defs: Map<String, Value>,
-    roots: HashMap<&'static str, String>,
+    nodes: Vec<Node>,
+    roots: HashMap<&'static str, usize>,
+}
+
+/// Compiles schemars output into [`Node`]s, resolving `$ref`s once.
+struct Compiler<'a> {
+    defs: &'a Map<String, Value>,
+    nodes: Vec<Node>,
+    by_def: HashMap<String, usize>,
+}
+
+impl Compiler<'_> {
+    fn placeholder(&mut self) -> usize {
+        self.nodes.push(Node {
+            kind: NodeKind::Any,
+            go_type: String::new(),
+            struct_name: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn compile_def(&mut self, name: &str) -> usize {
+        if let Some(id) = self.by_def.get(name) {
+            return *id;
+        }
+        let id = self.placeholder();
+        self.by_def.insert(name.to_string(), id);
+        let schema = self.defs.get(name).cloned().unwrap_or(Value::Null);
+        let (kind, _) = self.compile_kind(&schema, Some(name));
+        let mut parts = name.rsplit('.');
+        let ty = parts.next().unwrap_or(name);
+        let pkg = parts.next().unwrap_or("");
+        self.nodes[id] = Node {
+            kind,
+            go_type: format!("{pkg}.{ty}"),
+            struct_name: Some(ty.to_string()),
+        };
+        id
+    }
+
+    fn compile(&mut self, schema: &Value) -> usize {
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            let name = r.strip_prefix(DEFS_PREFIX).unwrap_or(r).to_string();
+            return self.compile_def(&name);
+        }
+        let (kind, go_type) = self.compile_kind(schema, None);
+        self.nodes.push(Node {
+            kind,
+            go_type,
+            struct_name: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn compile_kind(&mut self, schema: &Value, def: Option<&str>) -> (NodeKind, String) {
+        if schema
+            .get("x-kubernetes-int-or-string")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            let quantity = def == Some(QUANTITY_DEF);
+            let go = if quantity {
+                "resource.Quantity"
+            } else {
+                "intstr.IntOrString"
+            };
+            return (NodeKind::IntOrString { quantity }, go.to_string());
+        }
+        let format = schema.get("format").and_then(Value::as_str);
+        match schema.get("type").and_then(Value::as_str) {
+            Some("string") => (
+                NodeKind::Str {
+                    date_time: format == Some("date-time"),
+                    byte: format == Some("byte"),
+                },
+                "string".to_string(),
+            ),
+            Some("integer") => {
+                let int32 = format == Some("int32");
+                (
+                    NodeKind::Int { int32 },
+                    if int32 { "int32" } else { "int64" }.to_string(),
+                )
+            }
+            Some("number") => (NodeKind::Num, "float64".to_string()),
+            Some("boolean") => (NodeKind::Bool, "bool".to_string()),
+            Some("array") => match schema.get("items") {
+                Some(items) => {
+                    let item = self.compile(items);
+                    let go = format!("[]{}", self.nodes[item].go_type);
+                    (NodeKind::Array(item), go)
+                }
+                None => (NodeKind::Any, "[]interface {}".to_string()),
+            },
+            Some("object") => {
+                let additional = schema
+                    .get("additionalProperties")
+                    .filter(|a| a.is_object())
+                    .map(|a| self.compile(a));
+                let props: PropMap = schema
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), self.compile(v)))
+                    .collect();
+                let go = match additional {
+                    Some(a) => format!("map[string]{}", self.nodes[a].go_type),
+                    None => "map[string]interface {}".to_string(),
+                };
+                if props.is_empty() && additional.is_none() {
+                    (NodeKind::FreeObject, go)
+                } else {
+                    (NodeKind::Object { props, additional }, go)
+                }
+            }
+            _ => (NodeKind::Any, "interface {}".to_string()),
+        }
+    }
 }
 
 macro_rules! roots {
-    ($gen:ident, $roots:ident, $( $name:literal => $ty:ty ),* $(,)?) => {
+    ($gen:ident, $names:ident, $( $name:literal => $ty:ty ),* $(,)?) => {
         $(
             let _ = $gen.subschema_for::<$ty>();
-            $roots.insert($name, <$ty as k8s_openapi::schemars::JsonSchema>::schema_name().into_owned());
+            $names.push(($name, <$ty as k8s_openapi::schemars::JsonSchema>::schema_name().into_owned()));
         )*
     };
 }
@@ -63,8 +242,8 @@ fn schemas() -> &'static Schemas {
     SCHEMAS.get_or_init(|| {
         use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, policy};
         let mut gen = SchemaGenerator::default();
-        let mut roots = HashMap::new();
-        roots!(gen, roots,
+        let mut names: Vec<(&'static str, String)> = Vec::new();
+        roots!(gen, names,
             "v1/Pod" => core::v1::Pod,
             "v1/Namespace" => core::v1::Namespace,
             "v1/Node" => core::v1::Node,
@@ -83,28 +262,32 @@ fn schemas() -> &'static Schemas {
             "autoscaling/v1/Scale" => autoscaling::v1::Scale,
             "policy/v1/Eviction" => policy::v1::Eviction,
         );
+        let defs = gen.take_definitions(false);
+        let mut compiler = Compiler {
+            defs: &defs,
+            nodes: Vec::new(),
+            by_def: HashMap::new(),
+        };
+        let roots = names
+            .into_iter()
+            .map(|(key, def)| (key, compiler.compile_def(&def)))
+            .collect();
         Schemas {
-            defs: gen.take_definitions(false),
+            nodes: compiler.nodes,
             roots,
         }
     })
 }
 
-fn root_schema(api_version: &str, kind: &str) -> Option<&'static Value> {
-    let s = schemas();
-    let name = s.roots.get(format!("{api_version}/{kind}").as_str())?;
-    s.defs.get(name)
-}
-
-/// One step of a path inside an object.
-#[derive(Debug, Clone)]
-enum Seg {
-    Field(String),
+/// One step of a path inside an object, borrowing the object's keys.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'v> {
+    Field(&'v str),
     Index(usize),
-    Key(String),
+    Key(&'v str),
 }
 
-fn display_path(path: &[Seg]) -> String {
+fn display_path(path: &[Seg<'_>]) -> String {
     let mut out = String::new();
     for seg in path {
         match seg {
@@ -122,10 +305,10 @@ fn display_path(path: &[Seg]) -> String {
 }
 
 /// Go's view of a path: field names only (`spec.template.spec.containers.image`).
-fn go_path(path: &[Seg]) -> String {
+fn go_path(path: &[Seg<'_>]) -> String {
     path.iter()
         .filter_map(|s| match s {
-            Seg::Field(f) => Some(f.as_str()),
+            Seg::Field(f) => Some(*f),
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -134,56 +317,14 @@ fn go_path(path: &[Seg]) -> String {
 
 /// What the walk found.
 #[derive(Default)]
-struct Findings {
+struct Findings<'v> {
     type_errors: Vec<String>,
-    unknown: Vec<Vec<Seg>>,
+    unknown: Vec<Vec<Seg<'v>>>,
 }
 
-struct Walker<'a> {
-    defs: &'a Map<String, Value>,
-    findings: Findings,
-}
-
-fn short_name(def: &str) -> &str {
-    def.rsplit('.').next().unwrap_or(def)
-}
-
-/// Go type of a schema, for `cannot unmarshal` messages (`int32`, `[]v1.Container`...).
-fn go_type(schema: &Value, depth: usize) -> String {
-    if depth > 4 {
-        return "interface {}".to_string();
-    }
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let name = r.strip_prefix(DEFS_PREFIX).unwrap_or(r);
-        let mut parts = name.rsplit('.');
-        let ty = parts.next().unwrap_or(name);
-        let pkg = parts.next().unwrap_or("");
-        return match (pkg, ty) {
-            ("resource", "Quantity") => "resource.Quantity".to_string(),
-            ("intstr", "IntOrString") => "intstr.IntOrString".to_string(),
-            _ => format!("{pkg}.{ty}"),
-        };
-    }
-    match schema.get("type").and_then(Value::as_str) {
-        Some("string") => "string".to_string(),
-        Some("boolean") => "bool".to_string(),
-        Some("number") => "float64".to_string(),
-        Some("integer") => match schema.get("format").and_then(Value::as_str) {
-            Some("int32") => "int32".to_string(),
-            _ => "int64".to_string(),
-        },
-        Some("array") => format!(
-            "[]{}",
-            schema
-                .get("items")
-                .map_or("interface {}".to_string(), |i| go_type(i, depth + 1))
-        ),
-        Some("object") => match schema.get("additionalProperties") {
-            Some(ap) if ap.is_object() => format!("map[string]{}", go_type(ap, depth + 1)),
-            _ => "map[string]interface {}".to_string(),
-        },
-        _ => "interface {}".to_string(),
-    }
+struct Walker<'v> {
+    nodes: &'static [Node],
+    findings: Findings<'v>,
 }
 
 fn json_kind(v: &Value) -> String {
@@ -198,148 +339,110 @@ fn json_kind(v: &Value) -> String {
     }
 }
 
-impl<'a> Walker<'a> {
-    fn resolve(&self, mut schema: &'a Value) -> (&'a Value, Option<&'a str>) {
-        let mut def = None;
-        for _ in 0..8 {
-            match schema.get("$ref").and_then(Value::as_str) {
-                Some(r) => {
-                    let name = r.strip_prefix(DEFS_PREFIX).unwrap_or(r);
-                    match self.defs.get_key_value(name) {
-                        Some((k, s)) => {
-                            def = Some(k.as_str());
-                            schema = s;
-                        }
-                        None => break,
-                    }
-                }
-                None => break,
-            }
-        }
-        (schema, def)
-    }
-
-    fn mismatch(&mut self, v: &Value, field_schema: &Value, path: &[Seg], parent: &str) {
+impl<'v> Walker<'v> {
+    fn mismatch(&mut self, v: &Value, node: usize, path: &[Seg<'_>], parent: &str) {
         let msg = format!(
             "json: cannot unmarshal {} into Go struct field {}.{} of type {}",
             json_kind(v),
             parent,
             go_path(path),
-            go_type(field_schema, 0)
+            self.nodes[node].go_type
         );
         self.findings.type_errors.push(msg);
     }
 
-    fn walk(&mut self, v: &Value, field_schema: &'a Value, path: &mut Vec<Seg>, parent: &str) {
+    fn walk(&mut self, v: &'v Value, id: usize, path: &mut Vec<Seg<'v>>, parent: &str) {
         if v.is_null() {
             return;
         }
-        let (schema, def) = self.resolve(field_schema);
-        if schema
-            .get("x-kubernetes-int-or-string")
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
-            match v {
-                Value::String(s) => {
-                    if def == Some(QUANTITY_DEF) {
-                        if let Err(e) = Quantity::parse(s) {
-                            self.findings.type_errors.push(e.to_string());
-                        }
+        let nodes = self.nodes;
+        let node = &nodes[id];
+        match (&node.kind, v) {
+            (NodeKind::Any, _) | (NodeKind::FreeObject, Value::Object(_)) => {}
+            (NodeKind::IntOrString { quantity }, Value::String(s)) => {
+                if *quantity {
+                    if let Err(e) = Quantity::parse(s) {
+                        self.findings.type_errors.push(e.to_string());
                     }
-                }
-                Value::Number(n) => {
-                    if def != Some(QUANTITY_DEF) && !(n.is_i64() || n.is_u64()) {
-                        self.mismatch(v, field_schema, path, parent);
-                    }
-                }
-                _ => self.mismatch(v, field_schema, path, parent),
-            }
-            return;
-        }
-        let ty = schema.get("type").and_then(Value::as_str);
-        match (ty, v) {
-            (Some("string"), Value::String(s)) => {
-                match schema.get("format").and_then(Value::as_str) {
-                    Some("date-time") if s.parse::<jiff::Timestamp>().is_err() => {
-                        self.findings.type_errors.push(format!(
-                            "parsing time \"{s}\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"{s}\" as \"2006\""
-                        ));
-                    }
-                    Some("byte") => {
-                        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(s) {
-                            let at = match e {
-                                base64::DecodeError::InvalidByte(i, _) => i,
-                                base64::DecodeError::InvalidLength(i) => i,
-                                base64::DecodeError::InvalidLastSymbol(i, _) => i,
-                                base64::DecodeError::InvalidPadding => s.len(),
-                            };
-                            self.findings
-                                .type_errors
-                                .push(format!("illegal base64 data at input byte {at}"));
-                        }
-                    }
-                    _ => {}
                 }
             }
-            (Some("string"), _) => self.mismatch(v, field_schema, path, parent),
-            (Some("boolean"), Value::Bool(_)) => {}
-            (Some("boolean"), _) => self.mismatch(v, field_schema, path, parent),
-            (Some("number"), Value::Number(_)) => {}
-            (Some("number"), _) => self.mismatch(v, field_schema, path, parent),
-            (Some("integer"), Value::Number(n)) => {
-                let in_range = match schema.get("format").and_then(Value::as_str) {
-                    Some("int32") => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-                    _ => n.is_i64(),
+            (NodeKind::IntOrString { quantity }, Value::Number(n)) => {
+                if !(*quantity || n.is_i64() || n.is_u64()) {
+                    self.mismatch(v, id, path, parent);
+                }
+            }
+            (NodeKind::Str { date_time, byte }, Value::String(s)) => {
+                if *date_time && s.parse::<jiff::Timestamp>().is_err() {
+                    self.findings.type_errors.push(format!(
+                        "parsing time \"{s}\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"{s}\" as \"2006\""
+                    ));
+                }
+                if *byte {
+                    if let Err(e) = base64::engine::general_purpose::STANDARD.decode(s) {
+                        let at = match e {
+                            base64::DecodeError::InvalidByte(i, _) => i,
+                            base64::DecodeError::InvalidLength(i) => i,
+                            base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                            base64::DecodeError::InvalidPadding => s.len(),
+                        };
+                        self.findings
+                            .type_errors
+                            .push(format!("illegal base64 data at input byte {at}"));
+                    }
+                }
+            }
+            (NodeKind::Bool, Value::Bool(_)) | (NodeKind::Num, Value::Number(_)) => {}
+            (NodeKind::Int { int32 }, Value::Number(n)) => {
+                let in_range = if *int32 {
+                    n.as_i64().is_some_and(|i| i32::try_from(i).is_ok())
+                } else {
+                    n.is_i64()
                 };
                 if !in_range {
-                    self.mismatch(v, field_schema, path, parent);
+                    self.mismatch(v, id, path, parent);
                 }
             }
-            (Some("integer"), _) => self.mismatch(v, field_schema, path, parent),
-            (Some("array"), Value::Array(items)) => {
-                if let Some(item_schema) = schema.get("items") {
-                    for (i, item) in items.iter().enumerate() {
-                        path.push(Seg::Index(i));
-                        self.walk(item, item_schema, path, parent);
-                        path.pop();
-                    }
+            (NodeKind::Array(item), Value::Array(items)) => {
+                for (i, it) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    self.walk(it, *item, path, parent);
+                    path.pop();
                 }
             }
-            (Some("array"), _) => self.mismatch(v, field_schema, path, parent),
-            (Some("object"), Value::Object(map)) => {
-                let struct_name = def.map(short_name).unwrap_or(parent);
-                let props = schema.get("properties").and_then(Value::as_object);
-                let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-                if props.is_none() && additional.is_none() {
-                    return; // free-form (RawExtension, FieldsV1)
-                }
+            (NodeKind::Object { props, additional }, Value::Object(map)) => {
+                let struct_name = node.struct_name.as_deref().unwrap_or(parent);
                 for (k, child) in map {
-                    if let Some(prop) = props.and_then(|p| p.get(k)) {
-                        path.push(Seg::Field(k.clone()));
-                        self.walk(child, prop, path, struct_name);
-                        path.pop();
-                    } else if let Some(ap) = additional {
-                        path.push(Seg::Key(k.clone()));
-                        self.walk(child, ap, path, struct_name);
-                        path.pop();
-                    } else {
-                        let mut p = path.clone();
-                        p.push(Seg::Field(k.clone()));
-                        self.findings.unknown.push(p);
+                    match props.get(k.as_str()) {
+                        Some(prop) => {
+                            path.push(Seg::Field(k));
+                            self.walk(child, *prop, path, struct_name);
+                            path.pop();
+                        }
+                        None => match additional {
+                            Some(ap) => {
+                                path.push(Seg::Key(k));
+                                self.walk(child, *ap, path, struct_name);
+                                path.pop();
+                            }
+                            None => {
+                                let mut p = path.clone();
+                                p.push(Seg::Field(k));
+                                self.findings.unknown.push(p);
+                            }
+                        },
                     }
                 }
             }
-            (Some("object"), _) => self.mismatch(v, field_schema, path, parent),
-            _ => {}
+            _ => self.mismatch(v, id, path, parent),
         }
     }
 }
 
-fn walk_object(api_version: &str, kind: &str, object: &Value) -> Option<Findings> {
-    let root = root_schema(api_version, kind)?;
+fn walk_object<'v>(api_version: &str, kind: &str, object: &'v Value) -> Option<Findings<'v>> {
+    let s = schemas();
+    let root = *s.roots.get(format!("{api_version}/{kind}").as_str())?;
     let mut walker = Walker {
-        defs: &schemas().defs,
+        nodes: &s.nodes,
         findings: Findings::default(),
     };
     let mut path = Vec::new();
@@ -416,27 +519,60 @@ pub fn unknown_field_warnings(unknown: &[String]) -> Vec<String> {
 /// Removes the fields the schema does not know, as upstream's decoder drops them
 /// (`fieldValidation=Ignore` or `Warn`). Returns the removed paths.
 pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<String> {
-    let Some(findings) = walk_object(&info.api_version(), info.kind, object) else {
-        return Vec::new();
+    let paths: Vec<Vec<OwnedSeg>> = match walk_object(&info.api_version(), info.kind, object) {
+        Some(findings) => findings
+            .unknown
+            .iter()
+            .map(|p| p.iter().map(OwnedSeg::from).collect())
+            .collect(),
+        None => return Vec::new(),
     };
     let mut removed = Vec::new();
-    for path in &findings.unknown {
+    for path in &paths {
         if remove_path(object, path) {
-            removed.push(display_path(path));
+            let borrowed: Vec<Seg<'_>> = path.iter().map(OwnedSeg::as_seg).collect();
+            removed.push(display_path(&borrowed));
         }
     }
     removed
 }
 
-fn remove_path(object: &mut Value, path: &[Seg]) -> bool {
+/// An owned [`Seg`], to edit the object the path was found in.
+enum OwnedSeg {
+    Field(String),
+    Index(usize),
+    Key(String),
+}
+
+impl From<&Seg<'_>> for OwnedSeg {
+    fn from(s: &Seg<'_>) -> Self {
+        match s {
+            Seg::Field(f) => OwnedSeg::Field((*f).to_string()),
+            Seg::Index(i) => OwnedSeg::Index(*i),
+            Seg::Key(k) => OwnedSeg::Key((*k).to_string()),
+        }
+    }
+}
+
+impl OwnedSeg {
+    fn as_seg(&self) -> Seg<'_> {
+        match self {
+            OwnedSeg::Field(f) => Seg::Field(f),
+            OwnedSeg::Index(i) => Seg::Index(*i),
+            OwnedSeg::Key(k) => Seg::Key(k),
+        }
+    }
+}
+
+fn remove_path(object: &mut Value, path: &[OwnedSeg]) -> bool {
     let Some((last, parents)) = path.split_last() else {
         return false;
     };
     let mut cur = object;
     for seg in parents {
         let next = match (seg, cur) {
-            (Seg::Field(f) | Seg::Key(f), Value::Object(m)) => m.get_mut(f),
-            (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+            (OwnedSeg::Field(f) | OwnedSeg::Key(f), Value::Object(m)) => m.get_mut(f),
+            (OwnedSeg::Index(i), Value::Array(a)) => a.get_mut(*i),
             _ => None,
         };
         match next {
@@ -445,7 +581,7 @@ fn remove_path(object: &mut Value, path: &[Seg]) -> bool {
         }
     }
     match (last, cur) {
-        (Seg::Field(f), Value::Object(m)) => m.remove(f).is_some(),
+        (OwnedSeg::Field(f), Value::Object(m)) => m.remove(f).is_some(),
         _ => false,
     }
 }
