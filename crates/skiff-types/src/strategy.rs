@@ -268,12 +268,11 @@ fn keep_system_metadata(old: &Value, obj: &mut Map<String, Value>) {
     }
 }
 
-/// Prepares an update through the `status` subresource as upstream's status strategies: only
-/// `status` changes; `spec` and the metadata upstream resets (`ResetObjectMetaForStatus`:
-/// labels, annotations, finalizers, owner references, deletion timestamp, generation) are
-/// copied from `old`.
+/// Prepares an update through the `status` subresource as upstream's status strategies: the
+/// `spec` is copied from `old` (only the status changes), plus what each strategy protects —
+/// a pod's owner references, a Deployment's labels — and the system metadata of
+/// `BeforeUpdate`.
 pub fn prepare_for_status_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
-    let _ = info;
     let Some(obj) = new.as_object_mut() else {
         return;
     };
@@ -286,22 +285,20 @@ pub fn prepare_for_status_update(info: &ResourceInfo, old: &Value, new: &mut Val
             obj.remove("spec");
         }
     }
+    let protected: &[&str] = match (info.group, info.kind) {
+        ("", "Pod") => &["ownerReferences"],
+        ("apps", "Deployment") => &["labels"],
+        _ => &[],
+    };
     let old_meta = old.get("metadata").and_then(Value::as_object);
     let meta = ensure_obj(obj, "metadata");
-    for key in [
-        "deletionTimestamp",
-        "generation",
-        "labels",
-        "annotations",
-        "finalizers",
-        "ownerReferences",
-    ] {
-        match old_meta.and_then(|m| m.get(key)) {
+    for key in protected {
+        match old_meta.and_then(|m| m.get(*key)) {
             Some(v) => {
-                meta.insert(key.into(), v.clone());
+                meta.insert((*key).into(), v.clone());
             }
             None => {
-                meta.remove(key);
+                meta.remove(*key);
             }
         }
     }
@@ -489,7 +486,24 @@ mod tests {
         prepare_for_status_update(info("apps", "deployments"), &old, &mut status);
         assert_eq!(status["spec"]["replicas"], 1);
         assert_eq!(status["status"]["replicas"], 2);
-        assert_eq!(status["metadata"]["labels"]["a"], "1");
+        assert_eq!(
+            status["metadata"]["labels"]["a"], "1",
+            "deployment labels are protected"
+        );
+
+        let old_pod = json!({"metadata": {"name": "p", "uid": "u", "ownerReferences": [{"uid": "rs"}], "labels": {"a": "1"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}});
+        let mut pod = json!({"metadata": {"name": "p", "ownerReferences": [], "labels": {"a": "2"}},
+            "spec": {"nodeName": "other"}, "status": {"phase": "Running"}});
+        prepare_for_status_update(info("", "pods"), &old_pod, &mut pod);
+        assert_eq!(pod["spec"]["nodeName"], "n1");
+        assert_eq!(pod["metadata"]["ownerReferences"], json!([{"uid": "rs"}]));
+        assert_eq!(
+            pod["metadata"]["labels"]["a"], "2",
+            "pod status updates may change labels, as upstream"
+        );
+        assert_eq!(pod["metadata"]["uid"], "u");
+        assert_eq!(pod["status"]["phase"], "Running");
     }
 
     #[test]

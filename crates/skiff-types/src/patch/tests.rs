@@ -449,3 +449,30 @@ fn json_patch_applies_and_reports_failures() {
         "The allowed maximum operations in a JSON patch is 10000, got 10001"
     );
 }
+
+#[test]
+fn kubectl_apply_removing_a_container_and_an_env_var() {
+    // The three-way patch kubectl sends when the sidecar and env var A leave the manifest.
+    let patch = json!({"spec": {"template": {"spec": {
+    "$setElementOrder/containers": [{"name": "web"}],
+    "containers": [
+        {"$setElementOrder/env": [{"name": "B"}], "env": [{"$patch": "delete", "name": "A"}], "name": "web"},
+        {"$patch": "delete", "name": "sidecar"}
+    ]}}}});
+    let merged = smp(deployments(), deployment(), patch);
+    let containers = &merged["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().map(Vec::len), Some(1));
+    assert_eq!(containers[0]["env"], json!([{"name": "B", "value": "2"}]));
+    assert_eq!(containers[0]["image"], "nginx:1.25");
+}
+
+#[test]
+fn set_element_order_for_scalar_lists() {
+    let original = json!({"metadata": {"finalizers": ["a.io/x", "b.io/y"]}});
+    let patch = json!({"metadata": {"$setElementOrder/finalizers": ["c.io/z", "b.io/y", "a.io/x"], "finalizers": ["c.io/z"]}});
+    let merged = smp(pods(), original, patch);
+    assert_eq!(
+        merged["metadata"]["finalizers"],
+        json!(["c.io/z", "b.io/y", "a.io/x"])
+    );
+}
