@@ -208,6 +208,11 @@ impl ImageStore {
         for dir in [root, &tmp, &layers] {
             fs::create_dir_all(dir).map_err(|e| ImageError::io("create", dir, e))?;
         }
+        // Layers hold image files as the image has them, setuid binaries included: other users
+        // of the host must not reach them (containers see them through overlayfs).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ImageError::io("restrict access to", root, e))?;
         let content = ContentStore::open(root.join("blobs/sha256"), tmp.clone())?;
         let names = NameIndex::open(root)?;
         let removed = tmp::clean_stale(&tmp);

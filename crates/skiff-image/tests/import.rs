@@ -16,6 +16,13 @@ fn imports_the_busybox_recipe_and_resolves_it_by_name_and_id() {
 
     let imported = store.import_archive(&archive, &NoProgress).unwrap();
     assert_eq!(imported.len(), 1);
+    // Other users of the host cannot reach the layers (and their setuid binaries).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(work.path().join("store"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     let image = &imported[0];
     assert_eq!(
         image.reference.to_string(),
