@@ -258,12 +258,26 @@ fn validate_managed_fields(fields: V<'_>, path: &FieldPath, errs: &mut Vec<Field
             ));
         }
         let fields_type = f.get("fieldsType").str();
-        if fields_type != "FieldsV1" {
+        if !fields_type.is_empty() && fields_type != "FieldsV1" {
             errs.push(FieldError::invalid(
                 p.child("fieldsType"),
                 fields_type,
                 "must be `FieldsV1`",
             ));
+        }
+        let manager = f.get("manager").str();
+        if manager.len() > 128 {
+            errs.push(FieldError::too_long(p.child("manager"), 128));
+        }
+        if manager.chars().any(|c| c.is_control()) {
+            errs.push(FieldError::invalid(
+                p.child("manager"),
+                manager,
+                "must only contain printable characters",
+            ));
+        }
+        if f.get("subresource").str().len() > 256 {
+            errs.push(FieldError::too_long(p.child("subresource"), 256));
         }
     }
 }
