@@ -16,6 +16,7 @@ fi
 for tool in iperf3 busybox nft ip; do
   command -v "$tool" >/dev/null || { echo "scripts/bench/net.sh needs $tool" >&2; exit 1; }
 done
-echo "# skiff-net benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, kernel $(uname -r)"
+echo "# skiff-net benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, kernel $(uname -r), load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
 echo
 cargo bench -q -p skiff-net --bench net
+echo; echo "load average at end: $(cut -d" " -f1-3 /proc/loadavg)"
