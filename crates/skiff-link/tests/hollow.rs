@@ -16,7 +16,7 @@ use skiff_link::session::SessionConfig;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_joins_registers_and_acknowledges_pods() {
     let cluster = Cluster::new();
-    let (_server, mut sessions, addr) = cluster.start(0, SessionConfig::default()).await;
+    let (server, mut sessions, addr) = cluster.start(0, SessionConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = HollowConfig::new(
         &format!("https://{addr}"),
@@ -76,6 +76,29 @@ async fn a_fleet_joins_registers_and_acknowledges_pods() {
                 break;
             }
             NodeEvent::Closed(reason) => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    // A server restart is seen as an outage, then recovery once every node is back.
+    drop(sender);
+    drop(kept);
+    drop(sessions);
+    server.shutdown().await;
+    drop(server);
+    let (_server, _sessions, _) = cluster.start(addr.port(), SessionConfig::default()).await;
+    let mut outage = false;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), reports.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            FleetEvent::Outage { .. } => outage = true,
+            FleetEvent::Recovered { seconds } => {
+                assert!(outage, "recovery without an outage");
+                assert!(seconds < 10.0, "rejoin took {seconds} s");
+                break;
+            }
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! revision, reports statuses reliably (re-sent after a reconnect until acknowledged), serves
 //! server-initiated streams, renews its certificate, and survives address changes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node};
 use quinn::VarInt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
@@ -19,7 +19,10 @@ use super::credentials::{self, NodeCredentials};
 use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::LinkError;
-use crate::proto::{CloseCode, PodRef, PodStatusUpdate, StatusFailure};
+use crate::proto::{
+    CloseCode, ClusterNetwork, NodeSummary, ObjectRef, ObjectResult, PodRef, PodStatusUpdate,
+    StatusFailure,
+};
 use crate::session::{AgentEvent, AgentSession, CloseReason, DesiredPods, SessionConfig};
 
 /// Most status updates per batch.
@@ -53,6 +56,8 @@ pub struct AgentLinkConfig {
     pub connect_timeout: Duration,
     /// Renew the certificate when less than this is left of its validity.
     pub renew_before: Duration,
+    /// Ask for the cluster's nodes on every session ([`AgentLinkEvent::Nodes`]).
+    pub watch_nodes: bool,
 }
 
 impl AgentLinkConfig {
@@ -69,6 +74,7 @@ impl AgentLinkConfig {
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             renew_before: Duration::from_secs(30 * 24 * 3600),
+            watch_nodes: false,
         }
     }
 }
@@ -108,13 +114,31 @@ pub enum AgentLinkEvent {
         /// Why.
         reason: String,
     },
+    /// The cluster's nodes (with [`AgentLinkConfig::watch_nodes`]).
+    Nodes(NodesUpdate),
 }
+
+/// The cluster's nodes as the server sent them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodesUpdate {
+    /// The cluster's pod network settings, if the server has them.
+    pub network: Option<ClusterNetwork>,
+    /// Whether `nodes` is the complete list (replacing the previous one).
+    pub full: bool,
+    /// Added or changed nodes (all of them when `full`).
+    pub nodes: Vec<NodeSummary>,
+    /// Nodes that are gone.
+    pub removed: Vec<String>,
+}
+
+type ObjectsReply = oneshot::Sender<Result<Vec<ObjectResult>, LinkError>>;
 
 enum LinkCommand {
     Statuses(Vec<PodStatusUpdate>),
     Terminated(Vec<PodRef>),
     Events(Vec<Event>),
     Register(Box<Node>),
+    GetObjects(Vec<ObjectRef>, ObjectsReply),
     Shutdown,
 }
 
@@ -180,6 +204,8 @@ impl AgentLink {
             pending_statuses: BTreeMap::new(),
             pending_terminated: HashSet::new(),
             pending_events: Vec::new(),
+            pending_objects: HashMap::new(),
+            next_request: 0,
             shutting_down: false,
         };
         let task = tokio::spawn(runner.run());
@@ -234,6 +260,26 @@ impl AgentLink {
         let _ = self.commands.send(LinkCommand::Register(Box::new(node)));
     }
 
+    /// Reads config maps and secrets from the server (as this node: only what its pods use).
+    /// Fails at once with [`LinkError::NotConnected`] while there is no session.
+    pub async fn get_objects(
+        &self,
+        refs: Vec<ObjectRef>,
+        timeout: Duration,
+    ) -> Result<Vec<ObjectResult>, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(LinkCommand::GetObjects(refs, tx))
+            .map_err(|_| LinkError::Shutdown)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LinkError::Shutdown),
+            Err(_) => Err(LinkError::Protocol(
+                "the server did not answer the object request in time".into(),
+            )),
+        }
+    }
+
     /// Local UDP address.
     pub fn local_addr(&self) -> Result<SocketAddr, LinkError> {
         self.endpoint
@@ -253,6 +299,14 @@ impl AgentLink {
         self.endpoint
             .rebind(socket)
             .map_err(|source| LinkError::Bind { addr, source })
+    }
+
+    /// Says goodbye to the server and stops, waiting up to `timeout` (for holders of a shared
+    /// reference; [`AgentLink::shutdown`] also waits for the task).
+    pub async fn close(&self, timeout: Duration) {
+        let _ = self.commands.send(LinkCommand::Shutdown);
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(timeout, state.wait_for(|s| *s == LinkState::Stopped)).await;
     }
 
     /// Says goodbye to the server and stops.
@@ -322,6 +376,9 @@ struct Runner {
     pending_statuses: BTreeMap<String, PodStatusUpdate>,
     pending_terminated: HashSet<PodRef>,
     pending_events: Vec<Event>,
+    /// Object requests waiting for their answer, by request number.
+    pending_objects: HashMap<u64, ObjectsReply>,
+    next_request: u64,
     shutting_down: bool,
 }
 
@@ -345,6 +402,7 @@ impl Runner {
             if self.shutting_down {
                 break;
             }
+            let _ = self.state.send(LinkState::Connecting);
             if outcome.established {
                 self.backoff.reset();
                 let _ = self
@@ -392,6 +450,9 @@ impl Runner {
                 self.pending_events.drain(..excess);
             }
             LinkCommand::Register(node) => self.config.registration = *node,
+            LinkCommand::GetObjects(_, reply) => {
+                let _ = reply.send(Err(LinkError::NotConnected));
+            }
             LinkCommand::Shutdown => self.shutting_down = true,
         }
     }
@@ -453,8 +514,32 @@ impl Runner {
                         tracing::info!(node = %self.config.node_name, server = %addr, "link established");
                         self.emit(AgentLinkEvent::Connected { server: addr }).await;
                         renewal_key = self.maybe_renew(&mut session);
+                        if self.config.watch_nodes {
+                            if let Err(error) = session.watch_nodes() {
+                                tracing::warn!(%error, "cannot ask for the cluster's nodes");
+                            }
+                        }
                         self.flush_terminated(&mut session);
                         self.flush_events(&mut session);
+                    }
+                    AgentEvent::Nodes {
+                        network,
+                        full,
+                        nodes,
+                        removed,
+                    } => {
+                        self.emit(AgentLinkEvent::Nodes(NodesUpdate {
+                            network,
+                            full,
+                            nodes,
+                            removed,
+                        }))
+                        .await;
+                    }
+                    AgentEvent::Objects { request, results } => {
+                        if let Some(reply) = self.pending_objects.remove(&request) {
+                            let _ = reply.send(Ok(results));
+                        }
                     }
                     AgentEvent::Registered { uid } => {
                         self.emit(AgentLinkEvent::Registered { uid }).await;
@@ -534,6 +619,22 @@ impl Runner {
                         self.shutting_down = true;
                         session.goodbye("agent shutting down");
                     }
+                    Some(LinkCommand::GetObjects(refs, reply)) => {
+                        if established {
+                            self.next_request += 1;
+                            let request = self.next_request;
+                            match session.get_objects(request, refs) {
+                                Ok(()) => {
+                                    self.pending_objects.insert(request, reply);
+                                }
+                                Err(error) => {
+                                    let _ = reply.send(Err(LinkError::Protocol(error.to_string())));
+                                }
+                            }
+                        } else {
+                            let _ = reply.send(Err(LinkError::NotConnected));
+                        }
+                    }
                     Some(LinkCommand::Register(node)) => {
                         self.config.registration = (*node).clone();
                         if established {
@@ -555,6 +656,9 @@ impl Runner {
         };
         if session.revision().is_some() {
             self.revision = session.revision();
+        }
+        for (_, reply) in self.pending_objects.drain() {
+            let _ = reply.send(Err(LinkError::NotConnected));
         }
         let _ = send.finish();
         let (code, text) = reason.close_code();
