@@ -203,6 +203,10 @@ impl ImageStore {
 
     /// Opens the store with non-default options.
     pub fn open_with(root: &Path, options: StoreOptions) -> Result<ImageStore> {
+        fs::create_dir_all(root).map_err(|e| ImageError::io("create", root, e))?;
+        // Absolute paths: layer directories are handed to overlayfs, and GC matches them
+        // against the mount table.
+        let root = &fs::canonicalize(root).map_err(|e| ImageError::io("resolve", root, e))?;
         let tmp = root.join("tmp");
         let layers = root.join("layers");
         for dir in [root, &tmp, &layers] {

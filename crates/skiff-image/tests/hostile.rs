@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{require_root, snapshot, tar, write_oci_archive, Entry, TestImage};
+use common::{require_root, snapshot, tar, write_oci_archive, Entry, Mount, TestImage};
 use skiff_image::{
     DevicePolicy, ImageError, ImageInfo, ImageStore, NoProgress, Platform, SetidPolicy,
     StoreOptions, UnsafeEntry,
@@ -529,31 +529,4 @@ fn whiteouts_become_overlayfs_whiteouts_that_hide_lower_files() {
         .collect();
     inside.sort();
     assert_eq!(inside, ["new"]);
-}
-
-/// A read-only overlayfs mount, unmounted on drop (also when the test fails).
-struct Mount(PathBuf);
-
-impl Mount {
-    fn overlay(lower: &str, target: &Path) -> Mount {
-        let status = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                &format!("lowerdir={lower}"),
-            ])
-            .arg(target)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount overlay");
-        Mount(target.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }

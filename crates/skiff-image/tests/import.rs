@@ -43,6 +43,7 @@ fn imports_the_busybox_recipe_and_resolves_it_by_name_and_id() {
         Some(&["sh".to_owned()][..])
     );
     assert_eq!(image.layers.len(), 1);
+    assert!(image.layers[0].is_absolute());
 
     // The layer is a usable root file system.
     let layer = &image.layers[0];
@@ -374,4 +375,36 @@ fn imports_a_directory_of_archives_for_air_gapped_nodes() {
         .import_directory(&work.path().join("absent"), &NoProgress)
         .unwrap();
     assert!(none.is_empty());
+}
+
+#[test]
+fn gc_keeps_layers_that_a_mounted_overlay_uses() {
+    if !common::require_root("gc_keeps_layers_that_a_mounted_overlay_uses") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (archive, _) = busybox(work.path(), "in-use", false);
+    let store = ImageStore::open(&work.path().join("store")).unwrap();
+    let image = store
+        .import_archive(&archive, &NoProgress)
+        .unwrap()
+        .remove(0);
+    let merged = work.path().join("merged");
+    fs::create_dir(&merged).unwrap();
+    // A read-only overlay needs two lower dirs: the layer over an empty one.
+    let empty = work.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let lower = format!("{}:{}", image.layers[0].display(), empty.display());
+    let mount = common::Mount::overlay(&lower, &merged);
+
+    // The image is removed and nobody says it is in use, but a container's rootfs is mounted.
+    store.remove("busybox:in-use").unwrap();
+    let report = store.gc(&[]).unwrap();
+    assert_eq!(report.removed_layers, 0, "{report:?}");
+    assert!(merged.join("bin/busybox").is_file());
+
+    drop(mount);
+    let report = store.gc(&[]).unwrap();
+    assert_eq!(report.removed_layers, 1, "{report:?}");
+    assert!(!image.layers[0].exists());
 }

@@ -258,3 +258,30 @@ pub fn snapshot(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A read-only overlayfs mount, unmounted on drop (also when the test fails).
+pub struct Mount(PathBuf);
+
+impl Mount {
+    pub fn overlay(lower: &str, target: &Path) -> Mount {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &format!("lowerdir={lower}"),
+            ])
+            .arg(target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount overlay");
+        Mount(target.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
