@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{require_root, snapshot, tar, write_oci_archive, Entry, Mount, TestImage};
 use skiff_image::{
