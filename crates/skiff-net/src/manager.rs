@@ -304,6 +304,16 @@ impl PodNetwork {
             field: "netns".into(),
             reason: e.to_string(),
         })?;
+        if pod_ns.same_as(&self.inner.ns)? {
+            return Err(NetError::InvalidPod {
+                pod: what,
+                field: "netns".into(),
+                reason: format!(
+                    "{} is the node's own network namespace (hostNetwork pods need no attach)",
+                    pod.netns.display()
+                ),
+            });
+        }
         let veth = host_veth_name(&pod.uid);
         let (ip, existed, ports_changed) = self.reserve(pod, &what, &veth).await?;
 

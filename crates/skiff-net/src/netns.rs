@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +46,13 @@ impl NetNs {
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether both handles refer to the same namespace (same nsfs inode).
+    pub fn same_as(&self, other: &NetNs) -> Result<bool, NetError> {
+        let a = self.file.metadata().map_err(|e| self.error(e))?;
+        let b = other.file.metadata().map_err(|e| other.error(e))?;
+        Ok(a.dev() == b.dev() && a.ino() == b.ino())
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {

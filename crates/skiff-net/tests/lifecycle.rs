@@ -275,6 +275,20 @@ async fn attach_is_idempotent_and_bad_input_changes_nothing() {
         err.contains("default/ghost") && err.contains("netns"),
         "{err}"
     );
+    // A file that is not a network namespace.
+    let not_a_namespace = tempfile::NamedTempFile::new().unwrap();
+    let mut plain = Pod::new("plain").request();
+    plain.netns = not_a_namespace.path().to_path_buf();
+    let err = net.attach(&plain).await.unwrap_err().to_string();
+    assert!(err.contains("default/plain"), "{err}");
+    // The node's own namespace is not a pod's.
+    let mut host_netns = Pod::new("intruder").request();
+    host_netns.netns = n1.ns.path.clone();
+    let err = net.attach(&host_netns).await.unwrap_err().to_string();
+    assert!(
+        err.contains("default/intruder") && err.contains("node's own"),
+        "{err}"
+    );
     // A namespace that already has an eth0 skiff did not make.
     let squatter = Pod::new("squatter");
     squatter.ns.ip(&[
