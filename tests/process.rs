@@ -76,8 +76,9 @@ impl SkiffProcess {
     pub fn start_on(data_dir: &Path, port: u16) -> Result<SkiffProcess, String> {
         let log_path = data_dir.with_extension(format!("log.{port}"));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let bin = skiff_bin();
         let started = Instant::now();
-        let child = Command::new(skiff_bin())
+        let child = Command::new(&bin)
             .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -88,7 +89,7 @@ impl SkiffProcess {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot spawn {}: {e}", skiff_bin().display()))?;
+            .map_err(|e| format!("cannot spawn {}: {e}", bin.display()))?;
         let mut process = SkiffProcess {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
@@ -104,7 +105,12 @@ impl SkiffProcess {
                     return Err(format!("server exited with {status}: {}", process.log()));
                 }
             }
-            if process.kubeconfig().exists() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Ready once the kubeconfig names this port (a restart rewrites the old one) and
+            // the port accepts connections.
+            let kubeconfig = std::fs::read_to_string(process.kubeconfig()).unwrap_or_default();
+            if kubeconfig.contains(&format!(":{port}\""))
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
                 process.startup = started.elapsed();
                 return Ok(process);
             }

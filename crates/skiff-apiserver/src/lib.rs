@@ -16,6 +16,7 @@ mod negotiate;
 mod node_authorizer;
 mod objects;
 mod openapi;
+mod openapi_pb;
 mod protobuf;
 mod query;
 mod render;

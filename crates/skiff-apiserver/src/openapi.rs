@@ -27,6 +27,8 @@ use crate::discovery::subresources_of;
 pub struct OpenApiDocs {
     /// `/openapi/v2`, JSON.
     pub v2: Bytes,
+    /// `/openapi/v2`, gnostic protobuf (definitions only).
+    pub v2_protobuf: Bytes,
     /// `/openapi/v3`: `{"paths": {"api/v1": {"serverRelativeURL": ...}}}`.
     pub v3_index: Bytes,
     /// `(path below /openapi/v3/, hash, document)`: `("apis/apps/v1", "ABC...", {...})`.
@@ -49,8 +51,10 @@ impl OpenApiDocs {
             );
             v3.push((path, hash, bytes));
         }
+        let v2 = v2_document();
         OpenApiDocs {
-            v2: Bytes::from(v2_document().to_string()),
+            v2_protobuf: Bytes::from(crate::openapi_pb::encode(&v2)),
+            v2: Bytes::from(v2.to_string()),
             v3_index: Bytes::from(json!({"paths": index}).to_string()),
             v3,
         }

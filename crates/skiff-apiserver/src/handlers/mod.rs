@@ -273,9 +273,17 @@ fn discovery_root(api: &ApiServer, headers: &http::HeaderMap, core: bool) -> Res
 }
 
 fn openapi_v2(api: &ApiServer, headers: &http::HeaderMap) -> Result<Response<Body>, ApiError> {
+    if crate::openapi_pb::wanted(headers) {
+        let mut response = json_bytes(StatusCode::OK, api.openapi().v2_protobuf.clone());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::openapi_pb::CONTENT_TYPE),
+        );
+        return Ok(response);
+    }
     if !negotiate::accepts_json(headers) {
         return Err(ApiError::not_acceptable(
-            "the OpenAPI v2 document is served as application/json only",
+            "the OpenAPI v2 document is served as application/json or protobuf",
         ));
     }
     Ok(json_bytes(StatusCode::OK, api.openapi().v2.clone()))

@@ -21,6 +21,8 @@ use wire::{Reader, WireValue};
 
 /// The prefix of every Kubernetes protobuf body.
 pub const MAGIC: &[u8] = b"k8s\x00";
+/// Seconds of Go's zero `time.Time` relative to the Unix epoch.
+const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 /// Deepest message nesting accepted (the served types nest about a dozen levels).
 const MAX_DEPTH: usize = 48;
 
@@ -193,6 +195,11 @@ pub(crate) fn decode_message(
             kind => {
                 let v =
                     scalar(kind, value, depth).map_err(|e| err(format!("{}: {}", path(), e.0)))?;
+                // Go writes plain (non-pointer) strings and times even when they hold the zero
+                // value, which means "not set": leave them out so defaulting sees them missing.
+                if v.as_str() == Some("") || v.is_null() {
+                    continue;
+                }
                 object.insert(field.json.to_string(), v);
             }
         }
@@ -264,6 +271,10 @@ fn special(name: &str, bytes: &[u8], depth: usize) -> Result<Value, ProtobufErro
         "Time" | "MicroTime" => {
             let seconds = object.get("seconds").and_then(Value::as_i64).unwrap_or(0);
             let nanos = object.get("nanos").and_then(Value::as_i64).unwrap_or(0);
+            // Go's zero time (0001-01-01T00:00:00Z) is JSON null.
+            if seconds == GO_ZERO_TIME_SECONDS && nanos == 0 {
+                return Ok(Value::Null);
+            }
             let ts = jiff::Timestamp::new(seconds, nanos as i32)
                 .map_err(|e| err(format!("invalid time: {e}")))?;
             let text = if short == "Time" {

@@ -81,7 +81,8 @@ fn deployment_with_special_types() {
                     .msg(2, W::default().str(1, "250m")),
             ),
         );
-    let pod_spec = W::default().msg(2, container).int(4, 30);
+    // Go writes unset plain strings as "" (restartPolicy here): they must read as missing.
+    let pod_spec = W::default().msg(2, container).int(4, 30).str(3, "");
     let template = W::default()
         .msg(
             1,
@@ -105,7 +106,8 @@ fn deployment_with_special_types() {
     let meta = W::default()
         .str(1, "web")
         .str(3, "demo")
-        .msg(8, W::default().int(1, 1_700_000_000));
+        .msg(8, W::default().int(1, 1_700_000_000))
+        .msg(9, W::default().int(1, -62_135_596_800));
     let body = envelope(
         "apps/v1",
         "Deployment",
@@ -113,6 +115,10 @@ fn deployment_with_special_types() {
     );
     let v = decode_body(&body).unwrap();
     assert_eq!(v["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+    assert!(
+        v["metadata"].get("deletionTimestamp").is_none(),
+        "Go zero time is unset"
+    );
     assert_eq!(v["spec"]["replicas"], 3);
     assert_eq!(v["spec"]["selector"]["matchLabels"]["app"], "web");
     let c = &v["spec"]["template"]["spec"]["containers"][0];

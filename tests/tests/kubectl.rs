@@ -1,0 +1,319 @@
+//! Acceptance 1 of issue 2: the real `skiff server --disable-agent` binary driven by real
+//! kubectl 1.28, 1.32 and 1.33 (1.27 is not installed on these machines; 1.28 is the oldest
+//! available): api-resources, get ns, create ns, apply a Deployment and apply it again with a
+//! changed image and replica count (strategic merge patch), get -o yaml/json, get pods -w,
+//! scale, label, annotate, get events, explain, delete.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::kubectl::{self, Kubectl};
+use skiff_tests::process::SkiffProcess;
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+      - name: sidecar
+        image: busybox:1.36
+        command: [sleep, \"3600\"]
+";
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: watched
+  namespace: demo
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+";
+
+const EVENT: &str = "apiVersion: v1
+kind: Event
+metadata:
+  name: web.17a2b3c4d5e6f708
+  namespace: demo
+involvedObject:
+  apiVersion: apps/v1
+  kind: Deployment
+  name: web
+  namespace: demo
+reason: ScalingReplicaSet
+message: Scaled up replica set web-5d4c8 to 3
+type: Normal
+source:
+  component: deployment-controller
+count: 1
+firstTimestamp: \"2026-01-01T00:00:00Z\"
+lastTimestamp: \"2026-01-01T00:00:00Z\"
+";
+
+fn json(k: &Kubectl, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = k.ok(&all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?} -o json: {e}: {out}"))
+}
+
+fn acceptance(version: &str) {
+    let Some(bin) = kubectl::find(version) else {
+        skiff_tests::skip(&format!("kubectl {version} is not installed"));
+        return;
+    };
+    let dir = skiff_tests::temp_dir(&format!("kubectl-{version}"));
+    let server = SkiffProcess::start(&dir.path().join("data"));
+    eprintln!("server ready after {:?}", server.startup);
+    let k = Kubectl::new(&bin, &server.kubeconfig());
+    let manifests = dir.path();
+    let write = |name: &str, text: &str| {
+        let path = manifests.join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path.to_string_lossy().into_owned()
+    };
+
+    // api-resources: every served resource with its group version and short names.
+    let out = k.ok(&["api-resources"]);
+    for line in [
+        ("pods", "po", "v1"),
+        ("namespaces", "ns", "v1"),
+        ("deployments", "deploy", "apps/v1"),
+        ("replicasets", "rs", "apps/v1"),
+        ("events", "ev", "v1"),
+    ] {
+        assert!(
+            out.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.first() == Some(&line.0) && cols.contains(&line.1) && cols.contains(&line.2)
+            }),
+            "api-resources lacks {line:?}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("leases") && out.contains("coordination.k8s.io/v1"),
+        "{out}"
+    );
+    assert!(out.contains("jobs") && out.contains("batch/v1"), "{out}");
+
+    // get ns: the system namespaces exist and are Active.
+    let out = k.ok(&["get", "ns"]);
+    assert!(out.starts_with("NAME"), "{out}");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(ns) && l.contains("Active")),
+            "{ns} missing:\n{out}"
+        );
+    }
+
+    // create ns (a typed-client write: protobuf from kubectl 1.32 on).
+    assert_eq!(
+        k.ok(&["create", "ns", "demo"]).trim(),
+        "namespace/demo created"
+    );
+    let sa = json(&k, &["-n", "demo", "get", "serviceaccount", "default"]);
+    assert_eq!(
+        sa["metadata"]["name"], "default",
+        "default ServiceAccount created"
+    );
+
+    // get pods -w, started before anything exists in the namespace.
+    let watch_log = manifests.join("watch.out");
+    let mut watch = k
+        .command(&["-n", "demo", "get", "pods", "-w"])
+        .stdout(std::fs::File::create(&watch_log).expect("watch log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kubectl get pods -w");
+
+    // apply, then apply again with a new image and replica count (strategic merge patch).
+    let first = write("deploy.yaml", DEPLOYMENT);
+    assert_eq!(
+        k.ok(&["apply", "-f", &first]).trim(),
+        "deployment.apps/web created"
+    );
+    let changed = DEPLOYMENT
+        .replace("nginx:1.25", "nginx:1.26")
+        .replace("replicas: 2", "replicas: 3");
+    let second = write("deploy2.yaml", &changed);
+    assert_eq!(
+        k.ok(&["apply", "-f", &second]).trim(),
+        "deployment.apps/web configured"
+    );
+    let d = json(&k, &["-n", "demo", "get", "deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 2, "sidecar kept: {containers:?}");
+    assert_eq!(containers[0]["image"], "nginx:1.26");
+    assert_eq!(containers[1]["name"], "sidecar");
+    assert_eq!(d["metadata"]["generation"], 2);
+    let yaml = k.ok(&["-n", "demo", "get", "deploy", "-o", "yaml"]);
+    assert!(
+        yaml.contains("image: nginx:1.26") && yaml.contains("replicas: 3"),
+        "{yaml}"
+    );
+    let table = k.ok(&["-n", "demo", "get", "deploy"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).unwrap_or("").starts_with("web "),
+        "{table}"
+    );
+
+    // A pod appears in the running watch.
+    let pod = write("pod.yaml", POD);
+    assert_eq!(k.ok(&["apply", "-f", &pod]).trim(), "pod/watched created");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let text = std::fs::read_to_string(&watch_log).unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| l.starts_with("watched ") && l.contains("Pending"))
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod never showed in get pods -w:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(seen.starts_with("NAME"), "{seen}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // scale, label, annotate.
+    assert_eq!(
+        k.ok(&["-n", "demo", "scale", "deploy", "web", "--replicas=5"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
+    assert_eq!(
+        k.ok(&["-n", "demo", "label", "deploy", "web", "tier=frontend"])
+            .trim(),
+        "deployment.apps/web labeled"
+    );
+    assert_eq!(
+        k.ok(&["-n", "demo", "annotate", "deploy", "web", "owner=edge-team"])
+            .trim(),
+        "deployment.apps/web annotated"
+    );
+    let d = json(&k, &["-n", "demo", "get", "deploy", "web"]);
+    assert_eq!(d["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(d["metadata"]["annotations"]["owner"], "edge-team");
+    let selected = k.ok(&[
+        "-n",
+        "demo",
+        "get",
+        "deploy",
+        "-l",
+        "tier=frontend",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(selected.trim(), "deployment.apps/web");
+
+    // get events.
+    let event = write("event.yaml", EVENT);
+    k.ok(&["apply", "-f", &event]);
+    let out = k.ok(&["-n", "demo", "get", "events"]);
+    assert!(out.starts_with("LAST SEEN"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ScalingReplicaSet") && l.contains("deployment/web")),
+        "{out}"
+    );
+
+    // explain, from the OpenAPI v3 documents.
+    let out = k.ok(&["explain", "pod"]);
+    assert!(
+        out.contains("KIND:") && out.contains("Pod") && out.contains("FIELDS:"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(
+        out.contains("replicas") && out.contains("<integer>"),
+        "{out}"
+    );
+
+    // delete: the deployment goes; the namespace starts terminating (the namespace
+    // controller that empties it comes with the controllers).
+    assert_eq!(
+        k.ok(&["-n", "demo", "delete", "deploy", "web"]).trim(),
+        "deployment.apps \"web\" deleted"
+    );
+    let gone = k.run(&["-n", "demo", "get", "deploy", "web"]);
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
+    k.ok(&["delete", "ns", "demo", "--wait=false"]);
+    assert_eq!(
+        k.ok(&["get", "ns", "demo", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    let refused = k.run_with_input(
+        &["apply", "-f", "-"],
+        POD.replace("watched", "late").as_str(),
+    );
+    assert!(
+        !refused.ok && refused.stderr.contains("because it is being terminated"),
+        "{refused:?}"
+    );
+    drop(server);
+}
+
+#[test]
+fn kubectl_1_28_drives_the_api() {
+    acceptance("1.28");
+}
+
+#[test]
+fn kubectl_1_32_drives_the_api() {
+    acceptance("1.32");
+}
+
+#[test]
+fn kubectl_1_33_drives_the_api() {
+    acceptance("1.33");
+}
