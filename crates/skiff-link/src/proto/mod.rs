@@ -10,6 +10,7 @@
 //! A connection without a client certificate may carry only one exchange: [`AgentMessage::Join`]
 //! answered by [`ServerMessage::Joined`] or [`ServerMessage::Refused`].
 
+pub mod exec;
 pub mod frame;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
@@ -204,6 +205,75 @@ pub enum AgentMessage {
         /// Why.
         reason: String,
     },
+    /// Asks for the cluster's nodes (pod CIDRs and addresses, for pod networking) and their
+    /// changes for the rest of the session; answered with `Nodes` messages.
+    WatchNodes,
+    /// Reads config maps and secrets the node's pods use; answered with `Objects`.
+    GetObjects {
+        /// Request number chosen by the agent, echoed by the answer.
+        request: u64,
+        /// What to read.
+        refs: Vec<ObjectRef>,
+    },
+}
+
+/// A node as the other nodes need to know it (pod networking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSummary {
+    /// Node name.
+    pub name: String,
+    /// Its `InternalIP` address, if it has one.
+    #[serde(default)]
+    pub internal_ip: Option<String>,
+    /// `spec.podCIDRs` (or `spec.podCIDR`).
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
+}
+
+/// The cluster's pod network settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNetwork {
+    /// The cluster's pod range (`--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// How nodes reach each other's pods (`host-gw`, `vxlan`).
+    pub backend: String,
+}
+
+/// Kinds of objects a node may read for its pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// core/v1 ConfigMap.
+    ConfigMap,
+    /// core/v1 Secret.
+    Secret,
+}
+
+/// A config map or secret, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// What kind.
+    pub kind: ObjectKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// One answer of `Objects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectResult {
+    /// What was asked for.
+    pub reference: ObjectRef,
+    /// The object; `None` with no `error` means it does not exist.
+    #[serde(default)]
+    pub object: Option<serde_json::Value>,
+    /// Why it could not be read (forbidden, server error).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Messages from the server to the agent on the control stream.
@@ -283,6 +353,26 @@ pub enum ServerMessage {
         /// Why.
         reason: String,
     },
+    /// The cluster's nodes (after `WatchNodes`): the full list when `full`, else changes.
+    Nodes {
+        /// The cluster's pod network settings, if the server has them.
+        #[serde(default)]
+        network: Option<ClusterNetwork>,
+        /// Whether `nodes` is the complete list (replacing what the agent had).
+        full: bool,
+        /// Nodes added or changed (all nodes when `full`).
+        nodes: Vec<NodeSummary>,
+        /// Names of nodes that are gone.
+        #[serde(default)]
+        removed: Vec<String>,
+    },
+    /// Answers `GetObjects`.
+    Objects {
+        /// The request number.
+        request: u64,
+        /// One result per reference, in order.
+        results: Vec<ObjectResult>,
+    },
 }
 
 /// A status update the server could not write.
@@ -301,6 +391,30 @@ pub struct StatusFailure {
 pub enum StreamRequest {
     /// Stream a container's log.
     Logs(LogRequest),
+    /// Run a command in a container; channel frames ([`exec`]) follow both ways.
+    Exec(ExecRequest),
+}
+
+/// What `kubectl exec` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecRequest {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// argv.
+    pub command: Vec<String>,
+    /// The caller sends standard input.
+    pub stdin: bool,
+    /// The caller wants standard output.
+    pub stdout: bool,
+    /// The caller wants standard error (ignored with a terminal).
+    pub stderr: bool,
+    /// Allocate a terminal.
+    pub tty: bool,
 }
 
 /// What `kubectl logs` asks for.

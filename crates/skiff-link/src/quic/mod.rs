@@ -12,14 +12,16 @@ mod transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
+pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState, NodesUpdate};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
 pub use server::{
     JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeEvent, NodeSender, NodeService,
     NodeSession, Refusal,
 };
-pub use streams::{LogError, LogProvider, LogReader, LogStream, NoLogs};
+pub use streams::{
+    ExecIo, ExecSink, ExecStream, ExecWriter, LogError, LogProvider, LogReader, LogStream, NoLogs,
+};
 pub use transport::{parse_server_url, ServerUrl};
 
 /// Errors of the link driver.
@@ -100,4 +102,7 @@ pub enum LinkError {
     /// The link is shut down.
     #[error("the link is shut down")]
     Shutdown,
+    /// The request needs a session and there is none right now.
+    #[error("not connected to the server")]
+    NotConnected,
 }

@@ -12,12 +12,12 @@ use quinn::VarInt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::streams::{self, LogError, LogStream};
+use super::streams::{self, ExecStream, LogError, LogStream};
 use super::transport::{endpoint_config, transport_config};
 use super::LinkError;
 use crate::proto::{
-    CloseCode, JoinRequest, LogRequest, PodChange, PodRef, PodStatusUpdate, RefusalCode,
-    StatusFailure,
+    CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
+    ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode, StatusFailure,
 };
 use crate::session::{CloseReason, PeerIdentity, ServerEvent, ServerSession, SessionConfig};
 
@@ -107,6 +107,16 @@ pub enum NodeEvent {
         /// The request (PEM).
         csr_pem: String,
     },
+    /// The node wants the cluster's nodes: send them with [`NodeSender::send_nodes`] (full),
+    /// then their changes.
+    WatchNodes,
+    /// The node reads config maps and secrets; answer with [`NodeSender::send_objects`].
+    GetObjects {
+        /// Request number to echo.
+        request: u64,
+        /// What to read.
+        refs: Vec<ObjectRef>,
+    },
     /// The session ended; no events follow.
     Closed(CloseReason),
 }
@@ -146,6 +156,13 @@ enum Command {
     StatusAck(u64, Vec<StatusFailure>),
     Renewed(String),
     Refuse(RefusalCode, String),
+    Nodes {
+        network: Option<ClusterNetwork>,
+        full: bool,
+        nodes: Vec<NodeSummary>,
+        removed: Vec<String>,
+    },
+    Objects(u64, Vec<ObjectResult>),
 }
 
 /// The session is gone.
@@ -243,6 +260,37 @@ impl NodeSender {
     /// Opens a container log on the node (server-initiated stream on the node's connection).
     pub async fn open_log(&self, request: LogRequest) -> Result<LogStream, LogError> {
         streams::open_log(&self.connection, request).await
+    }
+
+    /// Starts a command in a container on the node; channel frames
+    /// ([`crate::proto::exec`]) flow both ways on the returned stream.
+    pub async fn open_exec(&self, request: ExecRequest) -> Result<ExecStream, LogError> {
+        streams::open_exec(&self.connection, request).await
+    }
+
+    /// Sends the cluster's nodes: everything when `full`, else the changes.
+    pub fn send_nodes(
+        &self,
+        network: Option<ClusterNetwork>,
+        full: bool,
+        nodes: Vec<NodeSummary>,
+        removed: Vec<String>,
+    ) -> Result<(), NodeCommandError> {
+        self.command(Command::Nodes {
+            network,
+            full,
+            nodes,
+            removed,
+        })
+    }
+
+    /// Answers a `GetObjects` request.
+    pub fn send_objects(
+        &self,
+        request: u64,
+        results: Vec<ObjectResult>,
+    ) -> Result<(), NodeCommandError> {
+        self.command(Command::Objects(request, results))
     }
 }
 
@@ -606,6 +654,27 @@ fn apply(session: &mut ServerSession, command: Command) {
             session.refuse(code, &message);
             Ok(())
         }
+        Command::Nodes {
+            network,
+            full,
+            nodes,
+            removed,
+        } => session.send_nodes(network, full, nodes, removed),
+        Command::Objects(request, results) => {
+            let refs: Vec<ObjectRef> = results.iter().map(|r| r.reference.clone()).collect();
+            session.send_objects(request, results).or_else(|error| {
+                // Too large for one frame: tell the node instead of leaving it waiting.
+                let failed = refs
+                    .into_iter()
+                    .map(|reference| ObjectResult {
+                        reference,
+                        object: None,
+                        error: Some(format!("cannot send the objects: {error}")),
+                    })
+                    .collect();
+                session.send_objects(request, failed)
+            })
+        }
     };
     if let Err(error) = result {
         tracing::warn!(%error, "cannot send to the node");
@@ -621,6 +690,8 @@ fn node_event(event: ServerEvent) -> Option<NodeEvent> {
         ServerEvent::Events(events) => NodeEvent::Events(events),
         ServerEvent::RenewCertificate { csr_pem } => NodeEvent::RenewCertificate { csr_pem },
         ServerEvent::Closed(reason) => NodeEvent::Closed(reason),
+        ServerEvent::WatchNodes => NodeEvent::WatchNodes,
+        ServerEvent::GetObjects { request, refs } => NodeEvent::GetObjects { request, refs },
         ServerEvent::JoinRequested(_) | ServerEvent::Opened { .. } => return None,
     })
 }

@@ -1,14 +1,18 @@
-//! Server-initiated streams on a node's connection: one header frame each way, then raw bytes.
-//! Logs today; exec and image transfer later use the same shape.
+//! Server-initiated streams on a node's connection: one header frame each way, then raw bytes
+//! (logs) or channel frames (exec, [`crate::proto::exec`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::mpsc;
 
-use crate::proto::{decode, encode, FrameDecoder, LogRequest, StreamReply, StreamRequest};
+use crate::proto::exec::{self as channels, ExecFrameDecoder, TerminalSize};
+use crate::proto::{
+    decode, encode, ExecRequest, FrameDecoder, LogRequest, StreamReply, StreamRequest,
+};
 
 /// Largest header frame of a stream.
 const MAX_HEADER_LEN: usize = 64 * 1024;
@@ -29,13 +33,48 @@ pub enum LogError {
 /// A log's bytes, read on the agent side.
 pub type LogReader = Box<dyn AsyncRead + Send + Unpin>;
 
-/// Serves logs on the agent side; the node agent implements it over its log files.
+/// Writes a process's standard input (agent side).
+pub type ExecWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A process started for an exec, as the agent hands it to the link.
+pub struct ExecIo {
+    /// Its standard input (when asked for).
+    pub stdin: Option<ExecWriter>,
+    /// Its standard output (or the terminal's output).
+    pub stdout: Option<LogReader>,
+    /// Its standard error (not with a terminal).
+    pub stderr: Option<LogReader>,
+    /// Resizes the terminal.
+    pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
+    /// Resolves to the exit code (or why it is unknown) once the process ended.
+    pub exit: Pin<Box<dyn Future<Output = Result<i32, String>> + Send>>,
+}
+
+impl std::fmt::Debug for ExecIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecIo").finish_non_exhaustive()
+    }
+}
+
+/// Serves logs (and exec) on the agent side; the node agent implements it over its runtime.
 pub trait LogProvider: Send + Sync + 'static {
     /// Opens the log `request` names.
     fn open_log(
         &self,
         request: LogRequest,
     ) -> Pin<Box<dyn Future<Output = Result<LogReader, LogError>> + Send + '_>>;
+
+    /// Starts the command `request` names in a container.
+    fn open_exec(
+        &self,
+        request: ExecRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<ExecIo, LogError>> + Send + '_>> {
+        let message = format!(
+            "exec in container {} of pod {}/{} is not supported on this node",
+            request.container, request.namespace, request.pod
+        );
+        Box::pin(async move { Err(LogError::NotFound(message)) })
+    }
 }
 
 /// A provider for nodes that run no containers (hollow nodes, a bare link).
@@ -74,6 +113,193 @@ impl AsyncRead for LogStream {
     ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
+}
+
+/// An exec running on a node (server side): write channel frames with [`ExecStream::writer`],
+/// read the node's frames from [`ExecStream::reader`].
+pub struct ExecStream {
+    reader: LogStream,
+    writer: quinn::SendStream,
+}
+
+impl std::fmt::Debug for ExecStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStream").finish_non_exhaustive()
+    }
+}
+
+/// The sending half of an [`ExecStream`].
+pub struct ExecSink(quinn::SendStream);
+
+impl std::fmt::Debug for ExecSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSink").finish_non_exhaustive()
+    }
+}
+
+impl AsyncWrite for ExecSink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.0), cx)
+    }
+}
+
+impl ExecStream {
+    /// The two halves: the node's channel frames to read, and a sink for ours.
+    pub fn into_split(self) -> (LogStream, ExecSink) {
+        (self.reader, ExecSink(self.writer))
+    }
+}
+
+/// Opens an exec stream on `connection` (server side).
+pub(crate) async fn open_exec(
+    connection: &quinn::Connection,
+    request: ExecRequest,
+) -> Result<ExecStream, LogError> {
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
+    let header = encode(&StreamRequest::Exec(request), MAX_HEADER_LEN)
+        .map_err(|e| LogError::Failed(e.to_string()))?;
+    send.write_all(&header)
+        .await
+        .map_err(|e| LogError::Failed(format!("cannot send the exec request to the node: {e}")))?;
+    let (frame, rest) = read_header(&mut recv)
+        .await
+        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
+    match decode::<StreamReply>(&frame) {
+        Ok(StreamReply::Accepted) => Ok(ExecStream {
+            reader: LogStream {
+                inner: std::io::Cursor::new(rest).chain(recv),
+            },
+            writer: send,
+        }),
+        Ok(StreamReply::Failed {
+            not_found: true,
+            message,
+        }) => Err(LogError::NotFound(message)),
+        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
+        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
+    }
+}
+
+/// Relays an exec between the server's stream and the process (agent side): stdin, resize
+/// and close frames in; stdout and stderr frames out; the exit status last.
+async fn relay_exec(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    leftover: Bytes,
+    io: ExecIo,
+    command: Vec<String>,
+) {
+    let ExecIo {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        exit,
+    } = io;
+    // Input: frames from the server.
+    let input = tokio::spawn(async move {
+        let mut stdin = stdin;
+        let mut decoder = ExecFrameDecoder::new();
+        decoder.push(&leftover);
+        loop {
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some((channels::STDIN, data))) => {
+                        if let Some(w) = stdin.as_mut() {
+                            if w.write_all(&data).await.is_err() || w.flush().await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Ok(Some((channels::RESIZE, data))) => {
+                        if let (Some(resize), Ok(size)) =
+                            (&resize, serde_json::from_slice::<TerminalSize>(&data))
+                        {
+                            resize(size.width, size.height);
+                        }
+                    }
+                    Ok(Some((channels::CLOSE, data))) => {
+                        if data.first() == Some(&channels::STDIN) {
+                            if let Some(mut w) = stdin.take() {
+                                let _ = w.shutdown().await;
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::debug!(%error, "bad exec frame from the server");
+                        return;
+                    }
+                }
+            }
+            match recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                // The server finished its side: no more input.
+                Ok(None) | Err(_) => {
+                    if let Some(mut w) = stdin.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    // Output: stdout and stderr pumped into frames, in the order read.
+    let (frames, mut outgoing) = mpsc::channel::<Bytes>(16);
+    for (channel, reader) in [(channels::STDOUT, stdout), (channels::STDERR, stderr)] {
+        let Some(mut reader) = reader else { continue };
+        let frames = frames.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if frames
+                            .send(channels::encode_frame(channel, &buf[..n]))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(frames);
+    let mut broken = false;
+    while let Some(frame) = outgoing.recv().await {
+        if !broken && send.write_all(&frame).await.is_err() {
+            // The caller went away; keep draining so the process is not blocked on output.
+            broken = true;
+        }
+    }
+    let status = match exit.await {
+        Ok(code) => channels::status_json(Some(code), None, &command),
+        Err(message) => channels::status_json(None, Some(&message), &command),
+    };
+    if !broken {
+        let _ = send
+            .write_all(&channels::encode_frame(channels::STATUS, &status))
+            .await;
+        let _ = send.finish();
+    }
+    input.abort();
 }
 
 /// Reads one header frame, returning it and any bytes that followed it.
@@ -128,8 +354,8 @@ pub(crate) async fn serve_stream(
     mut recv: quinn::RecvStream,
     logs: &dyn LogProvider,
 ) {
-    let request = match read_header(&mut recv).await {
-        Ok((frame, _)) => decode::<StreamRequest>(&frame),
+    let (request, leftover) = match read_header(&mut recv).await {
+        Ok((frame, rest)) => (decode::<StreamRequest>(&frame), rest),
         Err(error) => {
             tracing::debug!(%error, "server stream without a header");
             let _ = send.reset(STREAM_ABORTED.into());
@@ -163,6 +389,29 @@ pub(crate) async fn serve_stream(
                 let _ = send.finish();
             }
         },
+        Ok(StreamRequest::Exec(request)) => {
+            let command = request.command.clone();
+            match logs.open_exec(request).await {
+                Ok(io) => {
+                    if let Ok(frame) = reply(&StreamReply::Accepted) {
+                        if send.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                    relay_exec(send, recv, leftover, io, command).await;
+                }
+                Err(error) => {
+                    let failed = StreamReply::Failed {
+                        not_found: matches!(error, LogError::NotFound(_)),
+                        message: error.to_string(),
+                    };
+                    if let Ok(frame) = reply(&failed) {
+                        let _ = send.write_all(&frame).await;
+                    }
+                    let _ = send.finish();
+                }
+            }
+        }
         Err(error) => {
             let failed = StreamReply::Failed {
                 not_found: false,

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{earliest, CloseReason, Outbox, SessionConfig};
 use crate::proto::{
-    decode, AgentMessage, FrameDecoder, FrameError, Hello, JoinRequest, PodChange, PodRef,
-    PodStatusUpdate, RefusalCode, ServerMessage, StatusFailure, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, Hello, JoinRequest,
+    NodeSummary, ObjectRef, ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode,
+    ServerMessage, StatusFailure, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// Desired state received from the server.
@@ -67,6 +67,24 @@ pub enum AgentEvent {
     CertificateRenewed {
         /// New certificate (PEM).
         certificate_pem: String,
+    },
+    /// The cluster's nodes changed (after [`AgentSession::watch_nodes`]).
+    Nodes {
+        /// The cluster's pod network settings, if the server has them.
+        network: Option<ClusterNetwork>,
+        /// Whether `nodes` is the complete list.
+        full: bool,
+        /// Added or changed nodes (all of them when `full`).
+        nodes: Vec<NodeSummary>,
+        /// Nodes that are gone.
+        removed: Vec<String>,
+    },
+    /// The answer to [`AgentSession::get_objects`].
+    Objects {
+        /// The request number.
+        request: u64,
+        /// One result per reference.
+        results: Vec<ObjectResult>,
     },
     /// The session is over; the driver closes the connection with `reason.close_code()`.
     Closed(CloseReason),
@@ -303,6 +321,26 @@ impl AgentSession {
                 self.events
                     .push_back(AgentEvent::CertificateRenewed { certificate_pem });
             }
+            (
+                State::Established,
+                ServerMessage::Nodes {
+                    network,
+                    full,
+                    nodes,
+                    removed,
+                },
+            ) => {
+                self.events.push_back(AgentEvent::Nodes {
+                    network,
+                    full,
+                    nodes,
+                    removed,
+                });
+            }
+            (State::Established, ServerMessage::Objects { request, results }) => {
+                self.events
+                    .push_back(AgentEvent::Objects { request, results });
+            }
             (_, ServerMessage::Goodbye { reason }) => {
                 self.close(CloseReason::PeerGoodbye(reason));
             }
@@ -398,6 +436,16 @@ impl AgentSession {
         self.send(&AgentMessage::Events { events })
     }
 
+    /// Asks for the cluster's nodes and their changes ([`AgentEvent::Nodes`]).
+    pub fn watch_nodes(&mut self) -> Result<(), FrameError> {
+        self.send(&AgentMessage::WatchNodes)
+    }
+
+    /// Asks for config maps and secrets ([`AgentEvent::Objects`] answers with `request`).
+    pub fn get_objects(&mut self, request: u64, refs: Vec<ObjectRef>) -> Result<(), FrameError> {
+        self.send(&AgentMessage::GetObjects { request, refs })
+    }
+
     /// Asks for a renewed certificate.
     pub fn renew_certificate(&mut self, csr_pem: String) -> Result<(), FrameError> {
         self.send(&AgentMessage::RenewCertificate { csr_pem })
@@ -460,5 +508,7 @@ fn server_message_name(message: &ServerMessage) -> &'static str {
         ServerMessage::StatusAck { .. } => "statusAck",
         ServerMessage::CertificateRenewed { .. } => "certificateRenewed",
         ServerMessage::Goodbye { .. } => "goodbye",
+        ServerMessage::Nodes { .. } => "nodes",
+        ServerMessage::Objects { .. } => "objects",
     }
 }

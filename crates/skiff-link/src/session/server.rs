@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{CloseReason, Outbox, SessionConfig};
 use crate::proto::{
-    decode, AgentMessage, FrameDecoder, FrameError, JoinRequest, PodChange, PodRef,
-    PodStatusUpdate, RefusalCode, ServerMessage, StatusFailure, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, JoinRequest, NodeSummary,
+    ObjectRef, ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode, ServerMessage,
+    StatusFailure, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// Who the TLS layer says the peer is.
@@ -59,6 +59,16 @@ pub enum ServerEvent {
     RenewCertificate {
         /// The CSR (PEM).
         csr_pem: String,
+    },
+    /// The node wants the cluster's nodes; answer with [`ServerSession::send_nodes`] now and
+    /// whenever they change.
+    WatchNodes,
+    /// The node reads config maps and secrets; answer with [`ServerSession::send_objects`].
+    GetObjects {
+        /// Request number to echo.
+        request: u64,
+        /// What to read.
+        refs: Vec<ObjectRef>,
     },
     /// The session is over; the driver closes the connection with `reason.close_code()` once
     /// the queued bytes are written.
@@ -225,6 +235,13 @@ impl ServerSession {
                 self.events
                     .push_back(ServerEvent::RenewCertificate { csr_pem });
             }
+            (State::Established, AgentMessage::WatchNodes) => {
+                self.events.push_back(ServerEvent::WatchNodes);
+            }
+            (State::Established, AgentMessage::GetObjects { request, refs }) => {
+                self.events
+                    .push_back(ServerEvent::GetObjects { request, refs });
+            }
             (_, AgentMessage::Goodbye { reason }) => {
                 self.close(CloseReason::PeerGoodbye(reason));
             }
@@ -343,6 +360,31 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Sends the cluster's nodes (or their changes).
+    pub fn send_nodes(
+        &mut self,
+        network: Option<ClusterNetwork>,
+        full: bool,
+        nodes: Vec<NodeSummary>,
+        removed: Vec<String>,
+    ) -> Result<(), FrameError> {
+        self.send(&ServerMessage::Nodes {
+            network,
+            full,
+            nodes,
+            removed,
+        })
+    }
+
+    /// Answers a `GetObjects` request.
+    pub fn send_objects(
+        &mut self,
+        request: u64,
+        results: Vec<ObjectResult>,
+    ) -> Result<(), FrameError> {
+        self.send(&ServerMessage::Objects { request, results })
+    }
+
     /// Tells the node that nothing changed for it up to `revision`.
     pub fn send_bookmark(&mut self, revision: u64) -> Result<(), FrameError> {
         self.send(&ServerMessage::Bookmark { revision })
@@ -446,5 +488,7 @@ fn agent_message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::Events { .. } => "events",
         AgentMessage::RenewCertificate { .. } => "renewCertificate",
         AgentMessage::Goodbye { .. } => "goodbye",
+        AgentMessage::WatchNodes => "watchNodes",
+        AgentMessage::GetObjects { .. } => "getObjects",
     }
 }
