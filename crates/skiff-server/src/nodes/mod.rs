@@ -12,6 +12,8 @@ mod error;
 mod join;
 mod lease;
 mod logs;
+mod objects;
+mod peers;
 mod registration;
 mod session;
 pub mod tokens;
@@ -43,6 +45,9 @@ pub struct NodeLinkSettings {
     pub heartbeat_interval: Duration,
     /// How often the Node's Ready condition heartbeat is refreshed (upstream: 5 minutes).
     pub node_status_interval: Duration,
+    /// The cluster's pod network as agents must set it up (`--cluster-cidr` and the backend),
+    /// sent to agents that watch the cluster's nodes.
+    pub cluster_network: Option<skiff_link::proto::ClusterNetwork>,
 }
 
 impl NodeLinkSettings {
@@ -54,6 +59,7 @@ impl NodeLinkSettings {
             token,
             heartbeat_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(300),
+            cluster_network: None,
         }
     }
 }
@@ -80,6 +86,8 @@ pub(crate) struct Shared {
     pub ca: ClusterCa,
     pub ca_pem: String,
     pub settings: NodeLinkSettings,
+    /// The node directory, started when the first agent asks for it.
+    pub directory: tokio::sync::OnceCell<tokio::sync::watch::Receiver<peers::Directory>>,
 }
 
 impl NodeLink {
@@ -112,6 +120,7 @@ impl NodeLink {
             ca,
             ca_pem,
             settings,
+            directory: tokio::sync::OnceCell::new(),
         });
         let server = LinkServer::bind(
             LinkServerConfig {

@@ -14,7 +14,7 @@ use skiff_link::quic::{JoinGrant, NodeEvent, NodeService, NodeSession, Refusal};
 
 use super::error::{message, status_code};
 use super::lease::Heart;
-use super::{desired, join, registration, Shared};
+use super::{desired, join, objects, peers, registration, Shared};
 
 /// The control plane's [`NodeService`].
 pub(crate) struct Sessions {
@@ -51,6 +51,7 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
         session.resume_revision,
         sender.clone(),
     ));
+    let mut directory_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut heart = Heart::new(&name, &as_node, &shared.admin);
     let mut registration: Option<Node> = None;
     let mut last_status = Instant::now();
@@ -101,6 +102,29 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                     }
                 }
             }
+            NodeEvent::WatchNodes => {
+                if directory_task.is_none() {
+                    let admin = shared.admin.clone();
+                    let directory = shared
+                        .directory
+                        .get_or_init(|| async move { peers::start(admin) })
+                        .await
+                        .clone();
+                    directory_task = Some(tokio::spawn(peers::serve(
+                        directory,
+                        shared.settings.cluster_network.clone(),
+                        sender.clone(),
+                    )));
+                }
+            }
+            NodeEvent::GetObjects { request, refs } => {
+                let as_node = as_node.clone();
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    let results = objects::read(&as_node, refs).await;
+                    let _ = sender.send_objects(request, results);
+                });
+            }
             NodeEvent::Closed(reason) => {
                 tracing::info!(node = %name, %reason, "node session closed");
                 break;
@@ -108,6 +132,9 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
         }
     }
     desired.abort();
+    if let Some(task) = directory_task {
+        task.abort();
+    }
 }
 
 /// Keeps the Node's conditions fresh: at the status interval, at once if the stored Node says
