@@ -1,22 +1,32 @@
-//! The node agent: pod workers, probes, status reporting and local state for offline operation.
+//! The node agent: receives the pods bound to its node over the link, runs them with the
+//! runtime (images per pull policy, pod network through skiff-net, probes), reports pod and
+//! node status, serves logs and exec, and keeps everything it needs in a local database so the
+//! node carries on — and brings its pods back after a restart or reboot — while the server
+//! cannot be reached.
+//!
+//! - [`agent`]: the main loop ([`run`]).
+//! - [`pods`]: one worker per pod (create, update, graceful delete with confirmation).
+//! - [`status`]: pod status as upstream reports it; [`probes`]: liveness/readiness/startup.
+//! - [`images`]: pull policy and back-off; [`inputs`]: images, config maps, secrets.
+//! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
+//! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
 
+pub mod agent;
 mod config;
+mod error;
+pub mod images;
+pub mod inputs;
+pub mod network;
+pub mod node;
+pub mod pods;
+pub mod probes;
+pub mod state;
+pub mod status;
+pub mod streams;
 
-pub use config::AgentConfig;
-
-/// Errors that stop the agent.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// A piece of the agent is not built yet.
-    #[error("{0} is not yet available in this build of skiff")]
-    NotAvailable(&'static str),
-}
-
-/// Runs the node agent until `shutdown` resolves.
-pub async fn run(
-    config: AgentConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), AgentError> {
-    let _ = (config, shutdown);
-    Err(AgentError::NotAvailable("the node agent"))
-}
+pub use agent::{cleanup, run, AgentPaths, CleanupSummary};
+pub use config::{
+    parse_labels, parse_taints, valid_node_name, AgentConfig, AgentTimings, SystemReserved,
+    TaintSpec, CONTROL_PLANE_LABEL,
+};
+pub use error::AgentError;

@@ -1,0 +1,291 @@
+//! `imagePullPolicy` against the node's image store, with the kubelet's pull back-off and its
+//! waiting reasons: `ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`,
+//! `InvalidImageName`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use skiff_image::{ImageInfo, ImageStore, LogProgress, Reference, RegistryConfig};
+
+/// Why a container's image is not available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFailure {
+    /// The waiting reason (`ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`,
+    /// `InvalidImageName`).
+    pub reason: &'static str,
+    /// The message shown with it.
+    pub message: String,
+    /// When to try again (`None`: only when the pod changes).
+    pub retry_after: Option<Duration>,
+}
+
+/// A successful resolution, with what happened (for events).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The image.
+    pub image: ImageInfo,
+    /// Whether it was pulled now (false: already present).
+    pub pulled: bool,
+    /// How long the pull took.
+    pub pull_time: Duration,
+}
+
+struct BackoffEntry {
+    delay: Duration,
+    until: Instant,
+    last_error: String,
+}
+
+/// Resolves container images per pull policy; shared by all pod workers.
+pub struct ImagePuller {
+    store: ImageStore,
+    registries: RegistryConfig,
+    initial: Duration,
+    max: Duration,
+    backoff: Mutex<HashMap<(String, String), BackoffEntry>>,
+}
+
+/// The policy upstream defaults to when none is given: `Always` for `:latest` or untagged
+/// images, `IfNotPresent` otherwise.
+pub fn default_policy(image: &str) -> &'static str {
+    match Reference::parse(image) {
+        Ok(r) if r.digest().is_some() => "IfNotPresent",
+        Ok(r) if r.tag() == Some("latest") || r.tag().is_none() => "Always",
+        _ => "IfNotPresent",
+    }
+}
+
+impl ImagePuller {
+    /// A puller over `store`; failed pulls back off from `initial` doubling to `max`.
+    pub fn new(
+        store: ImageStore,
+        registries: RegistryConfig,
+        initial: Duration,
+        max: Duration,
+    ) -> Self {
+        ImagePuller {
+            store,
+            registries,
+            initial,
+            max,
+            backoff: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &ImageStore {
+        &self.store
+    }
+
+    /// Makes `image` available for a container of pod `pod_uid` according to `policy`.
+    pub async fn ensure(
+        &self,
+        pod_uid: &str,
+        image: &str,
+        policy: Option<&str>,
+    ) -> Result<Resolved, ImageFailure> {
+        if image.trim().is_empty() || Reference::parse(image).is_err() {
+            return Err(ImageFailure {
+                reason: "InvalidImageName",
+                message: format!("Failed to apply default image tag {image:?}: couldn't parse image name {image:?}"),
+                retry_after: None,
+            });
+        }
+        let policy = policy.unwrap_or_else(|| default_policy(image));
+        let present = self.resolve_local(image).await;
+        let must_pull = match policy {
+            "Never" => false,
+            "IfNotPresent" => present.is_none(),
+            _ => true,
+        };
+        if !must_pull {
+            return match present {
+                Some(image) => Ok(Resolved {
+                    image,
+                    pulled: false,
+                    pull_time: Duration::ZERO,
+                }),
+                None => Err(ImageFailure {
+                    reason: "ErrImageNeverPull",
+                    message: format!(
+                        "Container image {image:?} is not present with pull policy of Never"
+                    ),
+                    retry_after: None,
+                }),
+            };
+        }
+        let key = (pod_uid.to_string(), image.to_string());
+        {
+            let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = backoff.get(&key) {
+                let now = Instant::now();
+                if entry.until > now {
+                    return Err(ImageFailure {
+                        reason: "ImagePullBackOff",
+                        message: format!("Back-off pulling image {image:?}: {}", entry.last_error),
+                        retry_after: Some(entry.until - now),
+                    });
+                }
+            }
+        }
+        let started = Instant::now();
+        tracing::info!(pod = pod_uid, image, policy, "pulling image");
+        // The store's pull future cannot be proven `Send` (a higher-ranked closure inside it),
+        // so it runs on a blocking thread of this runtime rather than inside a spawned task.
+        let result = {
+            let store = self.store.clone();
+            let registries = self.registries.clone();
+            let name = image.to_string();
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(store.pull(&name, &registries, &LogProgress))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(skiff_image::ImageError::PullFailed {
+                    reference: image.to_string(),
+                    errors: vec![format!("pull task failed: {e}")],
+                })
+            })
+        };
+        match result {
+            Ok(info) => {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                Ok(Resolved {
+                    image: info,
+                    pulled: true,
+                    pull_time: started.elapsed(),
+                })
+            }
+            Err(error) => {
+                let message = format!("Failed to pull image {image:?}: {error}");
+                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                let delay = match backoff.get(&key) {
+                    Some(entry) => (entry.delay * 2).min(self.max),
+                    None => self.initial,
+                };
+                backoff.insert(
+                    key,
+                    BackoffEntry {
+                        delay,
+                        until: Instant::now() + delay,
+                        last_error: error.to_string(),
+                    },
+                );
+                Err(ImageFailure {
+                    reason: "ErrImagePull",
+                    message,
+                    retry_after: Some(delay),
+                })
+            }
+        }
+    }
+
+    /// The image if the store has it.
+    pub async fn resolve_local(&self, image: &str) -> Option<ImageInfo> {
+        let store = self.store.clone();
+        let name = image.to_string();
+        match tokio::task::spawn_blocking(move || store.resolve(&name)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => {
+                tracing::warn!(image, %error, "cannot look the image up in the store");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Forgets the back-off of a pod that is gone.
+    pub fn forget_pod(&self, pod_uid: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(uid, _), _| uid != pod_uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_upstream() {
+        assert_eq!(default_policy("busybox"), "Always");
+        assert_eq!(default_policy("busybox:latest"), "Always");
+        assert_eq!(default_policy("busybox:1.36"), "IfNotPresent");
+        assert_eq!(
+            default_policy(
+                "busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+            "IfNotPresent"
+        );
+    }
+
+    fn puller(dir: &std::path::Path) -> ImagePuller {
+        ImagePuller::new(
+            ImageStore::open(dir).unwrap(),
+            RegistryConfig::from_yaml(
+                "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:9\"]\n",
+                "test",
+            )
+            .unwrap(),
+            Duration::from_millis(200),
+            Duration::from_millis(400),
+        )
+    }
+
+    #[tokio::test]
+    async fn never_and_missing_images_give_upstream_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = puller(dir.path());
+        let e = p
+            .ensure("u1", "busybox:1.0", Some("Never"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, "ErrImageNeverPull");
+        assert!(e.message.contains("busybox:1.0"), "{}", e.message);
+        let e = p.ensure("u1", "Not A Name", None).await.unwrap_err();
+        assert_eq!(e.reason, "InvalidImageName");
+    }
+
+    #[tokio::test]
+    async fn failed_pulls_back_off_then_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = puller(dir.path());
+        let first = p
+            .ensure("u1", "nothing:1.0", Some("IfNotPresent"))
+            .await
+            .unwrap_err();
+        assert_eq!(first.reason, "ErrImagePull");
+        assert!(
+            first
+                .message
+                .starts_with("Failed to pull image \"nothing:1.0\""),
+            "{}",
+            first.message
+        );
+        let second = p
+            .ensure("u1", "nothing:1.0", Some("IfNotPresent"))
+            .await
+            .unwrap_err();
+        assert_eq!(second.reason, "ImagePullBackOff");
+        // Another pod has its own back-off.
+        let other = p
+            .ensure("u2", "nothing:1.0", Some("IfNotPresent"))
+            .await
+            .unwrap_err();
+        assert_eq!(other.reason, "ErrImagePull");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let third = p
+            .ensure("u1", "nothing:1.0", Some("IfNotPresent"))
+            .await
+            .unwrap_err();
+        assert_eq!(third.reason, "ErrImagePull");
+        // The delay doubled.
+        assert_eq!(third.retry_after, Some(Duration::from_millis(400)));
+    }
+}
