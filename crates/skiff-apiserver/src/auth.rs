@@ -42,6 +42,14 @@ pub enum Decision {
 pub trait Authorizer: Send + Sync + 'static {
     /// Decides about one request.
     fn authorize(&self, attributes: &Attributes<'_>) -> Decision;
+
+    /// Checks the object a create, update or patch (of an authorized request) is about to
+    /// store, as upstream's NodeRestriction admission does (a node may create only its own
+    /// Node). `attributes.name` is the object's name, also for creates. Default: allow.
+    fn admit(&self, attributes: &Attributes<'_>, object: &serde_json::Value) -> Decision {
+        let _ = (attributes, object);
+        Decision::Allow
+    }
 }
 
 /// Allows every authenticated request.
@@ -109,6 +117,16 @@ impl Authorizer for UnionAuthorizer {
             }
         }
         Decision::Deny(reasons.join(", "))
+    }
+
+    /// The authorizer that allowed the request decides.
+    fn admit(&self, attributes: &Attributes<'_>, object: &serde_json::Value) -> Decision {
+        for authorizer in &self.authorizers {
+            if authorizer.authorize(attributes) == Decision::Allow {
+                return authorizer.admit(attributes, object);
+            }
+        }
+        Decision::Deny(String::new())
     }
 }
 

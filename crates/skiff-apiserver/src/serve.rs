@@ -123,7 +123,11 @@ async fn connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(1000)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+    // With upgrades: exec/attach/port-forward switch the connection to WebSocket or SPDY.
+    if let Err(error) = builder
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .await
+    {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

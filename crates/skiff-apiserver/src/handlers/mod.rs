@@ -33,6 +33,7 @@ pub(crate) struct Call {
     pub request: ResourceRequest,
     pub query: Query,
     pub headers: http::HeaderMap,
+    pub identity: Authenticated,
 }
 
 impl Call {
@@ -64,6 +65,29 @@ impl Call {
             self.namespace(),
             self.name(),
         )
+    }
+
+    /// Asks the authorizer to admit the object this request is about to store (403 if not).
+    pub fn admit(&self, object: &serde_json::Value) -> Result<(), ApiError> {
+        let name = crate::objects::meta_str(object, "name")
+            .filter(|n| !n.is_empty())
+            .or(self.request.name.as_deref());
+        let attributes = Attributes {
+            identity: &self.identity.0,
+            verb: self.request.verb.as_str(),
+            api_group: self.request.info.group,
+            resource: self.request.info.plural,
+            subresource: self.request.subresource.as_deref(),
+            namespace: self.request.namespace.as_deref(),
+            name,
+        };
+        match self.api.config().authorizer.admit(&attributes, object) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => {
+                Err(ApiError::forbidden(forbidden_message(&attributes, &reason))
+                    .about(self.subject(name.unwrap_or_default())))
+            }
+        }
     }
 
     /// Maps a store error to the API's `Status`, naming this request's object.
@@ -332,6 +356,7 @@ async fn resource(
         request: parsed,
         query,
         headers: parts.headers,
+        identity,
     };
     let sub = call.request.subresource.clone();
     match (call.request.verb, sub.as_deref()) {

@@ -107,6 +107,7 @@ pub async fn patch(call: &Call, body: Body) -> Result<Response<Body>, ApiError> 
         meta::check_type_meta(&patched, &info.api_version(), info.kind)?;
         let warnings = check_fields(call, info, &mut patched)?;
         meta::check_namespace_and_name(call, &mut patched, Some(call.name()))?;
+        call.admit(&patched)?;
         match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
             Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,
             Err(e) => return Err(e),
@@ -150,6 +151,7 @@ async fn apply(
     }
     meta::check_type_meta(&applied, &info.api_version(), info.kind)?;
     meta::check_namespace_and_name(call, &mut applied, Some(call.name()))?;
+    call.admit(&applied)?;
     let key = call.key();
     let mut attempt = 0;
     loop {

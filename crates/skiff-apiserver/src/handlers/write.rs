@@ -23,6 +23,7 @@ pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
     meta::check_type_meta(&object, &info.api_version(), info.kind)?;
     let warnings = check_fields(call, info, &mut object)?;
     meta::check_namespace_and_name(call, &mut object, None)?;
+    call.admit(&object)?;
     let created = create_object(&call.api, info, call.namespace(), object, dry_run).await?;
     let response = render::object_value(StatusCode::CREATED, info, &created, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
@@ -183,24 +184,54 @@ pub async fn update_object(
         .map_err(|e| super::store_error(info, e))?;
     if delete_now {
         let uid = meta_str(old, "uid").map(str::to_string);
-        let deleted = api
-            .store()
-            .delete(
-                key,
-                Preconditions {
-                    uid,
-                    resource_version: Some(stored.revision()),
-                },
-            )
-            .await
-            .map_err(|e| super::store_error(info, e))?;
-        return Ok(Updated {
-            object: parse_stored(&deleted)?,
-        });
+        if let Some(deleted) = finish_deletion(api, info, key, uid, &stored).await? {
+            return Ok(Updated {
+                object: parse_stored(&deleted)?,
+            });
+        }
     }
     Ok(Updated {
         object: parse_stored(&stored)?,
     })
+}
+
+/// Removes an object whose deletion has no finalizers left (`stored` is its latest state).
+/// Another write may land between the update and the delete (a controller's status update,
+/// say): then the object is re-read and removed if it is still being deleted without
+/// finalizers — upstream does both in one atomic step. `None` if a finalizer came back.
+async fn finish_deletion(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    key: &Key,
+    uid: Option<String>,
+    stored: &Object,
+) -> Result<Option<Object>, ApiError> {
+    let mut revision = stored.revision();
+    for _ in 0..8 {
+        let preconditions = Preconditions {
+            uid: uid.clone(),
+            resource_version: Some(revision),
+        };
+        match api.store().delete(key, preconditions).await {
+            Ok(deleted) => return Ok(Some(deleted)),
+            Err(skiff_store::StoreError::Conflict { .. }) => {
+                let Some(current) = api.store().get(key) else {
+                    return Ok(None);
+                };
+                let value = parse_stored(&current)?;
+                if !objects::is_deleting(&value) || !objects::finalizers(&value).is_empty() {
+                    return Ok(None);
+                }
+                revision = current.revision();
+            }
+            Err(skiff_store::StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(super::store_error(info, e)),
+        }
+    }
+    Err(ApiError::internal(format!(
+        "{} {:?} kept changing while its deletion finished; it will be retried",
+        info.plural, key.name
+    )))
 }
 
 /// PUT of an object or its status.
@@ -216,6 +247,7 @@ pub async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
     let key = call.key();
     let (old, _) = meta::load(call, &key)?;
     let part = Part::of(call.request.subresource.as_deref());
+    call.admit(&object)?;
     let updated = update_object(&call.api, info, &key, &old, object, part, dry_run).await?;
     let response =
         render::object_value(StatusCode::OK, info, &updated.object, output, &call.query)?;
