@@ -119,7 +119,7 @@ pub enum RuntimeError {
         #[source]
         source: serde_json::Error,
     },
-    /// Setting up or tearing down the pod network failed (reported by the `PodNetwork`).
+    /// Setting up or tearing down the pod network failed (reported by the `SandboxNetwork`).
     #[error("network for pod {pod}: {message}")]
     Network {
         /// Pod UID.

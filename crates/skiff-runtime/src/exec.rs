@@ -26,6 +26,7 @@ pub struct ExecOptions {
 }
 
 /// A process started by [`Runtime::exec`].
+#[derive(Debug)]
 pub struct ExecProcess {
     /// Host pid.
     pub pid: i32,

@@ -83,6 +83,20 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// Whether `pid` is a process that has not exited (zombies and dead tasks have).
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    match stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+    {
+        Some('Z') | Some('X') | Some('x') | None => false,
+        Some(_) => true,
+    }
+}
+
 const TOKEN_NETLINK: u64 = 0;
 const TOKEN_WAKE: u64 = 1;
 const RECENT_EXITS: usize = 4096;
@@ -98,6 +112,8 @@ struct Watch {
     pid: i32,
     pidfd: OwnedFd,
     status: Option<ExitStatus>,
+    /// When its pidfd reported the exit (it may still wait for the exit event).
+    exited_at: Option<std::time::Instant>,
     callback: ExitCallback,
 }
 
@@ -313,6 +329,7 @@ impl ExitMonitor {
                 pid,
                 pidfd,
                 status,
+                exited_at: None,
                 callback,
             },
         );
@@ -438,7 +455,7 @@ fn record_exit(shared: &Shared, tgid: i32, code: u32) {
         if let Some(w) = state.watches.get_mut(&token) {
             // Once the watched process is gone and has a status, a later event for the same
             // number belongs to a new process that reused the pid.
-            if !(w.status.is_some() && pidfd_exited(&w.pidfd)) {
+            if !(w.status.is_some() && (w.exited_at.is_some() || pidfd_exited(&w.pidfd))) {
                 w.status = Some(ExitStatus::from_wait_status(code));
             }
         }
@@ -450,16 +467,36 @@ fn record_exit(shared: &Shared, tgid: i32, code: u32) {
     state.recent.push_back((tgid, code));
 }
 
+/// How long an exited process may wait for its exit event. The kernel makes the pidfd readable
+/// (in `exit_notify`) just *before* it sends the proc connector message (`proc_exit_connector`
+/// runs after it in `do_exit`), so the event usually follows within microseconds.
+const EVENT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn run(shared: Arc<Shared>) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
     loop {
+        let next_deadline = {
+            let state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .watches
+                .values()
+                .filter_map(|w| w.exited_at.map(|t| t + EVENT_GRACE))
+                .min()
+        };
+        let timeout = match next_deadline {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as i32,
+            None => -1,
+        };
         // SAFETY: epoll_wait into a correctly sized buffer.
         let n = unsafe {
             libc::epoll_wait(
                 shared.epoll.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as i32,
-                -1,
+                timeout,
             )
         };
         if n < 0 {
@@ -469,45 +506,64 @@ fn run(shared: Arc<Shared>) {
             tracing::error!(error = %std::io::Error::last_os_error(), "exit monitor epoll failed");
             return;
         }
-        // Exit events are queued before the pidfd fires, so read them first.
         drain_netlink(&shared);
-        let mut fired = Vec::new();
-        for ev in &events[..n as usize] {
-            match ev.u64 {
-                TOKEN_NETLINK => {}
-                TOKEN_WAKE => return,
-                token => fired.push(token),
+        let now = std::time::Instant::now();
+        let mut done: Vec<(Watch, ExitStatus)> = Vec::new();
+        {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            for ev in &events[..n.max(0) as usize] {
+                match ev.u64 {
+                    TOKEN_NETLINK => {}
+                    TOKEN_WAKE => return,
+                    token => {
+                        if let Some(w) = state.watches.get_mut(&token) {
+                            if w.exited_at.is_none() {
+                                w.exited_at = Some(now);
+                                // SAFETY: removing a registered descriptor from our epoll set.
+                                unsafe {
+                                    libc::epoll_ctl(
+                                        shared.epoll.as_raw_fd(),
+                                        libc::EPOLL_CTL_DEL,
+                                        w.pidfd.as_raw_fd(),
+                                        std::ptr::null_mut(),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // Exited processes with their event, or out of time waiting for it.
+            let finished: Vec<u64> = state
+                .watches
+                .iter()
+                .filter(|(_, w)| {
+                    w.exited_at
+                        .is_some_and(|t| w.status.is_some() || now >= t + EVENT_GRACE)
+                })
+                .map(|(token, _)| *token)
+                .collect();
+            for token in finished {
+                if let Some(w) = state.watches.remove(&token) {
+                    state.by_pid.remove(&w.pid);
+                    let status = match w.status {
+                        Some(s) => s,
+                        None => {
+                            tracing::warn!(
+                                pid = w.pid,
+                                events_lost = state.events_lost,
+                                "process exited without an exit event"
+                            );
+                            ExitStatus::Unknown
+                        }
+                    };
+                    done.push((w, status));
+                }
             }
         }
-        for token in fired {
-            let watch = {
-                let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(w) = state.watches.remove(&token) else {
-                    continue;
-                };
-                state.by_pid.remove(&w.pid);
-                // SAFETY: removing a registered descriptor from our epoll set.
-                unsafe {
-                    libc::epoll_ctl(
-                        shared.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_DEL,
-                        w.pidfd.as_raw_fd(),
-                        std::ptr::null_mut(),
-                    );
-                }
-                w
-            };
-            let status = watch.status.unwrap_or_else(|| {
-                let lost = shared.state.lock().map(|s| s.events_lost).unwrap_or(true);
-                tracing::warn!(
-                    pid = watch.pid,
-                    events_lost = lost,
-                    "process exited without an exit event"
-                );
-                ExitStatus::Unknown
-            });
-            tracing::debug!(pid = watch.pid, ?status, "watched process exited");
-            (watch.callback)(status);
+        for (w, status) in done {
+            tracing::debug!(pid = w.pid, ?status, "watched process exited");
+            (w.callback)(status);
         }
     }
 }
@@ -604,6 +660,58 @@ mod tests {
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(10)).unwrap(),
             ExitStatus::Exited(42)
+        );
+        let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+mod pidns_tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn killed_pid_namespace_init_with_children_reports_its_signal() {
+        if !crate::testing::require_root("needs the proc connector (root)") {
+            return;
+        }
+        let monitor = ExitMonitor::start().unwrap();
+        // unshare forks the namespace init (sh), which runs children; we watch the init.
+        let mut child = std::process::Command::new("unshare")
+            .args([
+                "--fork",
+                "--pid",
+                "--mount-proc",
+                "sh",
+                "-c",
+                "sleep 100 & sleep 100 & while true; do sleep 0.1; done",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let init: i32 =
+            std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        let (tx, rx) = mpsc::channel();
+        monitor
+            .watch(
+                init,
+                pidfd_open(init).unwrap(),
+                Box::new(move |s| tx.send(s).unwrap()),
+            )
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(init),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            ExitStatus::Signaled(9)
         );
         let _ = child.wait();
     }

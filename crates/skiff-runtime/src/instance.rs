@@ -454,8 +454,7 @@ fn create_and_start(
     instance.pid = Some(launched.pid);
     instance.pid_start_time = process_start_time(launched.pid);
     // Start: the init process is waiting on libcontainer's notify socket.
-    let started = LcContainer::load(inner.libcontainer_root.join(&id)).and_then(|mut c| c.start());
-    if let Err(e) = started {
+    if let Err(e) = notify_start(&inner.libcontainer_root.join(&id)) {
         kill_all(inner, &instance, &launched.pidfd, libc::SIGKILL);
         remove_container_state(inner, &instance);
         return Err(CreateError::Run {
@@ -478,6 +477,48 @@ fn paths_cgroup(inner: &Inner, paths: &PodPaths) -> PathBuf {
     inner.pod_cgroup(uid)
 }
 
+/// Tells a created container to execute its process (libcontainer's `Container::start`, minus
+/// its process-wide `chdir`, which would race with every other thread of the runtime): connect to
+/// the notify socket through `/proc/self/fd` (short path, no working directory change), then
+/// record the state as running.
+fn notify_start(container_dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let dir = crate::fsutil::open_dir(container_dir)
+        .map_err(|e| RuntimeError::io("open", container_dir, e))?;
+    let socket = format!(
+        "/proc/self/fd/{}/{}",
+        dir.as_raw_fd(),
+        libcontainer::notify_socket::NOTIFY_FILE
+    );
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| {
+        RuntimeError::io(
+            "connect",
+            container_dir.join(libcontainer::notify_socket::NOTIFY_FILE),
+            e,
+        )
+    })?;
+    stream.write_all(b"start container").map_err(|e| {
+        RuntimeError::io(
+            "write",
+            container_dir.join(libcontainer::notify_socket::NOTIFY_FILE),
+            e,
+        )
+    })?;
+    drop(stream);
+    let mut container =
+        LcContainer::load(container_dir.to_path_buf()).map_err(|e| RuntimeError::Container {
+            container: container_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+    container
+        .set_status(libcontainer::container::ContainerStatus::Running)
+        .save()
+        .map_err(|e| RuntimeError::Container {
+            container: container_dir.display().to_string(),
+            message: e.to_string(),
+        })
+}
+
 /// Sends `signal` to the instance's init; SIGKILL also goes to every process in its cgroup.
 pub(crate) fn kill_all(inner: &Inner, instance: &Instance, pidfd: &OwnedFd, signal: i32) {
     // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo.
@@ -498,6 +539,22 @@ pub(crate) fn kill_all(inner: &Inner, instance: &Instance, pidfd: &OwnedFd, sign
             );
         }
     }
+}
+
+/// Kills and removes an instance known only by id and cgroup (interrupted creation).
+pub(crate) fn discard(inner: &Inner, cgroup: &Path, id: &str) {
+    for pid in crate::cgroups::pids(&inner.cgroups, cgroup) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let dir = inner.libcontainer_root.join(id);
+    if dir.exists() {
+        let _ = LcContainer::load(dir.clone()).and_then(|mut c| c.delete(true));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = crate::cgroups::remove(&inner.cgroups, cgroup);
 }
 
 /// Deletes libcontainer's state and the cgroup of an instance (idempotent).

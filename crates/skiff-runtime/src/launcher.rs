@@ -170,14 +170,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The launcher's side: never returns.
-fn launcher_main(op: Operation, result_w: OwnedFd, ack_r: OwnedFd) -> ! {
+fn launcher_main(op: Operation, result_w: OwnedFd, ack_r: OwnedFd, trace: bool) -> ! {
     // A session of its own: terminal hangups and process-group signals aimed at the runtime
     // never reach the containers, which inherit this session.
     let _ = nix::unistd::setsid();
     // Only this thread exists; other threads' locks (e.g. a log writer's) may be held forever.
     // Keep libcontainer's tracing away from them.
     // (SKIFF_LAUNCHER_TRACE=1 keeps them, for debugging libcontainer.)
-    let _quiet = if std::env::var_os("SKIFF_LAUNCHER_TRACE").is_some() {
+    let _quiet = if trace {
         None
     } else {
         Some(tracing::dispatcher::set_default(&tracing::Dispatch::none()))
@@ -267,6 +267,8 @@ pub(crate) fn launch(
     let id = op.id().to_owned();
     let (result_r, result_w) = pipe()?;
     let (ack_r, ack_w) = pipe()?;
+    // Read before forking: the environment lock must not be taken in the child.
+    let trace = std::env::var_os("SKIFF_LAUNCHER_TRACE").is_some();
     // SAFETY: the child only runs single-threaded code that does not depend on locks held by
     // other threads of the parent (glibc resets malloc's locks in fork's child handler; tracing
     // is silenced), and ends with _exit.
@@ -274,7 +276,7 @@ pub(crate) fn launch(
         Ok(nix::unistd::ForkResult::Child) => {
             drop(result_r);
             drop(ack_w);
-            launcher_main(op, result_w, ack_r)
+            launcher_main(op, result_w, ack_r, trace)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Err(e) => return Err(RuntimeError::sys("fork", format!("launcher for {id}"), e)),

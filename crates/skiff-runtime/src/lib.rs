@@ -43,4 +43,4 @@ pub use inputs::{ContainerImage, NodeFacts, PodInputs};
 pub use logs::pump::Rotation;
 pub use logs::reader::LogOptions;
 pub use logs::{LogRecord, Stream};
-pub use runtime::{LogStream, LoopbackOnly, PodEvent, PodNetwork, Runtime};
+pub use runtime::{BoxFuture, LogStream, LoopbackOnly, PodEvent, Runtime, SandboxNetwork};

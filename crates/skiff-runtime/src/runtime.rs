@@ -24,25 +24,44 @@ use crate::state::{ContainerRecord, PodPaths, PodRecord, SandboxRecord};
 use crate::worker::{Live, PodMsg, PodWorker};
 use crate::{dns, sandbox, volumes};
 
-/// Sets up and tears down the network of a pod sandbox (implemented by skiff-net). Called on
-/// a blocking thread.
-pub trait PodNetwork: Send + Sync + 'static {
+/// A boxed future, for [`SandboxNetwork`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Sets up and tears down the network of a pod sandbox (the agent implements it with skiff-net).
+pub trait SandboxNetwork: Send + Sync + 'static {
     /// Configures the pod's network namespace (`netns` is its bind-mounted file) before any
-    /// container starts; returns the pod's IPs.
-    fn setup(&self, pod: &Pod, netns: &Path) -> std::result::Result<Vec<String>, String>;
-    /// Releases what `setup` configured (addresses, interfaces, routes). Must be idempotent.
-    fn teardown(&self, pod: &Pod, netns: &Path) -> std::result::Result<(), String>;
+    /// container starts; returns the pod's IPs (they go into /etc/hosts and the status).
+    fn setup<'a>(
+        &'a self,
+        pod: &'a Pod,
+        netns: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<Vec<String>, String>>;
+    /// Releases what `setup` configured. Called on removal, also after a failed or interrupted
+    /// setup, so it must be idempotent.
+    fn teardown<'a>(
+        &'a self,
+        pod: &'a Pod,
+        netns: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<(), String>>;
 }
 
 /// No network besides `lo` (tests, or pods that need no connectivity).
 pub struct LoopbackOnly;
 
-impl PodNetwork for LoopbackOnly {
-    fn setup(&self, _pod: &Pod, _netns: &Path) -> std::result::Result<Vec<String>, String> {
-        Ok(Vec::new())
+impl SandboxNetwork for LoopbackOnly {
+    fn setup<'a>(
+        &'a self,
+        _pod: &'a Pod,
+        _netns: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<Vec<String>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
-    fn teardown(&self, _pod: &Pod, _netns: &Path) -> std::result::Result<(), String> {
-        Ok(())
+    fn teardown<'a>(
+        &'a self,
+        _pod: &'a Pod,
+        _netns: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -74,7 +93,7 @@ pub(crate) struct Inner {
     pub swap_accounting: bool,
     pub exits: ExitMonitor,
     pub pump: LogPump,
-    pub network: Arc<dyn PodNetwork>,
+    pub network: Arc<dyn SandboxNetwork>,
     pub libcontainer_root: PathBuf,
     pub pods: Mutex<HashMap<String, PodEntry>>,
     pub events: broadcast::Sender<PodEvent>,
@@ -283,14 +302,13 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     if let Some(netns) = record.sandbox.namespaces.net.clone() {
         record.sandbox.network_ready = true;
         record.save(paths)?;
-        record.pod_ips =
-            inner
-                .network
-                .setup(pod, &netns)
-                .map_err(|message| RuntimeError::Network {
-                    pod: uid.clone(),
-                    message,
-                })?;
+        // We run on a blocking thread of the tokio runtime: wait for the async setup here.
+        record.pod_ips = tokio::runtime::Handle::current()
+            .block_on(inner.network.setup(pod, &netns))
+            .map_err(|message| RuntimeError::Network {
+                pod: uid.clone(),
+                message,
+            })?;
     } else {
         record.pod_ips = record.host_ips.clone();
     }
@@ -376,8 +394,13 @@ pub(crate) fn destroy_pod(
     }
     if let Some(r) = record {
         for c in r.containers.values() {
-            if let Some(inst) = &c.instance {
-                let dir = inner.libcontainer_root.join(&inst.id);
+            let ids = c
+                .instance
+                .iter()
+                .map(|i| i.id.clone())
+                .chain(c.creating.clone());
+            for id in ids {
+                let dir = inner.libcontainer_root.join(&id);
                 if dir.exists() {
                     let _ = libcontainer::container::Container::load(dir.clone())
                         .and_then(|mut lc| lc.delete(true));
@@ -387,11 +410,13 @@ pub(crate) fn destroy_pod(
         }
         if r.sandbox.network_ready {
             if let Some(netns) = &r.sandbox.namespaces.net {
-                keep(inner.network.teardown(&r.pod, netns).map_err(|message| {
-                    RuntimeError::Network {
-                        pod: uid.clone(),
-                        message,
-                    }
+                let done = match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => handle.block_on(inner.network.teardown(&r.pod, netns)),
+                    Err(_) => Err("no tokio runtime to run the network teardown on".to_owned()),
+                };
+                keep(done.map_err(|message| RuntimeError::Network {
+                    pod: uid.clone(),
+                    message,
                 }));
             }
         }
@@ -420,7 +445,7 @@ impl Runtime {
     /// Opens the runtime: creates the state directories, detects cgroups, starts the exit
     /// monitor and the log pump. Pods left by a previous runtime are not touched until
     /// [`Runtime::adopt_existing`].
-    pub fn open(config: RuntimeConfig, network: Arc<dyn PodNetwork>) -> Result<Runtime> {
+    pub fn open(config: RuntimeConfig, network: Arc<dyn SandboxNetwork>) -> Result<Runtime> {
         for dir in [
             config.root.clone(),
             config.root.join("pods"),
@@ -714,6 +739,30 @@ impl Runtime {
                     continue;
                 }
             };
+            let mut record = record;
+            let interrupted: Vec<(String, String)> = record
+                .containers
+                .iter()
+                .filter_map(|(n, c)| c.creating.clone().map(|id| (n.clone(), id)))
+                .collect();
+            if !interrupted.is_empty() {
+                // The previous runtime died while creating these: remove what exists of them.
+                let inner = Arc::clone(&self.inner);
+                let cgroup = record.cgroup.clone();
+                let ids: Vec<String> = interrupted.iter().map(|(_, id)| id.clone()).collect();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for id in ids {
+                        crate::instance::discard(&inner, &cgroup.join(&id), &id);
+                    }
+                })
+                .await;
+                for (name, _) in &interrupted {
+                    if let Some(c) = record.containers.get_mut(name) {
+                        c.creating = None;
+                    }
+                }
+                record.save(&paths)?;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             let mut live = HashMap::new();
             let mut lost = Vec::new();
@@ -767,7 +816,8 @@ impl Runtime {
                     status: ExitStatus::Unknown,
                 });
             }
-            tracing::info!(pod = %uid, running = live.len(), "re-adopted pod");
+            let running = live.values().filter(|l| l.pidfd.is_some()).count();
+            tracing::info!(pod = %uid, running, "re-adopted pod");
             self.spawn_worker(uid.clone(), record, PodInputs::default(), live, tx, rx);
             adopted.push(uid);
         }

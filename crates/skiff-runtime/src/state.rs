@@ -93,6 +93,10 @@ pub struct ContainerRecord {
     pub backoff: Option<Backoff>,
     /// Not before this time may it be (re)started.
     pub not_before: Option<Timestamp>,
+    /// Id of an instance being created right now: if the runtime dies meanwhile, a restarted
+    /// runtime removes whatever of it exists.
+    #[serde(default)]
+    pub creating: Option<String>,
 }
 
 impl ContainerRecord {

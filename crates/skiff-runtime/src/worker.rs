@@ -330,6 +330,8 @@ impl PodWorker {
         let inputs = self.inputs.clone();
         let regenerate = self.regenerate.remove(name);
         let n = name.to_owned();
+        let creating = id.clone();
+        self.update_container(name, move |c| c.creating = Some(creating));
         let permit = self.inner.launches.clone().acquire_owned().await;
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -371,6 +373,7 @@ impl PodWorker {
                 );
                 let instance = started.instance;
                 self.update_container(name, move |c| {
+                    c.creating = None;
                     if c.instance.is_some() {
                         c.restart_count += 1;
                         c.last_termination = previous;
@@ -397,6 +400,7 @@ impl PodWorker {
                     container_id: format!("skiff://{}", instance.id),
                 });
                 self.update_container(name, move |c| {
+                    c.creating = None;
                     if c.instance.is_some() {
                         c.restart_count += 1;
                         c.last_termination = previous;
@@ -419,6 +423,7 @@ impl PodWorker {
                 tracing::warn!(pod = %self.uid, container = %name, error = %e, reason, "container not created");
                 let message = e.to_string();
                 self.update_container(name, move |c| {
+                    c.creating = None;
                     c.waiting = Some(Waiting {
                         reason: reason.into(),
                         message: Some(message),
@@ -536,8 +541,18 @@ impl PodWorker {
                 })
                 .map(|c| c.name.clone())
                 .collect();
-            for name in sidecars_running {
-                self.signal(&name, false);
+            if !sidecars_running.is_empty() {
+                // Stopped like a pod: stop signal, SIGKILL after the grace period; the pod's
+                // phase is then final.
+                let grace = snapshot
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .unwrap_or(self.inner.config.default_grace);
+                self.begin_termination(grace);
+                return Some(Timestamp::now());
             }
         }
         next
@@ -684,7 +699,8 @@ fn human(d: Duration) -> String {
 pub(crate) fn reattach(instance: &Instance) -> Option<OwnedFd> {
     let pid = instance.pid?;
     let want = instance.pid_start_time?;
-    if crate::exits::process_start_time(pid) != Some(want) {
+    // A zombie has exited already (its parent just has not reaped it).
+    if crate::exits::process_start_time(pid) != Some(want) || !crate::exits::process_alive(pid) {
         return None;
     }
     let fd = crate::exits::pidfd_open(pid).ok()?;

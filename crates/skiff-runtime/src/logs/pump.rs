@@ -94,14 +94,36 @@ impl LogSink {
             return;
         }
         let mut st = self.lock();
-        if let Some(f) = st.file.as_mut() {
-            if let Err(e) = f.write_all(bytes) {
-                tracing::warn!(path = %self.path.display(), error = %e, "log write failed");
+        // Whole lines, rotating before a line would take the file over its size.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = self.rotation.max_size.saturating_sub(st.size) as usize;
+            let mut take = match rest[..room.min(rest.len())]
+                .iter()
+                .rposition(|b| *b == b'\n')
+            {
+                Some(i) => i + 1,
+                None => 0,
+            };
+            if take == 0 {
+                if st.size > 0 {
+                    self.rotate(&mut st);
+                    continue;
+                }
+                // A single line longer than a whole file: it goes in as it is.
+                take = rest
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|i| i + 1)
+                    .unwrap_or(rest.len());
             }
-        }
-        st.size += bytes.len() as u64;
-        if st.size > self.rotation.max_size {
-            self.rotate(&mut st);
+            if let Some(f) = st.file.as_mut() {
+                if let Err(e) = f.write_all(&rest[..take]) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "log write failed");
+                }
+            }
+            st.size += take as u64;
+            rest = &rest[take..];
         }
         st.seq += 1;
         drop(st);
@@ -617,6 +639,15 @@ mod tests {
         assert!(log.exists());
         assert!(dir.path().join("0.log.1").exists() && dir.path().join("0.log.2").exists());
         assert!(!dir.path().join("0.log.3").exists(), "only max_files kept");
-        assert!(std::fs::metadata(&log).unwrap().len() <= 4096 + line.len() as u64);
+        for f in ["0.log", "0.log.1", "0.log.2"] {
+            assert!(
+                std::fs::metadata(dir.path().join(f)).unwrap().len() <= 4096,
+                "{f} within the size"
+            );
+        }
+        // One big write is split across files too.
+        let big: Vec<u8> = line.iter().copied().cycle().take(line.len() * 12).collect();
+        sink.write(&big);
+        assert!(std::fs::metadata(&log).unwrap().len() <= 4096);
     }
 }
