@@ -101,12 +101,18 @@ impl Registry {
                     break; // exited: probably the port was taken; try another
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Registry {
-                        child,
-                        port,
-                        dir,
-                        tls: tls.is_some(),
-                    };
+                    // Make sure it is our registry that listens (not something that took the
+                    // port in between): ours would have exited on a bind error.
+                    std::thread::sleep(Duration::from_millis(100));
+                    if child.try_wait().unwrap().is_none() {
+                        return Registry {
+                            child,
+                            port,
+                            dir,
+                            tls: tls.is_some(),
+                        };
+                    }
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
