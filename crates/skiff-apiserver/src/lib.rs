@@ -14,6 +14,7 @@ mod discovery;
 mod handlers;
 mod negotiate;
 mod node_authorizer;
+mod node_proxy;
 mod objects;
 mod openapi;
 mod openapi_pb;
@@ -36,6 +37,9 @@ pub use auth::{
 pub use body::MAX_BODY_BYTES;
 pub use bootstrap::SYSTEM_NAMESPACES;
 pub use node_authorizer::NodeAuthorizer;
+pub use node_proxy::{
+    NodeProxy, NodeProxyError, NodeReader, NodeWriter, PodExecOptions, PodLogOptions, ProxyFuture,
+};
 pub use serve::{Authenticated, ServeError};
 pub use service::InProcessService;
 pub use status::{ApiError, Details, StatusCause, Subject};
@@ -77,6 +81,7 @@ struct Inner {
     config: ApiConfig,
     discovery: discovery::Discovery,
     openapi: OnceLock<openapi::OpenApiDocs>,
+    node_proxy: OnceLock<Arc<dyn NodeProxy>>,
 }
 
 impl ApiServer {
@@ -88,6 +93,7 @@ impl ApiServer {
                 config,
                 discovery: discovery::Discovery::new(),
                 openapi: OnceLock::new(),
+                node_proxy: OnceLock::new(),
             }),
         }
     }
@@ -102,6 +108,16 @@ impl ApiServer {
     /// The store behind the API.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Plugs in how `pods/log` and `pods/exec` reach nodes (once; later calls are ignored).
+    /// Without it those requests answer 503.
+    pub fn set_node_proxy(&self, proxy: Arc<dyn NodeProxy>) {
+        let _ = self.inner.node_proxy.set(proxy);
+    }
+
+    pub(crate) fn node_proxy(&self) -> Option<Arc<dyn NodeProxy>> {
+        self.inner.node_proxy.get().cloned()
     }
 
     pub(crate) fn config(&self) -> &ApiConfig {

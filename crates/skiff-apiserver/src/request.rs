@@ -204,7 +204,7 @@ mod tests {
     fn unknown_things_are_404_or_405() {
         assert_eq!(p(Method::GET, "", "widgets", "").unwrap_err().code, 404);
         assert_eq!(
-            p(Method::GET, "", "namespaces/d/pods/web/exec", "")
+            p(Method::GET, "", "namespaces/d/pods/web/attach", "")
                 .unwrap_err()
                 .code,
             404

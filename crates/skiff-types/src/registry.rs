@@ -100,7 +100,7 @@ pub struct SubresourceInfo {
     pub kind: Option<&'static str>,
 }
 
-/// Describes the subresource `name` (`status`, `scale`, `binding`, `log`, `eviction`), or `None`
+/// Describes the subresource `name` (`status`, `scale`, `binding`, `log`, `eviction`, `exec`), or `None`
 /// when skiff serves no subresource of that name.
 pub fn subresource(name: &str) -> Option<SubresourceInfo> {
     const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
@@ -132,6 +132,13 @@ pub fn subresource(name: &str) -> Option<SubresourceInfo> {
             group: Some("policy"),
             version: Some("v1"),
             kind: Some("Eviction"),
+        },
+        "exec" => SubresourceInfo {
+            name: "exec",
+            verbs: &["create", "get"],
+            group: Some(""),
+            version: Some("v1"),
+            kind: Some("PodExecOptions"),
         },
         "log" => SubresourceInfo {
             name: "log",
@@ -223,7 +230,7 @@ static RESOURCES: &[ResourceInfo] = &[
         short_names: &["po"],
         namespaced: true,
         verbs: ALL_VERBS,
-        subresources: &["status", "binding", "log", "eviction"],
+        subresources: &["status", "binding", "log", "eviction", "exec"],
         categories: &["all"],
         list_kind: "PodList",
     },

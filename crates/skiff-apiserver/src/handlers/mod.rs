@@ -3,6 +3,7 @@
 
 mod delete;
 mod meta;
+mod node;
 mod patch;
 mod read;
 mod subresources;
@@ -350,7 +351,8 @@ async fn resource(
     let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
     let parsed = request::parse(request.method(), group, version, &parts, &query)?;
     authorize(&api, &identity, &parsed)?;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let call = Call {
         api,
         request: parsed,
@@ -374,7 +376,8 @@ async fn resource(
         (Verb::Patch, Some("scale")) => subresources::patch_scale(&call, body).await,
         (Verb::Create, Some("binding")) => subresources::binding(&call, body).await,
         (Verb::Create, Some("eviction")) => subresources::eviction(&call, body).await,
-        (Verb::Get, Some("log")) => subresources::log(&call),
+        (Verb::Get, Some("log")) => node::log(&call).await,
+        (Verb::Get | Verb::Create, Some("exec")) => node::exec(&call, upgrade).await,
         (verb, Some(sub)) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {}/{sub})",
             verb.as_str(),

@@ -1,5 +1,5 @@
 //! Subresources other than status: `scale` (autoscaling/v1 Scale), pod `binding`, pod
-//! `eviction`, pod `log`.
+//! `eviction` (pod `log` and `exec` are in `node`).
 
 use axum::body::Body;
 use http::{Response, StatusCode};
@@ -295,13 +295,4 @@ pub async fn eviction(call: &Call, body: Body) -> Result<Response<Body>, ApiErro
             meta_str(&deleted, "uid"),
         ),
     ))
-}
-
-/// GET `pods/{name}/log`: not served until the node agent exists.
-pub fn log(call: &Call) -> Result<Response<Body>, ApiError> {
-    let (_, _) = meta::load(call, &call.key())?;
-    Err(ApiError::unavailable(format!(
-        "logs of pod \"{}\" are not available yet: this build of skiff has no node agent to read them from",
-        call.name()
-    )))
 }

@@ -1,11 +1,15 @@
-//! Reaching a node's container logs over its link (for `kubectl logs`), also behind NAT.
+//! Reaching a node's containers over its link — logs for `kubectl logs`, exec for
+//! `kubectl exec` — also behind NAT: the API server's [`NodeProxy`].
 
 use std::sync::Arc;
 
-use skiff_link::proto::LogRequest;
-use skiff_link::quic::{LinkServer, LogError, LogStream};
+use skiff_apiserver::{
+    NodeProxy, NodeProxyError, NodeReader, NodeWriter, PodExecOptions, PodLogOptions, ProxyFuture,
+};
+use skiff_link::proto::{ExecRequest, LogRequest};
+use skiff_link::quic::{LinkServer, LogError, LogStream, NodeSender};
 
-/// Opens log streams on connected nodes.
+/// Opens log and exec streams on connected nodes.
 #[derive(Clone)]
 pub struct NodeLogProxy {
     server: Arc<LinkServer>,
@@ -17,9 +21,22 @@ impl std::fmt::Debug for NodeLogProxy {
     }
 }
 
+fn proxy_error(error: LogError) -> NodeProxyError {
+    match error {
+        LogError::NotFound(m) => NodeProxyError::NotFound(m),
+        LogError::Failed(m) => NodeProxyError::Failed(m),
+    }
+}
+
 impl NodeLogProxy {
     pub(crate) fn new(server: Arc<LinkServer>) -> Self {
         Self { server }
+    }
+
+    fn sender(&self, node: &str) -> Result<NodeSender, NodeProxyError> {
+        self.server.node(node).ok_or_else(|| {
+            NodeProxyError::NodeNotConnected(format!("node {node} is not connected to the server"))
+        })
     }
 
     /// Streams a container log from `node`. A node without a session is
@@ -29,5 +46,64 @@ impl NodeLogProxy {
             return Err(LogError::Failed(format!("node {node} is not connected")));
         };
         sender.open_log(request).await
+    }
+}
+
+impl NodeProxy for NodeLogProxy {
+    fn pod_logs<'a>(
+        &'a self,
+        node: &'a str,
+        namespace: &'a str,
+        pod: &'a str,
+        options: PodLogOptions,
+    ) -> ProxyFuture<'a, Result<NodeReader, NodeProxyError>> {
+        Box::pin(async move {
+            let sender = self.sender(node)?;
+            let stream = sender
+                .open_log(LogRequest {
+                    namespace: namespace.to_string(),
+                    pod: pod.to_string(),
+                    container: options.container,
+                    follow: options.follow,
+                    previous: options.previous,
+                    timestamps: options.timestamps,
+                    tail_lines: options.tail_lines,
+                    since_seconds: options.since_seconds,
+                    limit_bytes: options.limit_bytes,
+                })
+                .await
+                .map_err(proxy_error)?;
+            Ok(Box::pin(stream) as NodeReader)
+        })
+    }
+
+    fn pod_exec<'a>(
+        &'a self,
+        node: &'a str,
+        namespace: &'a str,
+        pod: &'a str,
+        options: PodExecOptions,
+    ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>> {
+        Box::pin(async move {
+            let sender = self.sender(node)?;
+            let stream = sender
+                .open_exec(ExecRequest {
+                    namespace: namespace.to_string(),
+                    pod: pod.to_string(),
+                    container: options.container,
+                    command: options.command,
+                    stdin: options.stdin,
+                    stdout: options.stdout,
+                    stderr: options.stderr,
+                    tty: options.tty,
+                })
+                .await
+                .map_err(proxy_error)?;
+            let (reader, writer) = stream.into_split();
+            Ok((
+                Box::pin(reader) as NodeReader,
+                Box::pin(writer) as NodeWriter,
+            ))
+        })
     }
 }
