@@ -452,18 +452,24 @@ impl ImageStore {
         // The senders (this one and the blocking tasks' clones) drop when the work ends, which
         // ends the forwarding of progress events.
         let work = async move {
-            let layers = manifest.layers().iter().zip(diff_ids.iter().zip(&blobs));
+            // Owned items: closures over borrowed ones make the future fail to be `Send`
+            // (higher-ranked lifetime inference), and the agent spawns pulls.
+            let layers: Vec<(Descriptor, Digest, Digest)> = manifest
+                .layers()
+                .iter()
+                .cloned()
+                .zip(diff_ids.iter().cloned().zip(blobs.iter().cloned()))
+                .map(|(descriptor, (diff_id, blob))| (descriptor, diff_id, blob))
+                .collect();
+            let (client, target) = (&client, &target);
             futures::stream::iter(layers)
-                .map(|(descriptor, (diff_id, blob))| {
+                .map(|(descriptor, diff_id, blob)| {
                     let events = events.clone();
-                    let client = &client;
-                    let target = &target;
                     async move {
                         let what = format!("layer {blob} of {reference}");
-                        self.download(client, target, descriptor, &what, progress)
+                        self.download(client, target, &descriptor, &what, progress)
                             .await?;
                         let store = self.clone();
-                        let (diff_id, blob) = (diff_id.clone(), blob.clone());
                         tokio::task::spawn_blocking(move || {
                             store.ensure_layer(&diff_id, &blob, &ChannelProgress(events))
                         })
@@ -689,6 +695,16 @@ configs:
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("configs.h.auth"), "{error}");
+    }
+
+    #[test]
+    fn pull_futures_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let config = RegistryConfig::default();
+        let future = store.pull("busybox", &config, &crate::NoProgress);
+        assert_send(&future);
     }
 
     #[test]
