@@ -215,7 +215,6 @@ impl HollowNode {
             self.config.data_dir.join(&self.name),
             registration(&self.name, self.index),
         );
-        link_config.connect_timeout = Duration::from_secs(10);
         let (link, mut events) = AgentLink::start(
             link_config,
             Some(endpoint),

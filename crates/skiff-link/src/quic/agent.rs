@@ -72,7 +72,9 @@ impl AgentLinkConfig {
             resume_revision: None,
             session: SessionConfig::default(),
             backoff: Backoff::default(),
-            connect_timeout: Duration::from_secs(5),
+            // Short: an attempt at a server that is down (restarting) gets no answer at all, and
+            // waiting longer only delays the next try; a live server answers in milliseconds.
+            connect_timeout: Duration::from_secs(3),
             renew_before: Duration::from_secs(30 * 24 * 3600),
             watch_nodes: false,
         }

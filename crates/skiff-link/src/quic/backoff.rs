@@ -41,7 +41,7 @@ impl Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self::new(Duration::from_millis(250), Duration::from_secs(8))
+        Self::new(Duration::from_millis(250), Duration::from_secs(5))
     }
 }
 
