@@ -72,8 +72,27 @@ impl SkiffProcess {
         panic!("skiff server did not start: {last_error}");
     }
 
+    /// Starts the server on `data_dir` and a free port with `extra` flags (e.g. controller
+    /// timings); waits until it accepts connections.
+    pub fn start_with_args(data_dir: &Path, extra: &[&str]) -> SkiffProcess {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = crate::free_port();
+            match Self::start_on_with(data_dir, port, extra) {
+                Ok(p) => return p,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("skiff server did not start: {last_error}");
+    }
+
     /// Starts the server on `data_dir` and `port`.
     pub fn start_on(data_dir: &Path, port: u16) -> Result<SkiffProcess, String> {
+        Self::start_on_with(data_dir, port, &[])
+    }
+
+    /// Starts the server on `data_dir` and `port` with `extra` flags.
+    pub fn start_on_with(data_dir: &Path, port: u16, extra: &[&str]) -> Result<SkiffProcess, String> {
         let log_path = data_dir.with_extension(format!("log.{port}"));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let bin = skiff_bin();
@@ -84,6 +103,7 @@ impl SkiffProcess {
             .arg(data_dir)
             .arg("--https-listen-port")
             .arg(port.to_string())
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)

@@ -80,6 +80,8 @@ enum Work {
     AttemptToDelete(String),
     Orphan(String),
     DeleteDependents(String),
+    /// Being deleted with no finalizer left, yet still stored: delete it again.
+    Finish(String),
 }
 
 enum Input {
@@ -376,6 +378,11 @@ impl Collector {
             })
             .map(|o| o.uid.clone())
             .collect();
+        // An object whose last finalizer is gone is normally removed by the API server in
+        // the same update; if that removal lost a race it stays, being deleted, forever.
+        if item.deleting && item.finalizers.is_empty() && item.resource.kind != "Pod" {
+            self.enqueue(Work::Finish(uid.to_string()));
+        }
         if orphaning {
             self.enqueue(Work::Orphan(uid.to_string()));
         }
@@ -429,6 +436,9 @@ impl Collector {
                 Work::AttemptToDelete(uid) => self.attempt_to_delete(uid),
                 Work::Orphan(uid) => self.orphan(uid),
                 Work::DeleteDependents(uid) => self.delete_dependents(uid),
+                Work::Finish(uid) => self
+                    .target(uid)
+                    .map(|t| Command::Delete(t, PropagationPolicy::Background, work.clone())),
             };
             if let Some(command) = command {
                 self.execute(command);

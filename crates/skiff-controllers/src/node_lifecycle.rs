@@ -271,26 +271,45 @@ impl Monitor {
     }
 
     async fn sync_taints(&self, node: &Node, ready: Option<&str>) {
-        let spec = node.spec.clone().unwrap_or_default();
-        let current = spec.taints.clone().unwrap_or_default();
-        let wanted = desired_taints(&current, ready, spec.unschedulable.unwrap_or(false));
-        if same_taints(&current, &wanted) {
+        let wanted_for = |n: &Node| {
+            let spec = n.spec.clone().unwrap_or_default();
+            let current = spec.taints.clone().unwrap_or_default();
+            let wanted = desired_taints(&current, ready, spec.unschedulable.unwrap_or(false));
+            (!same_taints(&current, &wanted)).then_some(wanted)
+        };
+        if wanted_for(node).is_none() {
             return;
         }
-        let mut updated = node.clone();
-        updated.spec.get_or_insert_with(Default::default).taints = Some(wanted);
+        let name = name_of(&node.metadata);
         let api: Api<Node> = Api::all(self.client.clone());
-        match api
-            .replace(name_of(&node.metadata), &PostParams::default(), &updated)
-            .await
-        {
-            Ok(_) => {
-                tracing::debug!(node = %name_of(&node.metadata), ?ready, "node taints updated")
-            }
-            // Stale cache or gone: the next round sees the fresh node.
-            Err(e) if is_not_found(&e) || status_code(&e) == Some(409) => {}
-            Err(e) => {
-                tracing::warn!(node = %name_of(&node.metadata), error = %e, "cannot update node taints")
+        // The cached node may be stale (we may just have written its status): read, change,
+        // write with its resourceVersion, and try again on a conflict.
+        for _ in 0..3 {
+            let fresh = match api.get(name).await {
+                Ok(n) => n,
+                Err(e) => {
+                    if !is_not_found(&e) {
+                        tracing::warn!(node = name, error = %e, "cannot read node");
+                    }
+                    return;
+                }
+            };
+            let Some(wanted) = wanted_for(&fresh) else {
+                return;
+            };
+            let mut updated = fresh;
+            updated.spec.get_or_insert_with(Default::default).taints = Some(wanted);
+            match api.replace(name, &PostParams::default(), &updated).await {
+                Ok(_) => {
+                    tracing::debug!(node = name, ?ready, "node taints updated");
+                    return;
+                }
+                Err(e) if status_code(&e) == Some(409) => continue,
+                Err(e) if is_not_found(&e) => return,
+                Err(e) => {
+                    tracing::warn!(node = name, error = %e, "cannot update node taints");
+                    return;
+                }
             }
         }
     }

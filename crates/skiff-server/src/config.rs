@@ -28,4 +28,6 @@ pub struct ServerConfig {
     pub cluster_cidr: String,
     /// Join token secret to use instead of a generated one.
     pub token: Option<String>,
+    /// Timings and limits of the scheduler and controllers.
+    pub controllers: crate::ControllerSettings,
 }

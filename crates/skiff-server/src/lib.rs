@@ -6,10 +6,12 @@
 
 mod config;
 mod control_plane;
+mod controllers;
 pub mod nodes;
 
 pub use config::ServerConfig;
 pub use control_plane::{ControlPlane, ServerPaths};
+pub use controllers::{parse_duration, ControllerSettings};
 
 /// Errors that stop the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,9 @@ pub enum ServerError {
     /// The node link could not start.
     #[error(transparent)]
     NodeLink(#[from] nodes::NodeLinkError),
+    /// The scheduler and controllers could not start (a bad setting).
+    #[error("controllers: {0}")]
+    Controllers(#[from] skiff_controllers::Error),
     /// A background task of the control plane panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -63,6 +68,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let plane = ControlPlane::start(&config).await?;
+    let controllers = controllers::start(
+        &plane.api,
+        controllers::config(&config.controllers, &config.cluster_cidr),
+    )?;
     let link = nodes::NodeLink::start(
         &plane.api,
         &plane.pki,
@@ -85,6 +94,7 @@ pub async fn run(
     }));
     shutdown.await;
     link.shutdown().await;
+    controllers.shutdown().await;
     let _ = stop_api.send(true);
     api.await.map_err(|e| ServerError::Task(e.to_string()))?
 }

@@ -143,6 +143,8 @@ pub struct ServerArgs {
     /// Join token secret to use instead of a generated one.
     #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -265,4 +267,48 @@ pub struct HollowNodesArgs {
     /// Nodes joining or connecting at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub start_concurrency: usize,
+}
+
+/// Timings and limits of the scheduler and controllers (names as kube-controller-manager's
+/// flags; durations as Go writes them: `40s`, `5m`, `1m30s`).
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// How often the node lifecycle controller checks node health.
+    #[arg(long, env = "SKIFF_NODE_MONITOR_PERIOD", default_value = "5s",
+        value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+    pub node_monitor_period: std::time::Duration,
+    /// How long a node may go without renewing its lease before it is marked unreachable
+    /// (its pods are then evicted after their toleration of the unreachable taint).
+    #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "40s",
+        value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How long a new node may take to report Ready before it is marked unreachable.
+    #[arg(long, env = "SKIFF_NODE_STARTUP_GRACE_PERIOD", default_value = "60s",
+        value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+    pub node_startup_grace_period: std::time::Duration,
+    /// Finished pods kept before the oldest are deleted (0 disables).
+    #[arg(
+        long,
+        env = "SKIFF_TERMINATED_POD_GC_THRESHOLD",
+        default_value_t = 12500,
+        value_name = "N"
+    )]
+    pub terminated_pod_gc_threshold: usize,
+    /// Prefix length of each node's pod CIDR within --cluster-cidr.
+    #[arg(long, env = "SKIFF_NODE_CIDR_MASK_SIZE", default_value_t = 24,
+        value_parser = clap::value_parser!(u8).range(8..=30), value_name = "BITS")]
+    pub node_cidr_mask_size: u8,
+}
+
+impl ControllerArgs {
+    /// The settings the server takes.
+    pub fn settings(&self) -> skiff_server::ControllerSettings {
+        skiff_server::ControllerSettings {
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+        }
+    }
 }

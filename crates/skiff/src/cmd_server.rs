@@ -23,6 +23,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         disable_agent: args.disable_agent,
         cluster_cidr: args.cluster_cidr,
         token: args.token,
+        controllers: args.controllers.settings(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

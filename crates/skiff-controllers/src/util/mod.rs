@@ -1,5 +1,6 @@
 //! Helpers shared by the controllers.
 
+pub mod duration;
 pub mod expectations;
 pub mod hash;
 pub mod meta;
