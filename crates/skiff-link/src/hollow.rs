@@ -209,7 +209,7 @@ impl HollowNode {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), LinkError> {
         let permit = gate.acquire_owned().await.ok();
-        let mut link_config = AgentLinkConfig::new(
+        let link_config = AgentLinkConfig::new(
             &self.config.server,
             self.config.token.clone(),
             self.config.data_dir.join(&self.name),
