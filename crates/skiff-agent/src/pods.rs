@@ -419,9 +419,13 @@ async fn update(ctx: &WorkerContext, uid: &str, pod: &Pod) -> Option<Duration> {
             &format!("Container {container} definition changed, will be restarted"),
         );
     }
-    let _ = inputs;
-    tracing::warn!(pod = %pod_ref(pod), containers = ?changed, "image changes of running containers are not applied yet");
-    None
+    match ctx.runtime.update_pod(pod.clone(), inputs).await {
+        Ok(()) => None,
+        Err(error) => {
+            tracing::warn!(pod = %pod_ref(pod), %error, "cannot apply the new container images");
+            Some(CONFIG_RETRY)
+        }
+    }
 }
 
 /// Stops one running container instance (its stop signal, SIGKILL after `grace`) so the

@@ -592,6 +592,21 @@ impl Runtime {
             .map_err(|_| RuntimeError::ShutDown)
     }
 
+    /// Takes a new spec of a running pod whose container images changed (the only change
+    /// Kubernetes allows to containers): each app container with a new image is stopped (stop
+    /// signal, SIGKILL after the grace period) and started again from the new image, whatever
+    /// the restart policy; its restart count goes up by one. `inputs` must hold every
+    /// container's image, as for [`Runtime::run_pod`].
+    pub async fn update_pod(&self, pod: Pod, inputs: PodInputs) -> Result<()> {
+        let uid = validate_pod(&pod, &inputs)?;
+        let tx = self.entry(&uid, |e| e.tx.clone())?;
+        tx.send(PodMsg::Update {
+            pod: Box::new(pod),
+            inputs,
+        })
+        .map_err(|_| RuntimeError::ShutDown)
+    }
+
     /// Stops every container of the pod: the stop signal (image StopSignal or SIGTERM), then
     /// SIGKILL after `grace` (default: the pod's terminationGracePeriodSeconds, else the
     /// configured default). Returns when all containers have ended. The pod's phase is final.

@@ -97,6 +97,10 @@ pub struct ContainerRecord {
     /// runtime removes whatever of it exists.
     #[serde(default)]
     pub creating: Option<String>,
+    /// Set when the container's spec changed (a new image): its running instance is stopped
+    /// (SIGKILL at this time) and a new one started whatever the restart policy says.
+    #[serde(default)]
+    pub replace_by: Option<Timestamp>,
 }
 
 impl ContainerRecord {

@@ -35,7 +35,18 @@ fn container_status(
     let image = record.images.get(name);
     let rec = rec.cloned().unwrap_or_default();
     let running = rec.is_running();
-    let state = if let Some(w) = &rec.waiting {
+    // An instance stopped to be replaced (new image) is not finished: the container waits
+    // for its new instance, and the stopped one becomes its last state.
+    let replacing = rec.replace_by.is_some() && !running;
+    let state = if replacing {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..Default::default()
+        }
+    } else if let Some(w) = &rec.waiting {
         ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some(w.reason.clone()),
@@ -72,7 +83,12 @@ fn container_status(
             ..Default::default()
         }
     };
-    let last_state = rec.last_termination.as_ref().map(|t| ContainerState {
+    let last_termination = if replacing {
+        rec.terminated().or(rec.last_termination.as_ref())
+    } else {
+        rec.last_termination.as_ref()
+    };
+    let last_state = last_termination.map(|t| ContainerState {
         terminated: Some(terminated_state(t)),
         ..Default::default()
     });

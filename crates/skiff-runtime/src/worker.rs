@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, RuntimeError};
@@ -38,6 +39,8 @@ pub(crate) enum PodMsg {
     Remove { done: oneshot::Sender<Result<()>> },
     /// New inputs (config maps, secrets, images); containers started later use them.
     Inputs(PodInputs),
+    /// A new pod spec whose container images changed: those containers are replaced.
+    Update { pod: Box<Pod>, inputs: PodInputs },
     /// The runtime shuts down: leave containers running, end the worker.
     Shutdown,
 }
@@ -170,9 +173,57 @@ impl PodWorker {
                     }
                 }
             }
+            PodMsg::Update { pod, inputs } => self.replace_changed(*pod, inputs),
             PodMsg::Shutdown => return true,
         }
         false
+    }
+
+    /// Takes a new spec: app containers whose image changed are stopped (stop signal, SIGKILL
+    /// after the pod's grace period) and started again with the new image, whatever the
+    /// restart policy (upstream restarts a container whose spec changed).
+    fn replace_changed(&mut self, pod: Pod, inputs: PodInputs) {
+        let snapshot = self.snapshot();
+        let apps: HashSet<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+            .collect();
+        let changed: Vec<String> = inputs
+            .images
+            .iter()
+            .filter(|(name, image)| {
+                apps.contains(*name)
+                    && snapshot.images.get(*name).is_some_and(|current| {
+                        current.id != image.id || current.reference != image.reference
+                    })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .unwrap_or(self.inner.config.default_grace);
+        let kill_at = add(Timestamp::now(), grace);
+        let images = inputs.images.clone();
+        self.inputs = inputs;
+        let replaced = changed.clone();
+        self.update(move |r| {
+            r.pod = pod;
+            for (name, image) in images {
+                r.images.insert(name, image);
+            }
+            for name in &replaced {
+                r.containers.entry(name.clone()).or_default().replace_by = Some(kill_at);
+            }
+        });
+        for name in &changed {
+            tracing::info!(pod = %self.uid, container = %name, "container image changed; replacing the container");
+            self.regenerate.insert(name.clone());
+            self.signal(name, false);
+        }
     }
 
     fn begin_termination(&mut self, grace: Duration) {
@@ -374,6 +425,7 @@ impl PodWorker {
                 let instance = started.instance;
                 self.update_container(name, move |c| {
                     c.creating = None;
+                    c.replace_by = None;
                     if c.instance.is_some() {
                         c.restart_count += 1;
                         c.last_termination = previous;
@@ -401,6 +453,7 @@ impl PodWorker {
                 });
                 self.update_container(name, move |c| {
                     c.creating = None;
+                    c.replace_by = None;
                     if c.instance.is_some() {
                         c.restart_count += 1;
                         c.last_termination = previous;
@@ -424,6 +477,7 @@ impl PodWorker {
                 let message = e.to_string();
                 self.update_container(name, move |c| {
                     c.creating = None;
+                    c.replace_by = None;
                     c.waiting = Some(Waiting {
                         reason: reason.into(),
                         message: Some(message),
@@ -504,6 +558,22 @@ impl PodWorker {
                 .cloned()
                 .unwrap_or_default();
             if rec.is_running() {
+                if let Some(kill_at) = rec.replace_by {
+                    // Being replaced: stop signal sent; SIGKILL once the grace period is over.
+                    if now >= kill_at {
+                        self.signal(&c.name, true);
+                        earliest(add(now, Duration::from_secs(1)));
+                    } else {
+                        self.signal(&c.name, false);
+                        earliest(kill_at);
+                    }
+                }
+                continue;
+            }
+            if rec.replace_by.is_some() {
+                // Replaced for a new spec: start at once, whatever the policy and back-off.
+                self.start(&c.name).await;
+                earliest(Timestamp::now());
                 continue;
             }
             if let Some(t) = rec.terminated() {
