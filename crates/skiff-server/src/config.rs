@@ -30,4 +30,6 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Timings and limits of the scheduler and controllers.
     pub controllers: crate::ControllerSettings,
+    /// How nodes reach each other's pods (`vxlan`, `host-gw`), told to every agent.
+    pub flannel_backend: String,
 }

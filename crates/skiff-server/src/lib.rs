@@ -62,37 +62,101 @@ pub enum ServerError {
     Task(String),
 }
 
+/// What the server's own node agent needs to join its server.
+#[derive(Debug, Clone)]
+pub struct LocalNode {
+    /// `https://127.0.0.1:PORT` (or the bind address).
+    pub server_url: String,
+    /// The default join token.
+    pub token: String,
+}
+
+/// A boxed future, for [`LocalAgent`].
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Starts the server's own node agent (the binary provides it: skiff-server does not depend on
+/// the agent). It runs until the future it is given resolves, then returns.
+pub type LocalAgent =
+    Box<dyn FnOnce(LocalNode, BoxFuture<()>) -> BoxFuture<Result<(), String>> + Send>;
+
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    run_with_local_agent(config, shutdown, None).await
+}
+
+/// Runs the control plane and, unless `--disable-agent`, the local node agent `local_agent`,
+/// until `shutdown` resolves; the agent stops first.
+pub async fn run_with_local_agent(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    local_agent: Option<LocalAgent>,
 ) -> Result<(), ServerError> {
     let plane = ControlPlane::start(&config).await?;
     let controllers = controllers::start(
         &plane.api,
         controllers::config(&config.controllers, &config.cluster_cidr),
     )?;
-    let link = nodes::NodeLink::start(
-        &plane.api,
-        &plane.pki,
-        nodes::NodeLinkSettings::new(
-            std::net::SocketAddr::new(config.bind_address, plane.listen_address.port()),
-            &plane.paths.root,
-            config.token.clone(),
-        ),
-    )
-    .await?;
-    if !config.disable_agent {
-        tracing::warn!(
-            "the local node agent is not available in this build yet; running the control plane only (pass --disable-agent to silence this)"
-        );
-    }
+    let mut link_settings = nodes::NodeLinkSettings::new(
+        std::net::SocketAddr::new(config.bind_address, plane.listen_address.port()),
+        &plane.paths.root,
+        config.token.clone(),
+    );
+    link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
+        cluster_cidr: config.cluster_cidr.clone(),
+        backend: config.flannel_backend.clone(),
+    });
+    let link = nodes::NodeLink::start(&plane.api, &plane.pki, link_settings).await?;
+    // `kubectl logs` and `kubectl exec` reach nodes over their links.
+    plane
+        .api
+        .set_node_proxy(std::sync::Arc::new(link.log_proxy()));
+    let agent = match (config.disable_agent, local_agent) {
+        (true, _) => None,
+        (false, None) => {
+            tracing::warn!("no local node agent in this process; running the control plane only");
+            None
+        }
+        (false, Some(start)) => {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let node = LocalNode {
+                server_url: plane.local_url.clone(),
+                token: link.token().to_string(),
+            };
+            let mut stopped = stopped;
+            let running = start(
+                node,
+                Box::pin(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }),
+            );
+            let task = tokio::spawn(async move {
+                let result = running.await;
+                if let Err(error) = &result {
+                    tracing::error!(%error, "the local node agent stopped; the control plane keeps running");
+                }
+                result
+            });
+            Some((stop, task))
+        }
+    };
     // Nodes get their goodbye before the API and the store stop.
     let (stop_api, mut api_stopped) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(plane.serve(async move {
         let _ = api_stopped.wait_for(|stop| *stop).await;
     }));
     shutdown.await;
+    if let Some((stop, task)) = agent {
+        let _ = stop.send(true);
+        match tokio::time::timeout(std::time::Duration::from_secs(15), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(_))) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the local node agent panicked"),
+            Err(_) => tracing::warn!("the local node agent did not stop in time"),
+        }
+    }
     link.shutdown().await;
     controllers.shutdown().await;
     let _ = stop_api.send(true);

@@ -102,6 +102,35 @@ pub struct NodeArgs {
     /// Maximum number of pods on this node.
     #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 110, value_name = "N")]
     pub max_pods: u32,
+    /// The node's address (its InternalIP); default: the address the route to the server uses.
+    #[arg(long, env = "SKIFF_NODE_IP", value_name = "ADDR")]
+    pub node_ip: Option<IpAddr>,
+    /// Resources kept for the system, subtracted from the node's allocatable
+    /// (`cpu=500m,memory=512Mi,ephemeral-storage=1Gi,pid=1000`).
+    #[arg(
+        long,
+        env = "SKIFF_SYSTEM_RESERVED",
+        default_value = "",
+        value_name = "LIST"
+    )]
+    pub system_reserved: String,
+    /// Parent cgroup of every pod of this node.
+    #[arg(
+        long,
+        env = "SKIFF_CGROUP_PARENT",
+        default_value = "/skiff",
+        value_name = "PATH"
+    )]
+    pub cgroup_parent: PathBuf,
+    /// Registry mirrors, credentials and TLS settings for image pulls (k3s registries.yaml
+    /// format); read when it exists.
+    #[arg(
+        long = "registry-config",
+        env = "SKIFF_REGISTRY_CONFIG",
+        default_value = skiff_image::DEFAULT_REGISTRY_CONFIG,
+        value_name = "FILE"
+    )]
+    pub node_registry_config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +172,15 @@ pub struct ServerArgs {
     /// Join token secret to use instead of a generated one.
     #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
     pub token: Option<String>,
+    /// How nodes reach each other's pods: `vxlan` (works across routed networks) or `host-gw`
+    /// (plain routes; all nodes on one L2 segment).
+    #[arg(
+        long,
+        env = "SKIFF_FLANNEL_BACKEND",
+        default_value = "vxlan",
+        value_name = "BACKEND"
+    )]
+    pub flannel_backend: String,
     #[command(flatten)]
     pub controllers: ControllerArgs,
 }
@@ -154,11 +192,21 @@ pub struct AgentArgs {
     #[command(flatten)]
     pub node: NodeArgs,
     /// URL of the server to join, `https://HOST:PORT`.
-    #[arg(long, env = "SKIFF_SERVER", value_name = "URL")]
-    pub server: String,
-    /// Join token printed by the server (`DIR/server/node-token`).
+    #[arg(
+        long,
+        env = "SKIFF_SERVER",
+        value_name = "URL",
+        required_unless_present = "cleanup"
+    )]
+    pub server: Option<String>,
+    /// Join token printed by the server (`DIR/server/node-token`); needed until the node has
+    /// its certificate.
     #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
-    pub token: String,
+    pub token: Option<String>,
+    /// Stop and remove every pod of this node and everything skiff created in its network,
+    /// then exit.
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 #[derive(Debug, Subcommand)]

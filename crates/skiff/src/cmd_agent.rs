@@ -1,29 +1,68 @@
-//! `skiff agent`: join this machine to a cluster as a worker node.
+//! `skiff agent`: join this machine to a cluster as a worker node (or `--cleanup` it).
 
 use anyhow::{Context, Result};
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, NodeArgs};
 use crate::logging;
+
+/// The agent's settings from the node flags (shared by `skiff agent` and the local agent of
+/// `skiff server`).
+pub fn agent_config(
+    data_dir: &std::path::Path,
+    node: &NodeArgs,
+    server: &str,
+    token: Option<String>,
+    control_plane: bool,
+) -> Result<skiff_agent::AgentConfig> {
+    let mut config = skiff_agent::AgentConfig::new(
+        data_dir,
+        server,
+        &match &node.node_name {
+            Some(name) => name.clone(),
+            None => host_name()?,
+        },
+    );
+    config.token = token;
+    config.node_labels = node.node_labels.clone();
+    config.node_taints = node.node_taints.clone();
+    config.max_pods = node.max_pods;
+    config.node_ip = node.node_ip;
+    config.system_reserved = node.system_reserved.clone();
+    config.cgroup_parent = node.cgroup_parent.clone();
+    config.registry_config = Some(node.node_registry_config.clone());
+    config.control_plane = control_plane;
+    config.validate().context("invalid node settings")?;
+    Ok(config)
+}
 
 /// Runs the node agent until SIGINT or SIGTERM.
 pub fn run(args: AgentArgs) -> Result<()> {
     logging::init(&args.common)?;
-    let config = skiff_agent::AgentConfig {
-        data_dir: args.common.data_dir,
-        server: args.server,
-        token: args.token,
-        node_name: match args.node.node_name {
-            Some(name) => name,
-            None => host_name()?,
-        },
-        node_labels: args.node.node_labels,
-        node_taints: args.node.node_taints,
-        max_pods: args.node.max_pods,
-    };
+    let config = agent_config(
+        &args.common.data_dir,
+        &args.node,
+        args.server.as_deref().unwrap_or_default(),
+        args.token.clone(),
+        false,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.cleanup {
+        return runtime.block_on(async {
+            let summary = skiff_agent::cleanup(&config)
+                .await
+                .context("skiff agent --cleanup failed")?;
+            println!(
+                "removed {} pods, {} network interfaces and {} routes",
+                summary.pods,
+                summary.links.len(),
+                summary.routes
+            );
+            Ok(())
+        });
+    }
     runtime.block_on(async {
         skiff_agent::run(config, shutdown_signal())
             .await

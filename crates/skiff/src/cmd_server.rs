@@ -8,6 +8,25 @@ use crate::logging;
 /// Runs the control plane until SIGINT or SIGTERM.
 pub fn run(args: ServerArgs) -> Result<()> {
     logging::init(&args.common)?;
+    args.flannel_backend
+        .parse::<skiff_net::Backend>()
+        .context("invalid --flannel-backend")?;
+    // The local node: the same node flags, joined to this server once it listens.
+    let local_agent = if args.disable_agent {
+        None
+    } else {
+        let mut node = crate::cmd_agent::agent_config(
+            &args.common.data_dir,
+            &args.node,
+            "https://127.0.0.1",
+            None,
+            true,
+        )?;
+        if node.node_ip.is_none() {
+            node.node_ip = args.advertise_address;
+        }
+        Some(local_agent(node))
+    };
     let config = skiff_server::ServerConfig {
         data_dir: args.common.data_dir,
         https_listen_port: args.https_listen_port,
@@ -23,6 +42,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         disable_agent: args.disable_agent,
         cluster_cidr: args.cluster_cidr,
         token: args.token,
+        flannel_backend: args.flannel_backend,
         controllers: args.controllers.settings(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -30,8 +50,21 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        skiff_server::run(config, crate::cmd_agent::shutdown_signal())
+        skiff_server::run_with_local_agent(config, crate::cmd_agent::shutdown_signal(), local_agent)
             .await
             .context("skiff server failed")
+    })
+}
+
+/// The server's own node agent, started once the server listens.
+fn local_agent(mut config: skiff_agent::AgentConfig) -> skiff_server::LocalAgent {
+    Box::new(move |node, stop| {
+        config.server = node.server_url;
+        config.token = Some(node.token);
+        Box::pin(async move {
+            skiff_agent::run(config, stop)
+                .await
+                .map_err(|e| e.to_string())
+        })
     })
 }
