@@ -493,3 +493,29 @@ async fn certificates_are_renewed_before_expiry() {
     assert_eq!(second, renewed);
     link.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agent_started_before_the_server_joins_once_it_is_up() {
+    let cluster = Cluster::new();
+    let port = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = agent_config(addr, Some(cluster.token.to_string()), dir.path(), "early");
+    let starting = tokio::spawn(AgentLink::start(config, None, Arc::new(Logs)));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !starting.is_finished(),
+        "the join must wait for the server, not fail"
+    );
+    let (_server, mut sessions, _) = cluster.start(port, SessionConfig::default()).await;
+    let (link, _events) = tokio::time::timeout(Duration::from_secs(30), starting)
+        .await
+        .expect("joined once the server was up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_session(&mut sessions).await.node_name, "early");
+    link.shutdown().await;
+}

@@ -352,15 +352,28 @@ async fn ensure_credentials(
         )));
     };
     tracing::info!(server = %server, node = %config.node_name, "joining the cluster");
-    credentials::join(
-        endpoint,
-        server,
-        &token,
-        &config.node_name,
-        &config.data_dir,
-        config.connect_timeout.max(Duration::from_secs(5)),
-    )
-    .await
+    // A server that cannot be reached (not started yet, restarting, overloaded) is retried with
+    // back-off; a refusal, a CA pin mismatch or a bad token is final.
+    let mut backoff = config.backoff.clone();
+    loop {
+        let result = credentials::join(
+            endpoint,
+            server,
+            &token,
+            &config.node_name,
+            &config.data_dir,
+            config.connect_timeout.max(Duration::from_secs(10)),
+        )
+        .await;
+        match result {
+            Err(error @ (LinkError::Connect { .. } | LinkError::Resolve { .. })) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(server = %server, node = %config.node_name, %error, retry_in_ms = delay.as_millis() as u64, "cannot reach the server to join; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 struct Runner {
