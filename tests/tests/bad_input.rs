@@ -151,6 +151,42 @@ async fn no_certificate_is_401_and_foreign_identity_is_403() {
 }
 
 #[tokio::test]
+async fn terminating_namespaces_refuse_new_objects_with_403() {
+    // No namespace controller runs here, so the namespace stays Terminating.
+    let (server, admin, _) = setup().await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}});
+    assert_eq!(admin.post_json("/api/v1/namespaces", &ns).await.status, 201);
+    let reply = admin
+        .request("DELETE", "/api/v1/namespaces/doomed", &[], "")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["status"]["phase"], "Terminating");
+    let (code, reason, message) = status(
+        &admin
+            .post_json("/api/v1/namespaces/doomed/pods", &pod("late"))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "unable to create new content in namespace doomed because it is being terminated"
+    );
+    let listed = admin.get("/api/v1/namespaces/doomed/pods").await.json();
+    assert_eq!(listed["items"], json!([]), "nothing was created");
+    let (code, _, message) = status(
+        &admin
+            .request("DELETE", "/api/v1/namespaces/default", &[], "")
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        message.contains("this namespace may not be deleted"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn missing_things_are_404_and_wrong_verbs_405() {
     let (server, admin, before) = setup().await;
     let (code, reason, message) = status(&admin.get(&format!("{PODS}/nope")).await);

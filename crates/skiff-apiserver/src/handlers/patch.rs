@@ -168,13 +168,8 @@ async fn apply(
                 Err(e) if e.reason == "AlreadyExists" && attempt < MAX_ATTEMPTS => continue,
                 Err(e) => return Err(e),
                 Ok(created) => {
-                    let response = render::object_value(
-                        StatusCode::CREATED,
-                        info,
-                        &created,
-                        output,
-                        &call.query,
-                    )?;
+                    let response =
+                        created.respond(StatusCode::CREATED, info, output, &call.query)?;
                     return Ok(meta::with_warnings(response, &warnings));
                 }
             }

@@ -25,8 +25,31 @@ pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
     meta::check_namespace_and_name(call, &mut object, None)?;
     call.admit(&object)?;
     let created = create_object(&call.api, info, call.namespace(), object, dry_run).await?;
-    let response = render::object_value(StatusCode::CREATED, info, &created, output, &call.query)?;
+    let response = created.respond(StatusCode::CREATED, info, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
+}
+
+/// What a write produced: the stored object (answered with its stored bytes), or the object a
+/// dry run would have stored.
+pub enum Written {
+    Stored(Object),
+    Preview(Value),
+}
+
+impl Written {
+    /// The response carrying the object in the representation the client asked for.
+    pub fn respond(
+        &self,
+        code: StatusCode,
+        info: &ResourceInfo,
+        output: negotiate::Output,
+        query: &crate::query::Query,
+    ) -> Result<Response<Body>, ApiError> {
+        match self {
+            Written::Stored(object) => render::object(code, info, object.json(), output, query),
+            Written::Preview(value) => render::object_value(code, info, value, output, query),
+        }
+    }
 }
 
 /// Creates `object` of resource `info` (namespace and type metadata already checked): name
@@ -38,7 +61,7 @@ pub async fn create_object(
     namespace: Option<&str>,
     mut object: Value,
     dry_run: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let name = match meta_str(&object, "name").filter(|n| !n.is_empty()) {
         Some(name) => name.to_string(),
         None => match meta_str(&object, "generateName").filter(|n| !n.is_empty()) {
@@ -87,7 +110,7 @@ pub async fn create_object(
             json!(objects::timestamp(0)),
         );
         objects::set_meta(&mut object, "generation", json!(1));
-        return Ok(object);
+        return Ok(Written::Preview(object));
     }
     let key = Key::new(
         info.storage_name(),
@@ -102,7 +125,7 @@ pub async fn create_object(
     if info.group.is_empty() && info.kind == "Namespace" {
         bootstrap::ensure_default_service_account(api, &key.name).await;
     }
-    parse_stored(&stored)
+    Ok(Written::Stored(stored))
 }
 
 pub fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
