@@ -32,6 +32,9 @@ wait_line() { # file pattern timeout → prints the matching line
   done
   echo "timed out waiting for $2 in $1" >&2; return 1
 }
+seconds() { python3 -c 'import json,sys
+t=sys.stdin.read().strip()
+print(round(json.loads(t)["seconds"],1) if t else "n/a (timed out)")'; }
 start_server() { # dir port → pid
   "$SKIFF_BIN" server --data-dir "$1" --disable-agent --bind-address 127.0.0.1 \
     --https-listen-port "$2" --log-level warn >>"$1.log" 2>&1 &
@@ -50,7 +53,7 @@ for N in "${COUNTS[@]}"; do
     --token "$(cat "$WORK/data/server/node-token")" --count "$N" --log-level warn \
     >"$WORK/hollow.jsonl" 2>"$WORK/hollow.log" &
   HPID=$!
-  JOIN=$(wait_line "$WORK/hollow.jsonl" all_connected 600 | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds"],1))')
+  JOIN=$( (wait_line "$WORK/hollow.jsonl" all_connected 900 || true) | seconds)
   sleep "$SETTLE"
   T0=$(cpu_ticks "$SPID"); sleep "$STEADY"; T1=$(cpu_ticks "$SPID")
   CPU=$(python3 -c "print(round(100*($T1-$T0)/$CLK_TCK/$STEADY,1))")
@@ -58,7 +61,7 @@ for N in "${COUNTS[@]}"; do
   HRSS=$(rss_mib "$HPID")
   kill -TERM "$SPID"; while kill -0 "$SPID" 2>/dev/null; do sleep 0.05; done
   SPID=$(start_server "$WORK/data" "$PORT")
-  REJOIN=$(wait_line "$WORK/hollow.jsonl" recovered 600 | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds"],1))')
+  REJOIN=$( (wait_line "$WORK/hollow.jsonl" recovered 300 || true) | seconds)
   sleep 5
   RSS2=$(rss_mib "$SPID")
   echo "| $N | $JOIN | $RSS | $CPU | $REJOIN | $RSS2 | $HRSS |"
