@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::error::{ContextKind, ContextValue};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 use serde_json::Value;
@@ -24,18 +24,34 @@ const CONFIGURABLE: [&str; 2] = ["server", "agent"];
 /// command-line errors are printed by clap and end the process, as usual for a CLI.
 pub fn parse(argv: Vec<OsString>) -> Result<Cli> {
     let command = Cli::command();
-    let matches = command
-        .clone()
-        .try_get_matches_from(&argv)
-        .unwrap_or_else(|e| e.exit());
+    // A required flag (`skiff agent --server`) may come from the config file: when only such a
+    // flag is missing, read what was given leniently and decide once the file is layered in.
+    let (matches, missing) = match command.clone().try_get_matches_from(&argv) {
+        Ok(matches) => (matches, None),
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
+            match command
+                .clone()
+                .ignore_errors(true)
+                .try_get_matches_from(&argv)
+            {
+                Ok(matches) => (matches, Some(e)),
+                Err(_) => e.exit(),
+            }
+        }
+        Err(e) => e.exit(),
+    };
+    let finish = |matches: &ArgMatches| match &missing {
+        Some(e) => e.exit(),
+        None => Ok(Cli::from_arg_matches(matches)?),
+    };
     let Some((sub_name, sub_matches)) = matches.subcommand() else {
-        return Ok(Cli::from_arg_matches(&matches)?);
+        return finish(&matches);
     };
     if !CONFIGURABLE.contains(&sub_name) {
-        return Ok(Cli::from_arg_matches(&matches)?);
+        return finish(&matches);
     }
     let Some(path) = config_path(sub_matches) else {
-        return Ok(Cli::from_arg_matches(&matches)?);
+        return finish(&matches);
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -44,13 +60,16 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli> {
         .ok_or_else(|| anyhow!("subcommand {sub_name} vanished"))?;
     let extra = args_from_config(&text, &path, sub_command, sub_matches)?;
     if extra.is_empty() {
-        return Ok(Cli::from_arg_matches(&matches)?);
+        return finish(&matches);
     }
     let mut full = argv;
     full.extend(extra.into_iter().map(OsString::from));
-    let matches = command
-        .try_get_matches_from(&full)
-        .map_err(|e| config_error(&path, e))?;
+    let matches = match command.try_get_matches_from(&full) {
+        Ok(matches) => matches,
+        // Still missing with the file's keys: clap's own message lists what to give.
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => e.exit(),
+        Err(e) => return Err(config_error(&path, e)),
+    };
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
@@ -184,7 +203,7 @@ mod tests {
     use std::io::Write;
 
     /// Tests read the process environment; this keeps the one that changes it from racing.
-    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    pub(super) static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn write_config(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -287,5 +306,107 @@ mod tests {
         let err =
             parse_locked(&["skiff", "server", "--config", "/nonexistent/skiff.yaml"]).unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/skiff.yaml"));
+    }
+}
+
+/// Every example under `configs/` goes through the real parser (`server*.yaml` as
+/// `skiff server`, `agent*.yaml` as `skiff agent`) and the node settings' validation, and
+/// `registries.yaml` through the image store's registry parser.
+#[cfg(test)]
+mod example_tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::cli::Command;
+
+    fn examples() -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn parse_example(subcommand: &str, path: &Path) -> crate::cli::Cli {
+        let _guard = super::tests::ENV_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        super::parse(
+            ["skiff", subcommand, "--config", path.to_str().unwrap()]
+                .iter()
+                .map(std::ffi::OsString::from)
+                .collect(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    }
+
+    #[test]
+    fn every_example_config_parses_and_validates() {
+        let files = examples();
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        for path in &files {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name.starts_with("server") {
+                let Command::Server(args) = parse_example("server", path).command else {
+                    panic!("{name}: not parsed as a server config");
+                };
+                crate::cmd_agent::agent_config(
+                    &args.common.data_dir,
+                    &args.node,
+                    "https://127.0.0.1:6443",
+                    None,
+                    true,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                *seen.entry("server").or_default() += 1;
+            } else if name.starts_with("agent") {
+                let Command::Agent(args) = parse_example("agent", path).command else {
+                    panic!("{name}: not parsed as an agent config");
+                };
+                let server = args.server.clone().expect("agent examples name the server");
+                assert!(server.starts_with("https://"), "{name}: {server}");
+                assert!(
+                    args.token.is_some(),
+                    "{name}: agent examples carry the token"
+                );
+                crate::cmd_agent::agent_config(
+                    &args.common.data_dir,
+                    &args.node,
+                    &server,
+                    args.token.clone(),
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                *seen.entry("agent").or_default() += 1;
+            } else if name == "registries.yaml" {
+                let text = std::fs::read_to_string(path).unwrap();
+                skiff_image::RegistryConfig::from_yaml(&text, name)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                *seen.entry("registries").or_default() += 1;
+            } else {
+                panic!("{name}: example configs are named server*.yaml, agent*.yaml or registries.yaml");
+            }
+        }
+        assert!(seen.get("server") >= Some(&2), "{seen:?}");
+        assert!(seen.get("agent") >= Some(&3), "{seen:?}");
+    }
+
+    #[test]
+    fn examples_cover_control_plane_worker_spot_and_dedicated_nodes() {
+        let text: String = examples()
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        for needle in [
+            "node-role.kubernetes.io/control-plane=true:NoSchedule",
+            "node-role.kubernetes.io/worker=true",
+            "node.skiff.dev/spot=true:PreferNoSchedule",
+            "dedicated=camera:NoSchedule",
+        ] {
+            assert!(text.contains(needle), "no example sets {needle}");
+        }
     }
 }
