@@ -119,6 +119,12 @@ fn kind_name(kind: skiff_link::proto::ObjectKind) -> &'static str {
     }
 }
 
+/// Whether `path` is a namespace file (a live bind mount of a namespace), not a leftover.
+fn is_namespace(path: &std::path::Path) -> bool {
+    const NSFS_MAGIC: u64 = 0x6e73_6673;
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type as u64 == NSFS_MAGIC)
+}
+
 /// The current boot's id.
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -246,6 +252,7 @@ impl Agent {
         let network = AgentNetwork::new(&paths.network);
         let mut runtime_config = RuntimeConfig::new(&paths.runtime);
         runtime_config.cgroup_parent = config.cgroup_parent.clone();
+        runtime_config.connector_netns = config.connector_netns.clone();
         runtime_config.backoff = BackoffConfig {
             initial: config.timings.restart_backoff_initial,
             max: config.timings.restart_backoff_max,
@@ -260,14 +267,26 @@ impl Agent {
             }
         }
         let adopted = runtime.adopt_existing().await?;
-        if rebooted {
+        // After a reboot (or anything else that took the sandboxes' namespaces away) the pods
+        // cannot continue where they were: remove them; the workers start them afresh.
+        let stale: Vec<&String> = adopted
+            .iter()
+            .filter(|uid| {
+                rebooted
+                    || runtime
+                        .netns_path(uid)
+                        .is_some_and(|path| !is_namespace(&path))
+            })
+            .collect();
+        if !stale.is_empty() {
             tracing::warn!(
-                pods = adopted.len(),
-                "the machine rebooted: starting every pod afresh from the local state"
+                pods = stale.len(),
+                rebooted,
+                "pod sandboxes of a previous boot: starting these pods afresh from the local state"
             );
-            for uid in &adopted {
+            for uid in stale {
                 if let Err(error) = runtime.remove_pod(uid).await {
-                    tracing::warn!(pod = %uid, %error, "cannot clean up a pod of the previous boot");
+                    tracing::warn!(pod = %uid, %error, "cannot clean up a pod of a previous boot");
                 }
             }
         } else if !adopted.is_empty() {

@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub registry_config: Option<PathBuf>,
     /// This node runs the control plane (label `node-role.kubernetes.io/control-plane`).
     pub control_plane: bool,
+    /// The initial network namespace, when the process runs in another one (`--netns`): the
+    /// runtime's exit-code source lives there.
+    pub connector_netns: Option<PathBuf>,
     /// Timings (tests shorten them).
     pub timings: AgentTimings,
 }
@@ -87,6 +90,7 @@ impl AgentConfig {
             cgroup_parent: PathBuf::from("/skiff"),
             registry_config: None,
             control_plane: false,
+            connector_netns: None,
             timings: AgentTimings::default(),
         }
     }

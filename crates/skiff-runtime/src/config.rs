@@ -73,6 +73,10 @@ pub struct RuntimeConfig {
     pub shm_size: u64,
     /// Grace period used when a pod sets none.
     pub default_grace: Duration,
+    /// The initial network namespace (a namespace file), when the runtime's process runs in
+    /// another one: container exit codes come from the kernel's proc connector, which only
+    /// exists there. `None`: the process's own namespace is the initial one.
+    pub connector_netns: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -93,6 +97,7 @@ impl RuntimeConfig {
             dns: ClusterDns::default(),
             shm_size: 64 << 20,
             default_grace: Duration::from_secs(30),
+            connector_netns: None,
         }
     }
 }

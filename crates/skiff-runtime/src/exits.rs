@@ -155,21 +155,45 @@ fn epoll_add(epoll: &OwnedFd, fd: RawFd, token: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens and subscribes the proc connector socket.
-fn open_proc_connector() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket(2).
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            libc::NETLINK_CONNECTOR,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+/// A `NETLINK_CONNECTOR` socket. The proc connector exists only in the initial network
+/// namespace: a runtime running in another one (a node given its own namespace with
+/// `--netns`) names the initial one in `netns`, and the socket is made on a short-lived thread
+/// that enters it (the socket stays bound to it).
+fn connector_socket(netns: Option<&std::path::Path>) -> std::io::Result<OwnedFd> {
+    fn make() -> std::io::Result<OwnedFd> {
+        // SAFETY: plain socket(2).
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_CONNECTOR,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptor.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
-    // SAFETY: fresh descriptor.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let Some(path) = netns else {
+        return make();
+    };
+    let ns = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on this short-lived thread only (network namespaces are per thread).
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        make()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the connector socket thread panicked"))?
+}
+
+/// Opens and subscribes the proc connector socket.
+fn open_proc_connector(netns: Option<&std::path::Path>) -> std::io::Result<OwnedFd> {
+    let sock = connector_socket(netns)?;
+    let fd = sock.as_raw_fd();
     // A large receive buffer: the connector multicasts every exit on the machine.
     let size: libc::c_int = 8 << 20;
     // SAFETY: setsockopt with a correctly sized int.
@@ -254,6 +278,12 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 impl ExitMonitor {
     /// Starts the monitor thread.
     pub fn start() -> Result<ExitMonitor> {
+        Self::start_in(None)
+    }
+
+    /// Starts the monitor thread, subscribing to the proc connector in the network namespace
+    /// at `connector_netns` (the initial one) when the process runs in another.
+    pub fn start_in(connector_netns: Option<&std::path::Path>) -> Result<ExitMonitor> {
         // SAFETY: plain epoll_create1/eventfd.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
@@ -270,7 +300,7 @@ impl ExitMonitor {
         let wake = unsafe { OwnedFd::from_raw_fd(wake) };
         epoll_add(&epoll, wake.as_raw_fd(), TOKEN_WAKE)
             .map_err(|e| RuntimeError::io("epoll_ctl", "eventfd", e))?;
-        let netlink = match open_proc_connector() {
+        let netlink = match open_proc_connector(connector_netns) {
             Ok(sock) => {
                 epoll_add(&epoll, sock.as_raw_fd(), TOKEN_NETLINK)
                     .map_err(|e| RuntimeError::io("epoll_ctl", "proc connector", e))?;

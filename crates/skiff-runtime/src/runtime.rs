@@ -462,7 +462,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::io("canonicalize", config.root.join("libcontainer"), e))?;
         let cgroups = CgroupSetup::detect()?;
         let swap_accounting = cgroups.has_swap_accounting();
-        let exits = ExitMonitor::start()?;
+        let exits = ExitMonitor::start_in(config.connector_netns.as_deref())?;
         let pump = LogPump::start()?;
         let (events, _) = broadcast::channel(1024);
         Ok(Runtime {

@@ -131,6 +131,10 @@ pub struct NodeArgs {
         value_name = "FILE"
     )]
     pub node_registry_config: PathBuf,
+    /// Run this node inside the network namespace at this path (e.g. `/var/run/netns/n1`):
+    /// several nodes on one machine, for development and tests.
+    #[arg(long, env = "SKIFF_NETNS", value_name = "PATH")]
+    pub netns: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

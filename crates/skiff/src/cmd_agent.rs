@@ -37,14 +37,21 @@ pub fn agent_config(
 
 /// Runs the node agent until SIGINT or SIGTERM.
 pub fn run(args: AgentArgs) -> Result<()> {
+    let host_netns = args
+        .node
+        .netns
+        .as_deref()
+        .map(crate::netns::enter)
+        .transpose()?;
     logging::init(&args.common)?;
-    let config = agent_config(
+    let mut config = agent_config(
         &args.common.data_dir,
         &args.node,
         args.server.as_deref().unwrap_or_default(),
         args.token.clone(),
         false,
     )?;
+    config.connector_netns = host_netns;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

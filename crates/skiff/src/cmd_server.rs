@@ -7,6 +7,12 @@ use crate::logging;
 
 /// Runs the control plane until SIGINT or SIGTERM.
 pub fn run(args: ServerArgs) -> Result<()> {
+    let host_netns = args
+        .node
+        .netns
+        .as_deref()
+        .map(crate::netns::enter)
+        .transpose()?;
     logging::init(&args.common)?;
     args.flannel_backend
         .parse::<skiff_net::Backend>()
@@ -25,6 +31,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         if node.node_ip.is_none() {
             node.node_ip = args.advertise_address;
         }
+        node.connector_netns = host_netns;
         Some(local_agent(node))
     };
     let config = skiff_server::ServerConfig {

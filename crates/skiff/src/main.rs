@@ -9,6 +9,7 @@ mod cmd_token;
 mod cmd_version;
 mod config;
 mod logging;
+mod netns;
 
 use std::process::ExitCode;
 
