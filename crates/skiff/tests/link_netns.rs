@@ -576,8 +576,10 @@ fn node_in_another_netns_joins_survives_restarts_and_migrates() {
         graceful < Duration::from_secs(5),
         "graceful restart: {graceful:?}"
     );
+    // After kill -9 the agent learns of it at its next packet (heartbeat, every 10 s): the new
+    // process answers it with a stateless reset and the agent reconnects at once.
     assert!(
-        after_kill < Duration::from_secs(10),
+        after_kill < Duration::from_secs(15),
         "kill -9 restart: {after_kill:?}"
     );
 
