@@ -32,4 +32,6 @@ pub struct ServerConfig {
     pub controllers: crate::ControllerSettings,
     /// How nodes reach each other's pods (`vxlan`, `host-gw`), told to every agent.
     pub flannel_backend: String,
+    /// How often agents send heartbeats (and renew their Lease).
+    pub node_heartbeat_interval: std::time::Duration,
 }

@@ -104,6 +104,7 @@ pub async fn run_with_local_agent(
         &plane.paths.root,
         config.token.clone(),
     );
+    link_settings.heartbeat_interval = config.node_heartbeat_interval;
     link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
         cluster_cidr: config.cluster_cidr.clone(),
         backend: config.flannel_backend.clone(),

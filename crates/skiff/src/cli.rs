@@ -185,6 +185,11 @@ pub struct ServerArgs {
         value_name = "BACKEND"
     )]
     pub flannel_backend: String,
+    /// How often agents send heartbeats (each renews the node's Lease); keep it well below
+    /// --node-monitor-grace-period.
+    #[arg(long, env = "SKIFF_NODE_HEARTBEAT_INTERVAL", default_value = "10s",
+        value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+    pub node_heartbeat_interval: std::time::Duration,
     #[command(flatten)]
     pub controllers: ControllerArgs,
 }

@@ -50,6 +50,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         cluster_cidr: args.cluster_cidr,
         token: args.token,
         flannel_backend: args.flannel_backend,
+        node_heartbeat_interval: args.node_heartbeat_interval,
         controllers: args.controllers.settings(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
