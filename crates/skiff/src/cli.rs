@@ -38,6 +38,40 @@ pub enum Command {
     /// Developer and benchmark tools.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Check the config file, the kernel and the system for what skiff needs; prints what is
+    /// missing and how to fix it (exit status 1 when something required is missing).
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Which command `check-config` checks the machine for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckRole {
+    /// `skiff server` (also checks that the API port is free).
+    Server,
+    /// `skiff agent`.
+    Agent,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Config file to check (default: /etc/skiff/config.yaml when it exists).
+    #[arg(long, env = "SKIFF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check for this command (default: `agent` when the config file names a server, else
+    /// `server`).
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<CheckRole>,
+    /// API (TCP) and node link (UDP) port that must be free (default: the config file's, else
+    /// 6443).
+    #[arg(long, value_name = "PORT")]
+    pub https_listen_port: Option<u16>,
+    /// Data directory to check (default: the config file's, else /var/lib/skiff).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Read the kernel's files (`proc/`, `sys/`, `boot/`, `lib/modules/`) under this directory
+    /// instead of `/`: checks a mounted image of another machine, or a test tree.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub host_root: PathBuf,
 }
 
 /// How log lines are written.

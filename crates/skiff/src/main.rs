@@ -2,12 +2,14 @@
 
 mod cli;
 mod cmd_agent;
+mod cmd_check_config;
 mod cmd_debug;
 mod cmd_image;
 mod cmd_server;
 mod cmd_token;
 mod cmd_version;
 mod config;
+mod host_checks;
 mod logging;
 mod netns;
 
@@ -32,6 +34,11 @@ fn main() -> ExitCode {
         Command::Version => cmd_version::run(),
         Command::Token(args) => cmd_token::run(args),
         Command::Debug(command) => cmd_debug::run(command),
+        Command::CheckConfig(args) => match cmd_check_config::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
