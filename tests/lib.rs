@@ -1,8 +1,9 @@
 //! Shared helpers for skiff's workspace-level tests (see the `tests/` folder of this package):
 //! the real `skiff` binary as a child process ([`process`]), an API server in the test
 //! process over real HTTPS ([`inproc`]), a raw HTTPS client ([`https`]) and kubectl
-//! ([`kubectl`]).
+//! ([`kubectl`]), and a multi-node cluster in network namespaces ([`harness`]).
 
+pub mod harness;
 pub mod https;
 pub mod inproc;
 pub mod kubectl;
