@@ -156,7 +156,27 @@ impl Runtime {
                 source,
             })?;
             crate::fsutil::write_atomic(&process_json, &bytes, 0o600)?;
-            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let profile = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+                Some(p) => Some(p),
+                // The fast path keeps the profile beside the spec (see seccomp_filter).
+                None => std::fs::read(dir.join("seccomp.json")).ok().and_then(|b| {
+                    serde_json::from_slice::<oci_spec::runtime::LinuxSeccomp>(&b).ok()
+                }),
+            };
+            let seccomp = match profile {
+                Some(p) => {
+                    Some(
+                        inner
+                            .seccomp
+                            .get(&p)
+                            .map_err(|message| RuntimeError::Container {
+                                container: instance.id.clone(),
+                                message,
+                            })?,
+                    )
+                }
+                None => None,
+            };
 
             let mut caller = (None, None, None);
             let (stdio, console, listener) = if opts.tty {

@@ -234,6 +234,7 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
         id,
         on_exit,
     } = req;
+    let mut phases = crate::timing::Phases::new("container start");
     let dir = paths.instance(name, number);
     // A leftover of a crashed attempt with this number goes first.
     if dir.exists() {
@@ -271,6 +272,7 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
             StartFailure::Create(e)
         });
     }
+    phases.mark("rootfs");
     let template_path = paths.spec_template(name);
     let template = match (regenerate, load_template(&template_path)) {
         (false, Some(t)) => {
@@ -306,8 +308,18 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
             }
         },
     };
+    phases.mark("spec");
     match create_and_start(
-        inner, paths, name, number, id, &dir, &rootfs, template, on_exit,
+        inner,
+        paths,
+        name,
+        number,
+        id,
+        &dir,
+        &rootfs,
+        template,
+        on_exit,
+        &mut phases,
     ) {
         Ok(started) => Ok(started),
         Err(CreateError::Prepare(e)) => {
@@ -340,6 +352,7 @@ fn create_and_start(
     rootfs: &Rootfs,
     template: Template,
     on_exit: ExitCallback,
+    phases: &mut crate::timing::Phases,
 ) -> std::result::Result<Started, CreateError> {
     let cgroup = paths_cgroup(inner, paths).join(&id);
     let mut spec = template.spec;
@@ -379,6 +392,32 @@ fn create_and_start(
             }
         }
     }
+    // Seccomp fast path: a precompiled program instead of libcontainer compiling the profile in
+    // the container's init (only with no_new_privs, which lets the init install it unprivileged).
+    let nnp = spec.process().as_ref().and_then(|p| p.no_new_privileges()) == Some(true);
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let mut program = None;
+    if let (true, Some(profile)) = (nnp, profile) {
+        match inner.seccomp.get(&profile) {
+            Ok(p) => {
+                program = Some(p);
+                if let Some(linux) = spec.linux_mut() {
+                    linux.set_seccomp(None);
+                }
+                let path = dir.join("seccomp.json");
+                let bytes = serde_json::to_vec(&profile).map_err(|source| {
+                    CreateError::Prepare(RuntimeError::State {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+                crate::fsutil::write_atomic(&path, &bytes, 0o600).map_err(CreateError::Prepare)?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "seccomp profile not precompiled; libcontainer compiles it")
+            }
+        }
+    }
     let bundle = dir.join("bundle");
     let config = bundle.join("config.json");
     let bytes = serde_json::to_vec(&spec).map_err(|source| {
@@ -404,6 +443,7 @@ fn create_and_start(
         .pump
         .add(err_r, Stream::Stderr, &sink)
         .map_err(CreateError::Prepare)?;
+    phases.mark("bundle+logs");
     let stdin = std::fs::File::open("/dev/null")
         .map_err(|e| CreateError::Prepare(RuntimeError::io("open", "/dev/null", e)))?;
 
@@ -428,6 +468,7 @@ fn create_and_start(
                 stdout: out_rw,
                 stderr: err_rw,
             },
+            seccomp: program,
         },
         move |l| {
             let fd = l
@@ -451,6 +492,7 @@ fn create_and_start(
             });
         }
     };
+    phases.mark("launch");
     instance.pid = Some(launched.pid);
     instance.pid_start_time = process_start_time(launched.pid);
     // Start: the init process is waiting on libcontainer's notify socket.
@@ -463,6 +505,8 @@ fn create_and_start(
         });
     }
     instance.started_at = Some(Timestamp::now());
+    phases.mark("notify");
+    phases.log(name);
     // The container writes into the FIFOs now; our read-write copies are closed (they were
     // moved into the launcher request), so end-of-file comes when the container exits.
     Ok(Started {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use oci_spec::runtime::{LinuxSeccomp, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::error::{Result, RuntimeError};
 use crate::exits::pidfd_open;
@@ -43,6 +43,8 @@ pub(crate) enum Operation {
         root: PathBuf,
         bundle: PathBuf,
         stdio: Stdio,
+        /// Seccomp program installed just before exec (instead of the spec's profile).
+        seccomp: Option<crate::seccomp_filter::Program>,
     },
     /// Start a process described by `process_json` in the running container `id`.
     Exec {
@@ -51,7 +53,7 @@ pub(crate) enum Operation {
         process_json: PathBuf,
         stdio: Option<Stdio>,
         console_socket: Option<PathBuf>,
-        seccomp: Option<LinuxSeccomp>,
+        seccomp: Option<crate::seccomp_filter::Program>,
     },
 }
 
@@ -63,20 +65,22 @@ impl Operation {
     }
 }
 
-/// Applies the container's seccomp filter to an exec'd process just before it executes:
-/// libcontainer 0.7 drops the `linux.seccomp` section when it builds the spec of a tenant.
+/// Installs a precompiled seccomp program just before the process executes (see
+/// `seccomp_filter`). For exec'd processes it is also what applies the container's filter at
+/// all: libcontainer 0.7 drops the `linux.seccomp` section when it builds a tenant's spec.
 #[derive(Clone)]
 struct SeccompExecutor {
-    profile: Option<LinuxSeccomp>,
+    program: Option<crate::seccomp_filter::Program>,
 }
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> std::result::Result<(), ExecutorError> {
-        if let Some(profile) = &self.profile {
-            // Loading a filter needs no_new_privs (or CAP_SYS_ADMIN, which the process may not
-            // hold any more): set it, as runc does for seccomp without CAP_SYS_ADMIN.
+        if let Some(program) = &self.program {
+            // Installing a filter needs no_new_privs (or CAP_SYS_ADMIN, which the process may
+            // not hold any more). Containers get the fast path only when their spec sets it;
+            // for exec'd processes it is set here, as runc does without CAP_SYS_ADMIN.
             let _ = prctl_no_new_privs();
-            libcontainer::seccomp::initialize_seccomp(profile)
+            crate::seccomp_filter::install(program)
                 .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
         }
         libcontainer::workload::default::DefaultExecutor {}.exec(spec)
@@ -103,10 +107,12 @@ fn perform(op: Operation) -> std::result::Result<i32, String> {
             root,
             bundle,
             stdio,
+            seccomp,
         } => {
             let container = ContainerBuilder::new(id, SyscallType::default())
                 .with_root_path(root)
                 .map_err(|e| e.to_string())?
+                .with_executor(SeccompExecutor { program: seccomp })
                 .with_stdin(stdio.stdin)
                 .with_stdout(stdio.stdout)
                 .with_stderr(stdio.stderr)
@@ -132,7 +138,7 @@ fn perform(op: Operation) -> std::result::Result<i32, String> {
                 .with_root_path(root)
                 .map_err(|e| e.to_string())?
                 .with_console_socket(console_socket)
-                .with_executor(SeccompExecutor { profile: seccomp });
+                .with_executor(SeccompExecutor { program: seccomp });
             if let Some(stdio) = stdio {
                 builder = builder
                     .with_stdin(stdio.stdin)

@@ -27,11 +27,13 @@ pub mod quantity;
 mod rootfs;
 mod runtime;
 mod sandbox;
+mod seccomp_filter;
 pub mod spec;
 mod state;
 mod status;
 #[doc(hidden)]
 pub mod testing;
+mod timing;
 mod volumes;
 mod worker;
 

@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<PodEvent>,
     /// Bounds concurrent container launches (each forks a launcher).
     pub launches: Arc<Semaphore>,
+    /// Compiled seccomp programs.
+    pub seccomp: crate::seccomp_filter::Cache,
 }
 
 impl Inner {
@@ -238,6 +240,7 @@ fn validate_pod(pod: &Pod, inputs: &PodInputs) -> Result<String> {
 
 /// Creates the sandbox of a pod (record, cgroup, namespaces, network, files, volumes).
 fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) -> Result<PodRecord> {
+    let mut phases = crate::timing::Phases::new("sandbox");
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
@@ -281,9 +284,11 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     };
     // Saved first, so an interrupted creation can be undone after a restart.
     record.save(paths)?;
+    phases.mark("record");
 
     let resources = pod_cgroup_resources(pod, inner.config.pod_pids_limit)?;
     crate::cgroups::create_pod(&inner.cgroups, &record.cgroup, &resources)?;
+    phases.mark("cgroup");
 
     record.sandbox.namespaces = sandbox::create_namespaces(
         &paths.dir,
@@ -294,10 +299,12 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
             uts: !host_network,
         },
     )?;
+    phases.mark("namespaces");
     if !host_ipc {
         record.sandbox.shm = Some(sandbox::create_shm(&paths.dir, inner.config.shm_size)?);
     }
     record.save(paths)?;
+    phases.mark("shm");
 
     if let Some(netns) = record.sandbox.namespaces.net.clone() {
         record.sandbox.network_ready = true;
@@ -313,6 +320,7 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
         record.pod_ips = record.host_ips.clone();
     }
 
+    phases.mark("network");
     // /etc files.
     let etc = paths.dir.join("etc");
     std::fs::create_dir_all(&etc).map_err(|e| RuntimeError::io("create", &etc, e))?;
@@ -351,8 +359,11 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
         pod_memory_limit: resources.memory_limit,
     })?;
 
+    phases.mark("files+volumes");
     record.start_time = Some(Timestamp::now());
     record.save(paths)?;
+    phases.mark("save");
+    phases.log(&uid);
     Ok(record)
 }
 
@@ -477,6 +488,7 @@ impl Runtime {
                 pods: Mutex::new(HashMap::new()),
                 events,
                 launches: Arc::new(Semaphore::new(8)),
+                seccomp: Default::default(),
             }),
         })
     }

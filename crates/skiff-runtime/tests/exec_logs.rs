@@ -46,7 +46,7 @@ async fn exec_runs_as_the_container_with_pipes_and_exit_codes() {
                 command: vec![
                     "sh".into(),
                     "-c".into(),
-                    "id -u; id -g; echo err >&2; cat /tmp/main.pid; exit 5".into(),
+                    "id -u; id -g; echo err >&2; cat /tmp/main.pid; grep -c '^Seccomp:.*2' /proc/self/status; exit 5".into(),
                 ],
                 ..Default::default()
             },
@@ -59,7 +59,7 @@ async fn exec_runs_as_the_container_with_pipes_and_exit_codes() {
     );
     assert_eq!(proc_.wait().await, ExitStatus::Exited(5));
     assert_eq!(
-        out, "1000\n3000\n1\n",
+        out, "1000\n3000\n1\n1\n",
         "same user, same pid namespace (the container's init is pid 1)"
     );
     assert_eq!(err, "err\n");

@@ -399,6 +399,8 @@ async fn containers_are_isolated_from_the_host() {
         if unshare -n true 2>/dev/null; then echo unshare=allowed; else echo unshare=denied; fi; \
         echo pids=$(ls -d /proc/[0-9]* | wc -l); echo pid1=$(cat /proc/1/comm); \
         cat /proc/kcore >/dev/null 2>&1 && echo kcore=readable || echo kcore=masked; \
+        grep -q '^Seccomp:.*2' /proc/self/status && echo seccomp=filter || echo seccomp=off; \
+        grep -q '^NoNewPrivs:.*1' /proc/self/status && echo nnp=set || echo nnp=unset; \
         grep -q '^CapEff:\\s*00000000a80425fb' /proc/self/status && echo caps=default || grep CapEff /proc/self/status";
     let uid = t
         .run(&pod("jail", "Never", vec![container("probe", script)]))
@@ -414,6 +416,8 @@ async fn containers_are_isolated_from_the_host() {
         "unshare=denied",
         "pid1=sh",
         "kcore=masked",
+        "seccomp=filter",
+        "nnp=set",
         "caps=default",
     ] {
         assert!(logs.contains(expect), "expected {expect} in:\n{logs}");

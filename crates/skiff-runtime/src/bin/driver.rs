@@ -34,6 +34,12 @@ fn usage() -> ! {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match args.get(1).map(String::as_str) {
         Some("serve") => serve(&args).await,
         Some("bench") => bench(&args).await,
@@ -183,14 +189,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Runs a reference command and times it. Output goes to /dev/null: a detached container
+/// inherits the command's stdio and would keep captured pipes open.
 fn run_cmd(cmd: &mut std::process::Command) -> Result<Duration, String> {
     let start = Instant::now();
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed: {status}"));
     }
     Ok(start.elapsed())
 }
@@ -302,24 +312,11 @@ async fn bench(args: &[String]) -> Result<(), String> {
             rows.entry("runc run -d (→ running)")
                 .or_default()
                 .push(ms(start));
-            let stop = {
-                let t = Instant::now();
-                run_cmd(std::process::Command::new("runc").args(["kill", &id, "KILL"]))?;
-                // Wait until runc sees it stopped, then delete (what a shim does).
-                for _ in 0..2000 {
-                    let out = std::process::Command::new("runc")
-                        .args(["state", &id])
-                        .output()
-                        .map_err(|e| e.to_string())?;
-                    if String::from_utf8_lossy(&out.stdout).contains("\"stopped\"") {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                run_cmd(std::process::Command::new("runc").args(["delete", &id]))?;
-                t.elapsed()
-            };
-            rows.entry("runc kill + delete").or_default().push(ms(stop));
+            // `delete -f` kills the container (SIGKILL), waits for it and removes it.
+            let stop = run_cmd(std::process::Command::new("runc").args(["delete", "-f", &id]))?;
+            rows.entry("runc delete -f (kill + remove)")
+                .or_default()
+                .push(ms(stop));
             let id2 = format!("{id}-true");
             let done = run_cmd(
                 std::process::Command::new("runc")
@@ -355,8 +352,11 @@ async fn bench(args: &[String]) -> Result<(), String> {
     if let Some(r) = ratio("skiff start (run_pod → running)", "runc run -d (→ running)") {
         println!("\nstart ratio skiff / runc run -d: {r:.2}×");
     }
-    if let Some(r) = ratio("skiff stop (stop_pod + remove_pod)", "runc kill + delete") {
-        println!("stop ratio skiff / runc kill+delete: {r:.2}×");
+    if let Some(r) = ratio(
+        "skiff stop (stop_pod + remove_pod)",
+        "runc delete -f (kill + remove)",
+    ) {
+        println!("stop ratio skiff / runc delete -f: {r:.2}×");
     }
     if let Some(r) = ratio(
         "skiff run to completion (`true`) + remove",
