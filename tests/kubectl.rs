@@ -60,9 +60,13 @@ impl Kubectl {
     /// The command, ready to run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bin);
+        // The timeout is kubectl's own flag: it goes before a `--` that starts a command
+        // (`kubectl exec POD -- cmd`).
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         command
-            .args(args)
+            .args(&args[..split])
             .arg("--request-timeout=30s")
+            .args(&args[split..])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.home.path())
             .stdin(Stdio::null());

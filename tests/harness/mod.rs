@@ -291,7 +291,15 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// The agent named `name`.
+    /// The agent named `name`, to look at.
+    pub fn node(&self, name: &str) -> &Node {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no agent named {name}"))
+    }
+
+    /// The agent named `name`, to act on.
     pub fn agent(&mut self, name: &str) -> &mut Node {
         self.agents
             .iter_mut()

@@ -153,6 +153,14 @@ impl Node {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The address the node's pod network gave pod `uid`, from the node's own state (works
+    /// while the server cannot be reached).
+    pub fn pod_ip(&self, uid: &str) -> Option<String> {
+        let path = self.data_dir.join("agent").join("net").join("network.json");
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        state["pods"][uid]["ip"].as_str().map(str::to_string)
+    }
+
     /// Directories of the node's pod cgroups in every hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();

@@ -772,6 +772,7 @@ pub async fn cleanup(config: &AgentConfig) -> Result<CleanupSummary, AgentError>
     if paths.runtime.exists() {
         let mut runtime_config = RuntimeConfig::new(&paths.runtime);
         runtime_config.cgroup_parent = config.cgroup_parent.clone();
+        runtime_config.connector_netns = config.connector_netns.clone();
         let runtime = Runtime::open(runtime_config, Arc::new(skiff_runtime::LoopbackOnly))?;
         for uid in runtime.adopt_existing().await? {
             if let Err(error) = runtime.stop_pod(&uid, Some(Duration::from_secs(2))).await {

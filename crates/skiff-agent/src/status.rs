@@ -109,9 +109,11 @@ pub fn pod_event(
     Event {
         metadata: ObjectMeta {
             namespace: Some(namespace.clone()),
-            generate_name: Some(format!(
-                "{}.",
-                pod.metadata.name.as_deref().unwrap_or("pod")
+            // As the kubelet names them: `<object>.<unix nanoseconds in hex>`.
+            name: Some(format!(
+                "{}.{:x}",
+                pod.metadata.name.as_deref().unwrap_or("pod"),
+                now.0.as_nanosecond()
             )),
             ..Default::default()
         },
