@@ -6,7 +6,7 @@ use serde_json::json;
 use skiff_store::{Key, ListOptions};
 use skiff_types::registry;
 
-use crate::handlers::create_object;
+use crate::handlers::{create_object, update_object, Part};
 use crate::{ApiError, ApiServer};
 
 /// Namespaces created on start.
@@ -64,5 +64,59 @@ pub(crate) async fn ensure_default_service_account(api: &ApiServer, namespace: &
         Err(error) => {
             tracing::warn!(namespace, %error, "cannot create the default ServiceAccount")
         }
+    }
+}
+
+/// The `kubernetes` Service: created with the first address of the service CIDR; an existing
+/// one gets its target port updated when the API port changed.
+pub(crate) async fn kubernetes_service(api: &ApiServer, api_port: u16) -> Result<(), ApiError> {
+    let services = registry::find("", "v1", "services")
+        .ok_or_else(|| ApiError::internal("the registry has no services"))?;
+    let key = Key::new(services.storage_name(), Some("default"), "kubernetes");
+    let ports = json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]);
+    if let Some(existing) = api.store().get(&key) {
+        let old: serde_json::Value = serde_json::from_slice(existing.json())
+            .map_err(|e| ApiError::internal(format!("stored Service is not JSON: {e}")))?;
+        let ip = old["spec"]["clusterIP"].as_str().unwrap_or_default();
+        if ip != api.service_ips().cidr().first().to_string() {
+            tracing::warn!(
+                cluster_ip = ip,
+                service_cidr = %api.service_ips().cidr(),
+                "the kubernetes Service keeps its address from another service CIDR"
+            );
+        }
+        if old["spec"]["ports"][0]["targetPort"] == json!(api_port) {
+            return Ok(());
+        }
+        let mut new = old.clone();
+        new["spec"]["ports"] = ports;
+        update_object(api, services, &key, &old, new, Part::Main, false).await?;
+        tracing::info!(api_port, "kubernetes Service points at the new API port");
+        return Ok(());
+    }
+    let ip = api.service_ips().cidr().first().to_string();
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "ports": ports,
+            "sessionAffinity": "None",
+        },
+    });
+    match create_object(api, services, Some("default"), object, false).await {
+        Ok(_) => {
+            tracing::info!(cluster_ip = %ip, "created the kubernetes Service");
+            Ok(())
+        }
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -24,6 +24,7 @@ mod render;
 mod request;
 mod serve;
 mod service;
+mod service_ips;
 mod status;
 
 use std::sync::{Arc, OnceLock};
@@ -42,6 +43,7 @@ pub use node_proxy::{
 };
 pub use serve::{Authenticated, ServeError};
 pub use service::InProcessService;
+pub use service_ips::{InvalidServiceCidr, ServiceCidr};
 pub use status::{ApiError, Details, StatusCause, Subject};
 
 /// Settings of the API server.
@@ -51,6 +53,9 @@ pub struct ApiConfig {
     pub authorizer: Arc<dyn Authorizer>,
     /// Largest request body accepted (upstream: 3 MiB).
     pub max_body_bytes: usize,
+    /// Range Service ClusterIPs are allocated from (`--service-cidr`); its first address is
+    /// the `kubernetes` Service's.
+    pub service_cidr: ServiceCidr,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +63,7 @@ impl Default for ApiConfig {
         ApiConfig {
             authorizer: Arc::new(GroupAuthorizer::masters()),
             max_body_bytes: MAX_BODY_BYTES,
+            service_cidr: ServiceCidr::default(),
         }
     }
 }
@@ -66,6 +72,7 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("service_cidr", &self.service_cidr)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +89,7 @@ struct Inner {
     discovery: discovery::Discovery,
     openapi: OnceLock<openapi::OpenApiDocs>,
     node_proxy: OnceLock<Arc<dyn NodeProxy>>,
+    service_ips: service_ips::ServiceIps,
 }
 
 impl ApiServer {
@@ -89,6 +97,7 @@ impl ApiServer {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         ApiServer {
             inner: Arc::new(Inner {
+                service_ips: service_ips::ServiceIps::new(config.service_cidr),
                 store,
                 config,
                 discovery: discovery::Discovery::new(),
@@ -103,6 +112,17 @@ impl ApiServer {
     /// every namespace.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         bootstrap::run(self).await
+    }
+
+    /// Creates the `kubernetes` Service in `default` (the first address of the service CIDR,
+    /// port 443 named `https`, target port `api_port`), or points an existing one's target port
+    /// at `api_port`. (Routing Service addresses to endpoints is not implemented yet.)
+    pub async fn ensure_kubernetes_service(&self, api_port: u16) -> Result<(), ApiError> {
+        bootstrap::kubernetes_service(self, api_port).await
+    }
+
+    pub(crate) fn service_ips(&self) -> &service_ips::ServiceIps {
+        &self.inner.service_ips
     }
 
     /// The store behind the API.

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub disable_agent: bool,
     /// Pod network of the cluster (`10.42.0.0/16`).
     pub cluster_cidr: String,
+    /// Range of Service ClusterIPs (`10.43.0.0/16`); its first address is the `kubernetes`
+    /// Service's.
+    pub service_cidr: skiff_apiserver::ServiceCidr,
     /// Join token secret to use instead of a generated one.
     pub token: Option<String>,
     /// Timings and limits of the scheduler and controllers.

@@ -84,9 +84,14 @@ impl ControlPlane {
 
         let mut names = ServingNames::new(
             host_name().as_deref().unwrap_or(&config.node_name),
-            [Some(config.bind_address), config.advertise_address]
-                .into_iter()
-                .flatten(),
+            [
+                Some(config.bind_address),
+                config.advertise_address,
+                // The `kubernetes` Service's address, as upstream's serving certificate has it.
+                Some(IpAddr::V4(config.service_cidr.first())),
+            ]
+            .into_iter()
+            .flatten(),
         );
         if !config.node_name.trim().is_empty() {
             names.dns.insert(config.node_name.trim().to_lowercase());
@@ -116,6 +121,7 @@ impl ControlPlane {
                     Arc::new(GroupAuthorizer::masters()),
                     Arc::new(NodeAuthorizer::new(store.clone())),
                 ])),
+                service_cidr: config.service_cidr,
                 ..ApiConfig::default()
             },
         );
@@ -128,6 +134,9 @@ impl ControlPlane {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let listen_address = listener.local_addr().unwrap_or(addr);
+        api.ensure_kubernetes_service(listen_address.port())
+            .await
+            .map_err(|e| ServerError::Bootstrap(Box::new(e)))?;
         let local_ip = if config.bind_address.is_unspecified() || config.bind_address.is_loopback()
         {
             IpAddr::V4(Ipv4Addr::LOCALHOST)

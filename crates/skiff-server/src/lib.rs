@@ -164,4 +164,5 @@ pub async fn run_with_local_agent(
     api.await.map_err(|e| ServerError::Task(e.to_string()))?
 }
 
+pub use skiff_apiserver::{InvalidServiceCidr, ServiceCidr};
 pub use skiff_types::KUBERNETES_VERSION;

@@ -207,6 +207,15 @@ pub struct ServerArgs {
         value_name = "CIDR"
     )]
     pub cluster_cidr: String,
+    /// Range Service ClusterIPs are allocated from; its first address is the `kubernetes`
+    /// Service's. (Traffic to Service addresses is not routed yet: no kube-proxy.)
+    #[arg(
+        long,
+        env = "SKIFF_SERVICE_CIDR",
+        default_value = "10.43.0.0/16",
+        value_name = "CIDR"
+    )]
+    pub service_cidr: skiff_server::ServiceCidr,
     /// Join token secret to use instead of a generated one.
     #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
     pub token: Option<String>,

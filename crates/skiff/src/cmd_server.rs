@@ -48,6 +48,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         max_pods: args.node.max_pods,
         disable_agent: args.disable_agent,
         cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
         token: args.token,
         flannel_backend: args.flannel_backend,
         node_heartbeat_interval: args.node_heartbeat_interval,

@@ -10,7 +10,7 @@ mod subresources;
 mod watch;
 mod write;
 
-pub(crate) use write::create_object;
+pub(crate) use write::{create_object, update_object, Part};
 
 use std::time::Instant;
 

@@ -103,6 +103,8 @@ pub async fn create_object(
     if let Err(errors) = validation::validate_create(info, &object) {
         return Err(invalid(info, &name, &errors));
     }
+    // Held until the Service is stored, so no other create takes its address meanwhile.
+    let _cluster_ip = assign_cluster_ips(api, info, &name, None, &mut object, dry_run)?;
     if dry_run {
         objects::set_meta(
             &mut object,
@@ -126,6 +128,28 @@ pub async fn create_object(
         bootstrap::ensure_default_service_account(api, &key.name).await;
     }
     Ok(Written::Stored(stored))
+}
+
+/// Allocates or checks a Service's cluster IPs (other kinds: nothing to do).
+fn assign_cluster_ips(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    name: &str,
+    old: Option<&Value>,
+    object: &mut Value,
+    dry_run: bool,
+) -> Result<Option<crate::service_ips::Reservation>, ApiError> {
+    if !(info.group.is_empty() && info.kind == "Service") {
+        return Ok(None);
+    }
+    api.service_ips()
+        .assign(api.store(), old, object, dry_run)
+        .map_err(|error| match error {
+            crate::service_ips::AssignError::Invalid(errors) => invalid(info, name, &errors),
+            crate::service_ips::AssignError::Full => {
+                ApiError::internal("failed to allocate a serviceIP: range is full")
+            }
+        })
 }
 
 pub fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
@@ -188,6 +212,10 @@ pub async fn update_object(
     if let Err(errors) = result {
         return Err(invalid(info, &key.name, &errors));
     }
+    let _cluster_ip = match part {
+        Part::Main => assign_cluster_ips(api, info, &key.name, Some(old), &mut new, dry_run)?,
+        Part::Status => None,
+    };
     if dry_run {
         return Ok(Updated { object: new });
     }
