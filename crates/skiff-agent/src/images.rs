@@ -185,6 +185,15 @@ impl ImagePuller {
         }
     }
 
+    /// Whether making `image` available under `policy` means a registry pull.
+    pub async fn needs_pull(&self, image: &str, policy: Option<&str>) -> bool {
+        match policy.unwrap_or_else(|| default_policy(image)) {
+            "Never" => false,
+            "IfNotPresent" => self.resolve_local(image).await.is_none(),
+            _ => true,
+        }
+    }
+
     /// The image if the store has it.
     pub async fn resolve_local(&self, image: &str) -> Option<ImageInfo> {
         let store = self.store.clone();

@@ -274,6 +274,20 @@ async fn work(ctx: Arc<WorkerContext>, uid: String, mut desired: watch::Receiver
 
 /// Resolves everything and runs the pod.
 async fn start(ctx: &WorkerContext, uid: &str, pod: &Pod) -> Attempt {
+    // A pull can take a while: show the pod as ContainerCreating meanwhile.
+    for (container, image, policy) in crate::inputs::container_images(pod) {
+        if ctx.images.needs_pull(&image, policy.as_deref()).await {
+            ctx.status.refresh(uid);
+            ctx.status.event(
+                pod,
+                Some(&container),
+                false,
+                "Pulling",
+                &format!("Pulling image {image:?}"),
+            );
+            break;
+        }
+    }
     let images = match ctx.resolver.images(pod).await {
         Ok((images, pulled)) => {
             for p in pulled {
