@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub disable_agent: bool,
     /// Pod network of the cluster (`10.42.0.0/16`).
     pub cluster_cidr: String,
+    /// Delete the objects of manifests removed from `DIR/server/manifests` (and objects
+    /// removed from a manifest).
+    pub manifests_prune: bool,
     /// Range of Service ClusterIPs (`10.43.0.0/16`); its first address is the `kubernetes`
     /// Service's.
     pub service_cidr: skiff_apiserver::ServiceCidr,

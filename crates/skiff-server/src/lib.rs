@@ -7,6 +7,7 @@
 mod config;
 mod control_plane;
 mod controllers;
+pub mod deploy;
 pub mod nodes;
 
 pub use config::ServerConfig;
@@ -79,6 +80,9 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 pub type LocalAgent =
     Box<dyn FnOnce(LocalNode, BoxFuture<()>) -> BoxFuture<Result<(), String>> + Send>;
 
+/// How often `DIR/server/manifests` is looked at.
+const MANIFEST_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
@@ -110,6 +114,26 @@ pub async fn run_with_local_agent(
         backend: config.flannel_backend.clone(),
     });
     let link = nodes::NodeLink::start(&plane.api, &plane.pki, link_settings).await?;
+    // Auto-deploy of DIR/server/manifests, as an admin-like identity of its own.
+    let deployer = deploy::Deployer::start(
+        kube::Client::new(
+            plane.api.service(skiff_apiserver::Identity::new(
+                deploy::DEPLOY_USER,
+                [skiff_pki::ADMIN_GROUP],
+            )),
+            "default",
+        ),
+        deploy::DeploySettings {
+            dir: deploy::manifests_dir(&plane.paths.root),
+            prune: config.manifests_prune,
+            interval: MANIFEST_POLL,
+        },
+    )
+    .map_err(|source| ServerError::Io {
+        action: "create directory",
+        path: deploy::manifests_dir(&plane.paths.root),
+        source,
+    })?;
     // `kubectl logs` and `kubectl exec` reach nodes over their links.
     plane
         .api
@@ -158,6 +182,7 @@ pub async fn run_with_local_agent(
             Err(_) => tracing::warn!("the local node agent did not stop in time"),
         }
     }
+    deployer.shutdown().await;
     link.shutdown().await;
     controllers.shutdown().await;
     let _ = stop_api.send(true);

@@ -216,6 +216,16 @@ pub struct ServerArgs {
         value_name = "CIDR"
     )]
     pub service_cidr: skiff_server::ServiceCidr,
+    /// Delete what a manifest of DIR/server/manifests created when the file is removed (or
+    /// the object is removed from it); `false` leaves such objects in place.
+    #[arg(
+        long,
+        env = "SKIFF_MANIFESTS_PRUNE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub manifests_prune: bool,
     /// Join token secret to use instead of a generated one.
     #[arg(long, env = "SKIFF_TOKEN", value_name = "TOKEN")]
     pub token: Option<String>,

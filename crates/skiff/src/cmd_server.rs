@@ -49,6 +49,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         disable_agent: args.disable_agent,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
+        manifests_prune: args.manifests_prune,
         token: args.token,
         flannel_backend: args.flannel_backend,
         node_heartbeat_interval: args.node_heartbeat_interval,
