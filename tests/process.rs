@@ -92,7 +92,11 @@ impl SkiffProcess {
     }
 
     /// Starts the server on `data_dir` and `port` with `extra` flags.
-    pub fn start_on_with(data_dir: &Path, port: u16, extra: &[&str]) -> Result<SkiffProcess, String> {
+    pub fn start_on_with(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<SkiffProcess, String> {
         let log_path = data_dir.with_extension(format!("log.{port}"));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let bin = skiff_bin();

@@ -20,7 +20,12 @@ use skiff_tests::process::SkiffProcess;
 async fn running_by_node(client: &Client) -> HashMap<String, usize> {
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let mut by_node = HashMap::new();
-    for p in pods.list(&ListParams::default().labels("app=svc")).await.unwrap().items {
+    for p in pods
+        .list(&ListParams::default().labels("app=svc"))
+        .await
+        .unwrap()
+        .items
+    {
         let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         if p.metadata.deletion_timestamp.is_none() && running {
             if let Some(n) = p.spec.and_then(|s| s.node_name) {
@@ -37,7 +42,12 @@ async fn pods_of_a_node_whose_lease_stops_are_replaced_elsewhere() {
     let dir = skiff_tests::temp_dir("controllers-nodes");
     let server = SkiffProcess::start_with_args(
         dir.path(),
-        &["--node-monitor-grace-period", "2s", "--node-monitor-period", "250ms"],
+        &[
+            "--node-monitor-grace-period",
+            "2s",
+            "--node-monitor-period",
+            "250ms",
+        ],
     );
     let client = skiff_tests::inproc::kube_client(&server.kubeconfig()).await;
     let nodes = ["a", "b", "c"];
@@ -45,7 +55,11 @@ async fn pods_of_a_node_whose_lease_stops_are_replaced_elsewhere() {
         create_node(&client, n, json!({}), json!([])).await;
     }
     let silenced = Silenced::default();
-    let beats = heartbeats(client.clone(), nodes.iter().map(|n| n.to_string()).collect(), silenced.clone());
+    let beats = heartbeats(
+        client.clone(),
+        nodes.iter().map(|n| n.to_string()).collect(),
+        silenced.clone(),
+    );
     let kubelet = kubelet(client.clone(), silenced.clone());
 
     let d: Deployment = serde_json::from_value(json!({
@@ -62,28 +76,39 @@ async fn pods_of_a_node_whose_lease_stops_are_replaced_elsewhere() {
         .create(&PostParams::default(), &d)
         .await
         .unwrap();
-    let before = wait_for(Duration::from_secs(30), "6 running replicas on 3 nodes", || {
-        let client = client.clone();
-        async move {
-            let p = running_by_node(&client).await;
-            (p.values().sum::<usize>() == 6 && p.len() == 3).then_some(p)
-        }
-    })
+    let before = wait_for(
+        Duration::from_secs(30),
+        "6 running replicas on 3 nodes",
+        || {
+            let client = client.clone();
+            async move {
+                let p = running_by_node(&client).await;
+                (p.values().sum::<usize>() == 6 && p.len() == 3).then_some(p)
+            }
+        },
+    )
     .await;
     assert!(before.contains_key("a"), "{before:?}");
 
     silenced.silence("a");
     let stopped = Instant::now();
-    let after = wait_for(Duration::from_secs(30), "all replicas running on b and c", || {
-        let client = client.clone();
-        async move {
-            let p = running_by_node(&client).await;
-            (p.values().sum::<usize>() == 6 && !p.contains_key("a")).then_some(p)
-        }
-    })
+    let after = wait_for(
+        Duration::from_secs(30),
+        "all replicas running on b and c",
+        || {
+            let client = client.clone();
+            async move {
+                let p = running_by_node(&client).await;
+                (p.values().sum::<usize>() == 6 && !p.contains_key("a")).then_some(p)
+            }
+        },
+    )
     .await;
     let took = stopped.elapsed();
-    assert!(took >= Duration::from_secs(3), "replaced before grace + toleration: {took:?}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "replaced before grace + toleration: {took:?}"
+    );
     assert_eq!(after.values().sum::<usize>(), 6);
 
     if let Some(bin) = kubectl::find("1.32") {
@@ -95,10 +120,27 @@ async fn pods_of_a_node_whose_lease_stops_are_replaced_elsewhere() {
         })
         .await
         .unwrap();
-        let a = nodes.0.stdout.lines().find(|l| l.starts_with("a ")).unwrap_or_default().to_string();
+        let a = nodes
+            .0
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("a "))
+            .unwrap_or_default()
+            .to_string();
         assert!(a.contains("NotReady"), "{}", nodes.0.stdout);
-        assert!(nodes.1.stdout.contains("node.kubernetes.io/unreachable:NoExecute"), "{}", nodes.1.stdout);
-        assert!(nodes.1.stdout.contains("NodeNotReady"), "{}", nodes.1.stdout);
+        assert!(
+            nodes
+                .1
+                .stdout
+                .contains("node.kubernetes.io/unreachable:NoExecute"),
+            "{}",
+            nodes.1.stdout
+        );
+        assert!(
+            nodes.1.stdout.contains("NodeNotReady"),
+            "{}",
+            nodes.1.stdout
+        );
     } else {
         skiff_tests::skip("kubectl 1.32 is not installed; skipping the kubectl part");
     }

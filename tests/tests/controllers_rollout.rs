@@ -77,9 +77,10 @@ async fn run_ok(k: &Arc<Kubectl>, args: &[&str]) -> String {
 async fn apply(k: &Arc<Kubectl>, manifest: &str) {
     let k2 = k.clone();
     let manifest = manifest.to_string();
-    let r = tokio::task::spawn_blocking(move || k2.run_with_input(&["apply", "-f", "-"], &manifest))
-        .await
-        .unwrap();
+    let r =
+        tokio::task::spawn_blocking(move || k2.run_with_input(&["apply", "-f", "-"], &manifest))
+            .await
+            .unwrap();
     assert!(r.ok, "kubectl apply failed: {}{}", r.stdout, r.stderr);
 }
 
@@ -92,7 +93,12 @@ async fn images(client: &Client, app: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| p.spec.unwrap().containers[0].image.clone().unwrap_or_default())
+        .map(|p| {
+            p.spec.unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap_or_default()
+        })
         .collect();
     images.sort();
     images
@@ -122,27 +128,69 @@ async fn kubectl_rollout_scale_daemonset_and_cascading_delete() {
     for n in ["n1", "n2", "n3"] {
         create_node(&client, n, json!({}), json!([])).await;
     }
-    create_node(&client, "db", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])).await;
+    create_node(
+        &client,
+        "db",
+        json!({}),
+        json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+    )
+    .await;
     let silenced = Silenced::default();
     let kubelet = kubelet(client.clone(), silenced.clone());
 
     // Roll out image A, then B; rollout status waits for each and succeeds.
     apply(&k, DEPLOYMENT).await;
-    let status = run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
-    assert!(status.contains("deployment \"web\" successfully rolled out"), "{status}");
-    assert_eq!(images(&client, "web").await, vec!["registry.local/web:A"; 3]);
-    run_ok(&k, &["set", "image", "deployment/web", "main=registry.local/web:B"]).await;
-    let status = run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    let status = run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(
+        status.contains("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+    assert_eq!(
+        images(&client, "web").await,
+        vec!["registry.local/web:A"; 3]
+    );
+    run_ok(
+        &k,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "main=registry.local/web:B",
+        ],
+    )
+    .await;
+    let status = run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     assert!(status.contains("successfully rolled out"), "{status}");
-    assert_eq!(images(&client, "web").await, vec!["registry.local/web:B"; 3]);
+    assert_eq!(
+        images(&client, "web").await,
+        vec!["registry.local/web:B"; 3]
+    );
     let history = run_ok(&k, &["rollout", "history", "deployment/web"]).await;
-    assert!(history.contains("REVISION") && history.contains('1') && history.contains('2'), "{history}");
+    assert!(
+        history.contains("REVISION") && history.contains('1') && history.contains('2'),
+        "{history}"
+    );
     let wide = run_ok(&k, &["get", "deployment", "web"]).await;
-    assert!(wide.lines().nth(1).is_some_and(|l| l.contains("3/3")), "{wide}");
+    assert!(
+        wide.lines().nth(1).is_some_and(|l| l.contains("3/3")),
+        "{wide}"
+    );
 
     // Undo goes back to A (as revision 3).
     run_ok(&k, &["rollout", "undo", "deployment/web"]).await;
-    run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     wait_for(Duration::from_secs(30), "pods back on image A", || {
         let client = client.clone();
         async move { (images(&client, "web").await == vec!["registry.local/web:A"; 3]).then_some(()) }
@@ -153,19 +201,50 @@ async fn kubectl_rollout_scale_daemonset_and_cascading_delete() {
 
     // Restart makes a new ReplicaSet with the same image; pause holds a change back.
     run_ok(&k, &["rollout", "restart", "deployment/web"]).await;
-    run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     run_ok(&k, &["rollout", "pause", "deployment/web"]).await;
-    run_ok(&k, &["set", "image", "deployment/web", "main=registry.local/web:C"]).await;
+    run_ok(
+        &k,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "main=registry.local/web:C",
+        ],
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(images(&client, "web").await, vec!["registry.local/web:A"; 3]);
+    assert_eq!(
+        images(&client, "web").await,
+        vec!["registry.local/web:A"; 3]
+    );
     run_ok(&k, &["rollout", "resume", "deployment/web"]).await;
-    run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
-    assert_eq!(images(&client, "web").await, vec!["registry.local/web:C"; 3]);
+    run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert_eq!(
+        images(&client, "web").await,
+        vec!["registry.local/web:C"; 3]
+    );
 
     // Scale 3 → 10 → 0.
     for replicas in ["10", "0"] {
-        run_ok(&k, &["scale", "deployment/web", &format!("--replicas={replicas}")]).await;
-        run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+        run_ok(
+            &k,
+            &["scale", "deployment/web", &format!("--replicas={replicas}")],
+        )
+        .await;
+        run_ok(
+            &k,
+            &["rollout", "status", "deployment/web", "--timeout=60s"],
+        )
+        .await;
         let want: usize = replicas.parse().unwrap();
         wait_for(Duration::from_secs(30), &format!("{want} pods"), || {
             let client = client.clone();
@@ -174,22 +253,55 @@ async fn kubectl_rollout_scale_daemonset_and_cascading_delete() {
         .await;
     }
     run_ok(&k, &["scale", "deployment/web", "--replicas=3"]).await;
-    run_ok(&k, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    run_ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
 
     // A DaemonSet covers n1..n3, not the dedicated node.
     apply(&k, DAEMONSET).await;
-    let status = run_ok(&k, &["rollout", "status", "daemonset/agent", "--timeout=60s"]).await;
-    assert!(status.contains("daemon set \"agent\" successfully rolled out"), "{status}");
+    let status = run_ok(
+        &k,
+        &["rollout", "status", "daemonset/agent", "--timeout=60s"],
+    )
+    .await;
+    assert!(
+        status.contains("daemon set \"agent\" successfully rolled out"),
+        "{status}"
+    );
     let pods = run_ok(&k, &["get", "pods", "-l", "app=agent", "-o", "wide"]).await;
     assert_eq!(pods.lines().count(), 4, "{pods}");
     assert!(!pods.contains(" db "), "{pods}");
     let ds = run_ok(&k, &["get", "daemonset", "agent"]).await;
-    assert!(ds.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("3")), "{ds}");
+    assert!(
+        ds.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("3")),
+        "{ds}"
+    );
 
     // Cascading deletion: foreground (kubectl waits), background, orphan.
-    run_ok(&k, &["delete", "deployment", "web", "--cascade=foreground", "--wait=true", "--timeout=60s"]).await;
+    run_ok(
+        &k,
+        &[
+            "delete",
+            "deployment",
+            "web",
+            "--cascade=foreground",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+    )
+    .await;
     assert_eq!(counts(&client, "web").await, (0, 0));
-    apply(&k, &DEPLOYMENT.replace("name: web", "name: bg").replace("app: web", "app: bg")).await;
+    apply(
+        &k,
+        &DEPLOYMENT
+            .replace("name: web", "name: bg")
+            .replace("app: web", "app: bg"),
+    )
+    .await;
     run_ok(&k, &["rollout", "status", "deployment/bg", "--timeout=60s"]).await;
     run_ok(&k, &["delete", "deployment", "bg", "--cascade=background"]).await;
     wait_for(Duration::from_secs(30), "background cascade", || {
@@ -197,17 +309,57 @@ async fn kubectl_rollout_scale_daemonset_and_cascading_delete() {
         async move { (counts(&client, "bg").await == (0, 0)).then_some(()) }
     })
     .await;
-    apply(&k, &DEPLOYMENT.replace("name: web", "name: kept").replace("app: web", "app: kept")).await;
-    run_ok(&k, &["rollout", "status", "deployment/kept", "--timeout=60s"]).await;
-    run_ok(&k, &["delete", "deployment", "kept", "--cascade=orphan", "--wait=true", "--timeout=60s"]).await;
+    apply(
+        &k,
+        &DEPLOYMENT
+            .replace("name: web", "name: kept")
+            .replace("app: web", "app: kept"),
+    )
+    .await;
+    run_ok(
+        &k,
+        &["rollout", "status", "deployment/kept", "--timeout=60s"],
+    )
+    .await;
+    run_ok(
+        &k,
+        &[
+            "delete",
+            "deployment",
+            "kept",
+            "--cascade=orphan",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(counts(&client, "kept").await, (1, 3));
-    let rs = run_ok(&k, &["get", "rs", "-l", "app=kept", "-o", "jsonpath={.items[0].metadata.ownerReferences}"]).await;
-    assert!(rs.trim().is_empty() || rs.trim() == "[]", "owner references left: {rs}");
+    let rs = run_ok(
+        &k,
+        &[
+            "get",
+            "rs",
+            "-l",
+            "app=kept",
+            "-o",
+            "jsonpath={.items[0].metadata.ownerReferences}",
+        ],
+    )
+    .await;
+    assert!(
+        rs.trim().is_empty() || rs.trim() == "[]",
+        "owner references left: {rs}"
+    );
 
     // What the controllers did shows in events.
     let events = run_ok(&k, &["get", "events"]).await;
-    assert!(events.contains("ScalingReplicaSet") && events.contains("Scheduled") && events.contains("SuccessfulCreate"), "{events}");
+    assert!(
+        events.contains("ScalingReplicaSet")
+            && events.contains("Scheduled")
+            && events.contains("SuccessfulCreate"),
+        "{events}"
+    );
     kubelet.abort();
     drop(server);
 }

@@ -83,13 +83,25 @@ impl Recorder {
     /// A recorder writing through `client` as `component`; its writer runs until every clone
     /// of the recorder is dropped.
     pub fn new(client: Client, component: &str) -> Recorder {
-        let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
+        Recorder::with_limits(client, component, QUEUE, CONCURRENT_WRITES)
+    }
+
+    /// A recorder that queues at most `queue` events and writes `concurrency` at a time;
+    /// events beyond the queue are dropped (upstream's broadcaster keeps 1000 and drops the
+    /// rest, so a burst of events never slows the component down).
+    pub fn with_limits(
+        client: Client,
+        component: &str,
+        queue: usize,
+        concurrency: usize,
+    ) -> Recorder {
+        let (tx, rx) = mpsc::channel::<Pending>(queue.max(1));
         let component: Arc<str> = Arc::from(component);
         let writer_component = component.clone();
         let seen: Arc<Mutex<HashMap<AggregationKey, Aggregated>>> = Arc::default();
         tokio::spawn(async move {
             tokio_stream_from(rx)
-                .for_each_concurrent(CONCURRENT_WRITES, |pending| {
+                .for_each_concurrent(concurrency.max(1), |pending| {
                     let client = client.clone();
                     let component = writer_component.clone();
                     let seen = seen.clone();

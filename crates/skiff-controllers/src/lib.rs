@@ -123,6 +123,18 @@ impl Running {
     }
 }
 
+/// Starts only the scheduler (for benchmarks that measure it alone).
+pub fn start_scheduler_only(clients: Clients, config: SchedulerConfig) -> Running {
+    let mut tasks = JoinSet::new();
+    let scheduler = Scheduler::new(clients.scheduler, config);
+    let scheduler_stats = scheduler.stats();
+    tasks.spawn(scheduler.run());
+    Running {
+        tasks,
+        scheduler_stats,
+    }
+}
+
 /// Starts the scheduler and all controllers. Fails only on unusable settings.
 pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Error> {
     let ipam = match &config.cluster_cidr {

@@ -666,11 +666,13 @@ pub(crate) fn finish(
     sink: Option<&Arc<LogSink>>,
     fallback_to_logs: bool,
 ) -> Terminated {
+    let mut phases = crate::timing::Phases::new("container cleanup");
     let oom = crate::cgroups::oom_kills(&inner.cgroups, &instance.cgroup) > 0;
     if let Some(sink) = sink {
         // Let the pump write the last output before the message or the tail is read.
         sink.wait_closed(std::time::Duration::from_secs(2));
     }
+    phases.mark("logs");
     let dir = paths.instance(name, instance.number);
     let exit_code = status.code();
     let message = termination_message(
@@ -679,13 +681,17 @@ pub(crate) fn finish(
         fallback_to_logs,
         exit_code != 0,
     );
+    phases.mark("message");
     remove_container_state(inner, instance);
+    phases.mark("libcontainer+cgroup");
     let _ = Rootfs::at(&dir).unmount();
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), error = %e, "instance directory not removed");
         }
     }
+    phases.mark("rootfs");
+    phases.log(name);
     let reason = match status {
         _ if oom => "OOMKilled",
         ExitStatus::Unknown => "ContainerStatusUnknown",

@@ -395,6 +395,7 @@ pub(crate) fn destroy_pod(
             first_error.get_or_insert(e);
         }
     };
+    let mut phases = crate::timing::Phases::new("pod removal");
     // Anything still running in the pod's cgroup is killed.
     let pod_cgroup = inner.pod_cgroup(&uid);
     for pid in crate::cgroups::pids(&inner.cgroups, &pod_cgroup) {
@@ -432,20 +433,26 @@ pub(crate) fn destroy_pod(
             }
         }
     }
+    phases.mark("containers+network");
     // Container root file systems, volumes, shm, namespace files: every mount under the pod.
     keep(crate::fsutil::unmount_all_under(
         &paths.dir.join("containers"),
     ));
     keep(volumes::teardown(&paths.volumes()));
+    phases.mark("rootfs+volumes");
     keep(sandbox::destroy_namespaces(&paths.dir));
     keep(crate::fsutil::unmount_all_under(&paths.dir));
+    phases.mark("namespaces+shm");
     keep(crate::cgroups::remove(&inner.cgroups, &pod_cgroup));
+    phases.mark("cgroups");
     if paths.dir.exists() {
         keep(
             std::fs::remove_dir_all(&paths.dir)
                 .map_err(|e| RuntimeError::io("remove", &paths.dir, e)),
         );
     }
+    phases.mark("files");
+    phases.log(&uid);
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),

@@ -44,10 +44,16 @@ pub async fn create_node(client: &Client, name: &str, labels: Value, taints: Val
     }))
     .unwrap();
     let api: Api<Node> = Api::all(client.clone());
-    api.create(&PostParams::default(), &node).await.expect("create node");
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+    api.create(&PostParams::default(), &node)
         .await
-        .expect("node status");
+        .expect("create node");
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await
+    .expect("node status");
 }
 
 /// Nodes the fake kubelet and the heartbeats ignore (gone silent).
@@ -120,7 +126,11 @@ pub fn kubelet(client: Client, silenced: Silenced) -> tokio::task::JoinHandle<()
 }
 
 /// Renews the Lease of each of `nodes` every 300 ms unless silenced.
-pub fn heartbeats(client: Client, nodes: Vec<String>, silenced: Silenced) -> tokio::task::JoinHandle<()> {
+pub fn heartbeats(
+    client: Client,
+    nodes: Vec<String>,
+    silenced: Silenced,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
         loop {
@@ -161,7 +171,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

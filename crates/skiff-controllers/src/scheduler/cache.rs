@@ -5,13 +5,14 @@
 //! new usage; the watch later confirms the binding (or the binding fails and the pod is
 //! forgotten).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 
 use super::podinfo::{HostPort, PodInfo};
 use super::resources::{allowed_pods, Resources};
+use rustc_hash::FxHashMap as FastMap;
 
 /// Taint the node lifecycle controller puts on nodes whose Ready condition is False.
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -95,7 +96,7 @@ pub struct NodeInfo {
     /// Host ports in use.
     pub used_ports: Vec<HostPort>,
     /// Pods per controlling owner uid, for spreading replicas.
-    pub owner_counts: HashMap<Arc<str>, u32>,
+    pub owner_counts: FastMap<Arc<str>, u32>,
 }
 
 impl NodeInfo {
@@ -107,7 +108,7 @@ impl NodeInfo {
             non_zero_requested: (0, 0),
             pods: Vec::new(),
             used_ports: Vec::new(),
-            owner_counts: HashMap::new(),
+            owner_counts: FastMap::default(),
         }
     }
 
@@ -162,10 +163,10 @@ struct PodState {
 pub struct Cache {
     slots: Vec<Option<NodeInfo>>,
     free: Vec<usize>,
-    index: HashMap<Arc<str>, usize>,
+    index: FastMap<Arc<str>, usize>,
     /// Slots holding an existing Node, in a stable order (the scheduler walks this).
     live: Vec<usize>,
-    pods: HashMap<Arc<str>, PodState>,
+    pods: FastMap<Arc<str>, PodState>,
 }
 
 impl Cache {

@@ -133,6 +133,10 @@ enum Input {
 const INPUT_BATCH: usize = 2048;
 /// Pods scheduled per turn before looking at inputs again.
 const SCHEDULE_BATCH: usize = 64;
+/// Scheduler events queued before new ones are dropped (upstream's broadcaster: 1000).
+const EVENT_QUEUE: usize = 1000;
+/// Scheduler event writes in flight: events must not compete with bindings for the store.
+const EVENT_WRITERS: usize = 4;
 /// How often long-waiting unschedulable pods are sent back (upstream: every 30 s).
 const LEFTOVER_FLUSH: Duration = Duration::from_secs(30);
 
@@ -195,7 +199,12 @@ impl Scheduler {
             cache: Cache::new(),
             queue: Queue::new(self.config.queue.clone()),
             algorithm: Algorithm::new(self.config.percentage_of_nodes_to_score),
-            recorder: Recorder::new(self.client.clone(), &self.config.scheduler_name),
+            recorder: Recorder::with_limits(
+                self.client.clone(),
+                &self.config.scheduler_name,
+                EVENT_QUEUE,
+                EVENT_WRITERS,
+            ),
             client: self.client.clone(),
             tx,
             permits: Arc::new(Semaphore::new(self.config.bind_concurrency.max(1))),
