@@ -1,0 +1,94 @@
+//! The node agent: pods started, container restarts, probe failures. Only the server's
+//! in-process local agent reaches a `/metrics` (remote agents count into their own process).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe_type: &'static str,
+}
+
+/// The agent's families.
+#[derive(Debug)]
+pub struct AgentMetrics {
+    pod_starts: Counter,
+    container_restarts: Counter,
+    probe_failures: Family<ProbeLabels, Counter>,
+}
+
+impl AgentMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let pod_starts = Counter::default();
+        let container_restarts = Counter::default();
+        let probe_failures = Family::<ProbeLabels, Counter>::default();
+        registry.register(
+            "skiff_agent_pod_starts",
+            "Pods handed to the container runtime to start",
+            pod_starts.clone(),
+        );
+        registry.register(
+            "skiff_agent_container_restarts",
+            "Container restarts seen in pod statuses (restart counts going up)",
+            container_restarts.clone(),
+        );
+        registry.register(
+            "skiff_agent_probe_failures",
+            "Failed probe attempts by probe type (Liveness, Readiness, Startup)",
+            probe_failures.clone(),
+        );
+        for probe_type in ["Liveness", "Readiness", "Startup"] {
+            drop(probe_failures.get_or_create(&ProbeLabels { probe_type }));
+        }
+        AgentMetrics {
+            pod_starts,
+            container_restarts,
+            probe_failures,
+        }
+    }
+
+    /// A pod was started.
+    pub fn pod_started(&self) {
+        self.pod_starts.inc();
+    }
+
+    /// Containers restarted `n` more times.
+    pub fn containers_restarted(&self, n: u64) {
+        if n > 0 {
+            self.container_restarts.inc_by(n);
+        }
+    }
+
+    /// A probe attempt failed; `probe_type` is upstream's capitalised name (`Liveness`).
+    pub fn probe_failed(&self, probe_type: &'static str) {
+        self.probe_failures
+            .get_or_create(&ProbeLabels { probe_type })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Metrics;
+
+    #[test]
+    fn agent_counters() {
+        let metrics = Metrics::new();
+        metrics.agent.pod_started();
+        metrics.agent.containers_restarted(0);
+        metrics.agent.containers_restarted(2);
+        metrics.agent.probe_failed("Liveness");
+        let text = metrics.encode(None);
+        assert!(text.contains("skiff_agent_pod_starts_total 1\n"), "{text}");
+        assert!(
+            text.contains("skiff_agent_container_restarts_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skiff_agent_probe_failures_total{probe_type=\"Liveness\"} 1\n"),
+            "{text}"
+        );
+    }
+}
