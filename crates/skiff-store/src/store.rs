@@ -1,7 +1,7 @@
 //! The public [`Store`] handle.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -58,6 +58,7 @@ pub struct Store {
 
 struct Inner {
     shared: Arc<Shared>,
+    path: PathBuf,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -138,6 +139,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 shared,
+                path: path.to_path_buf(),
                 tx: Some(tx),
                 writer: Some(handle),
             }),
@@ -323,6 +325,22 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .registry
             .len()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// This store's figures for `/metrics`: revisions, database file size (0 if it cannot be
+    /// read), watchers.
+    pub fn gauges(&self) -> skiff_metrics::store::StoreGauges {
+        skiff_metrics::store::StoreGauges {
+            revision: self.revision(),
+            compacted_revision: self.compacted_revision(),
+            db_size_bytes: std::fs::metadata(&self.inner.path).map_or(0, |m| m.len()),
+            watchers: self.watcher_count() as u64,
+        }
     }
 
     /// Group-commit figures since open.

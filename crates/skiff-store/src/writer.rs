@@ -254,7 +254,12 @@ impl Writer {
                     event: ev,
                 })
                 .collect();
-            if let Err(e) = self.db.commit(&changes, rev) {
+            let started = Instant::now();
+            let committed = self.db.commit(&changes, rev);
+            skiff_metrics::global()
+                .store
+                .commit(started.elapsed(), outcomes.len());
+            if let Err(e) = committed {
                 tracing::error!(error = %e, batch = outcomes.len(), "commit failed; batch rejected");
                 for (reply, result) in outcomes {
                     let _ = reply.send(result.and(Err(e.clone())));
