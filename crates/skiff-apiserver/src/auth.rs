@@ -50,6 +50,14 @@ pub trait Authorizer: Send + Sync + 'static {
         let _ = (attributes, object);
         Decision::Allow
     }
+
+    /// Decides about a request for a non-resource path (`/metrics`), as upstream's
+    /// `nonResourceURLs` rules. Discovery, OpenAPI, health and version paths are open to every
+    /// authenticated identity and do not come here. Default: deny.
+    fn authorize_path(&self, identity: &Identity, verb: &str, path: &str) -> Decision {
+        let _ = (identity, verb, path);
+        Decision::Deny(String::new())
+    }
 }
 
 /// Allows every authenticated request.
@@ -58,6 +66,10 @@ pub struct AlwaysAllow;
 
 impl Authorizer for AlwaysAllow {
     fn authorize(&self, _: &Attributes<'_>) -> Decision {
+        Decision::Allow
+    }
+
+    fn authorize_path(&self, _: &Identity, _: &str, _: &str) -> Decision {
         Decision::Allow
     }
 }
@@ -82,13 +94,23 @@ impl GroupAuthorizer {
     }
 }
 
-impl Authorizer for GroupAuthorizer {
-    fn authorize(&self, attributes: &Attributes<'_>) -> Decision {
-        if self.groups.iter().any(|g| attributes.identity.in_group(g)) {
+impl GroupAuthorizer {
+    fn decide(&self, identity: &Identity) -> Decision {
+        if self.groups.iter().any(|g| identity.in_group(g)) {
             Decision::Allow
         } else {
             Decision::Deny(String::new())
         }
+    }
+}
+
+impl Authorizer for GroupAuthorizer {
+    fn authorize(&self, attributes: &Attributes<'_>) -> Decision {
+        self.decide(attributes.identity)
+    }
+
+    fn authorize_path(&self, identity: &Identity, _: &str, _: &str) -> Decision {
+        self.decide(identity)
     }
 }
 
@@ -119,6 +141,18 @@ impl Authorizer for UnionAuthorizer {
         Decision::Deny(reasons.join(", "))
     }
 
+    fn authorize_path(&self, identity: &Identity, verb: &str, path: &str) -> Decision {
+        let mut reasons = Vec::new();
+        for authorizer in &self.authorizers {
+            match authorizer.authorize_path(identity, verb, path) {
+                Decision::Allow => return Decision::Allow,
+                Decision::Deny(reason) if !reason.is_empty() => reasons.push(reason),
+                Decision::Deny(_) => {}
+            }
+        }
+        Decision::Deny(reasons.join(", "))
+    }
+
     /// The authorizer that allowed the request decides.
     fn admit(&self, attributes: &Attributes<'_>, object: &serde_json::Value) -> Decision {
         for authorizer in &self.authorizers {
@@ -128,6 +162,20 @@ impl Authorizer for UnionAuthorizer {
         }
         Decision::Deny(String::new())
     }
+}
+
+/// Upstream's 403 message for a non-resource path: `forbidden: User "bob" cannot get path
+/// "/metrics"`.
+pub fn forbidden_path_message(identity: &Identity, verb: &str, path: &str, reason: &str) -> String {
+    let mut message = format!(
+        "forbidden: User \"{}\" cannot {verb} path \"{path}\"",
+        identity.user
+    );
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    message
 }
 
 /// Upstream's 403 message: `pods "web" is forbidden: User "bob" cannot get resource "pods" in

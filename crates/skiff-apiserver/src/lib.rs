@@ -12,6 +12,7 @@ mod body;
 mod bootstrap;
 mod discovery;
 mod handlers;
+mod metrics;
 mod negotiate;
 mod node_authorizer;
 mod node_proxy;
@@ -32,8 +33,8 @@ use std::sync::{Arc, OnceLock};
 use skiff_store::Store;
 
 pub use auth::{
-    forbidden_message, AlwaysAllow, Attributes, Authorizer, Decision, GroupAuthorizer, Identity,
-    UnionAuthorizer,
+    forbidden_message, forbidden_path_message, AlwaysAllow, Attributes, Authorizer, Decision,
+    GroupAuthorizer, Identity, UnionAuthorizer,
 };
 pub use body::MAX_BODY_BYTES;
 pub use bootstrap::SYSTEM_NAMESPACES;

@@ -17,10 +17,11 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::State;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use skiff_metrics::apiserver::RequestLabels;
 use skiff_store::StoreError;
 use skiff_types::registry::ResourceInfo;
 
-use crate::auth::{forbidden_message, Attributes, Decision};
+use crate::auth::{forbidden_message, forbidden_path_message, Attributes, Decision};
 use crate::discovery::{aggregated_content_type, wants_aggregated};
 use crate::query::Query;
 use crate::render::json_bytes;
@@ -162,10 +163,16 @@ pub(crate) async fn dispatch(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = match route(api, request).await {
+    let mut labels = crate::metrics::non_resource(&method);
+    let response = match route(api, request, &mut labels).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    skiff_metrics::global().apiserver.record(
+        &labels,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     tracing::debug!(
         %method,
         %path,
@@ -196,7 +203,11 @@ fn only_get(method: &Method) -> Result<(), ApiError> {
     }
 }
 
-async fn route(api: ApiServer, request: Request<Body>) -> Result<Response<Body>, ApiError> {
+async fn route(
+    api: ApiServer,
+    request: Request<Body>,
+    labels: &mut RequestLabels,
+) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_string();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     match first {
@@ -240,6 +251,11 @@ async fn route(api: ApiServer, request: Request<Body>) -> Result<Response<Body>,
                 .map(|b| json_bytes(StatusCode::OK, b))
                 .ok_or_else(ApiError::no_route)
         }
+        ["metrics"] => {
+            only_get(request.method())?;
+            authorize_path(&api, &identity, "get", "/metrics")?;
+            Ok(crate::metrics::exposition(&api))
+        }
         ["openapi", "v2"] => {
             only_get(request.method())?;
             openapi_v2(&api, request.headers())
@@ -254,11 +270,11 @@ async fn route(api: ApiServer, request: Request<Body>) -> Result<Response<Body>,
         }
         ["api", version, rest @ ..] => {
             let (version, rest) = (version.to_string(), to_owned(rest));
-            resource(api, identity, "", &version, rest, request).await
+            resource(api, identity, "", &version, rest, request, labels).await
         }
         ["apis", group, version, rest @ ..] => {
             let (group, version, rest) = (group.to_string(), version.to_string(), to_owned(rest));
-            resource(api, identity, &group, &version, rest, request).await
+            resource(api, identity, &group, &version, rest, request, labels).await
         }
         _ => Err(ApiError::no_route()),
     }
@@ -346,10 +362,12 @@ async fn resource(
     version: &str,
     rest: Vec<String>,
     request: Request<Body>,
+    labels: &mut RequestLabels,
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(request.uri().query());
     let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
     let parsed = request::parse(request.method(), group, version, &parts, &query)?;
+    *labels = crate::metrics::resource(&parsed, request.headers());
     authorize(&api, &identity, &parsed)?;
     let (mut parts, body) = request.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -382,6 +400,28 @@ async fn resource(
             "the server does not allow this method on the requested resource ({} {}/{sub})",
             verb.as_str(),
             call.request.info.plural
+        ))),
+    }
+}
+
+/// Asks the authorizer about a non-resource path (403 with upstream's message if refused).
+fn authorize_path(
+    api: &ApiServer,
+    identity: &Authenticated,
+    verb: &str,
+    path: &str,
+) -> Result<(), ApiError> {
+    match api
+        .config()
+        .authorizer
+        .authorize_path(&identity.0, verb, path)
+    {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(ApiError::forbidden(forbidden_path_message(
+            &identity.0,
+            verb,
+            path,
+            &reason,
         ))),
     }
 }
