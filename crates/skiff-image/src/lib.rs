@@ -29,6 +29,7 @@ mod registry;
 mod singleflight;
 mod store;
 mod tmp;
+mod transfer;
 pub mod unpack;
 
 pub use digest::Digest;
@@ -43,4 +44,5 @@ pub use registry::{
 pub use store::{
     store_root, GcReport, ImageId, ImageInfo, ImageStore, ImageSummary, StoreOptions, STORE_DIR,
 };
+pub use transfer::{ExportedImage, IncomingBlob, Receiving};
 pub use unpack::{DevicePolicy, SetidPolicy, UnpackPolicy, UnsafeEntry};

@@ -138,7 +138,7 @@ impl std::fmt::Debug for ImageStore {
 
 /// How a textual reference selects records.
 #[derive(Debug)]
-enum Query {
+pub(crate) enum Query {
     /// An image id or manifest digest.
     Digest(Digest),
     /// The start of an image id (at least 4 hex digits), as `docker`/`crictl` accept.
@@ -149,7 +149,7 @@ enum Query {
 impl Query {
     /// Parses `text` against the current `records`: hex that starts exactly one image id is
     /// that id (as Docker does; otherwise it is a name).
-    fn parse(text: &str, records: &[Record]) -> Result<Query> {
+    pub(crate) fn parse(text: &str, records: &[Record]) -> Result<Query> {
         if let Some(digest) = Digest::from_hex(text) {
             return Ok(Query::Digest(digest));
         }
@@ -175,7 +175,7 @@ impl Query {
         Ok(Query::Name(Reference::parse(text)?))
     }
 
-    fn matches(&self, record: &Record) -> bool {
+    pub(crate) fn matches(&self, record: &Record) -> bool {
         match self {
             Query::Digest(digest) => record.id == *digest || record.manifest == *digest,
             Query::IdPrefix(prefix) => record.id.hex().starts_with(prefix.as_str()),

@@ -40,4 +40,7 @@ pub struct ServerConfig {
     pub flannel_backend: String,
     /// How often agents send heartbeats (and renew their Lease).
     pub node_heartbeat_interval: std::time::Duration,
+    /// Images handed over to agents that lack them (the binary gives the server's image store,
+    /// the one `skiff image import --data-dir DIR` fills); `None`: agents use registries only.
+    pub images: Option<std::sync::Arc<dyn skiff_link::quic::ImageSource>>,
 }

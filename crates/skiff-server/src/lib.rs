@@ -109,6 +109,7 @@ pub async fn run_with_local_agent(
         config.token.clone(),
     );
     link_settings.heartbeat_interval = config.node_heartbeat_interval;
+    link_settings.images = config.images.clone();
     link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
         cluster_cidr: config.cluster_cidr.clone(),
         backend: config.flannel_backend.clone(),

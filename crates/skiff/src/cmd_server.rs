@@ -54,6 +54,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         flannel_backend: args.flannel_backend,
         node_heartbeat_interval: args.node_heartbeat_interval,
         controllers: args.controllers.settings(),
+        images: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,23 +3,25 @@
 //!
 //! One QUIC connection per node carries everything. The agent opens one bidirectional *control
 //! stream* and speaks [`AgentMessage`]s on it; the server answers with [`ServerMessage`]s. The
-//! server opens further bidirectional streams for logs (and later exec and image transfer): each
-//! starts with one [`StreamRequest`] frame from the server and one [`StreamReply`] frame from the
-//! agent, followed by raw bytes.
+//! server opens further bidirectional streams for logs, exec and image hand-over ([`image`]):
+//! each starts with one [`StreamRequest`] frame from the server; logs and exec are answered with
+//! one [`StreamReply`] frame from the agent, followed by raw bytes.
 //!
 //! A connection without a client certificate may carry only one exchange: [`AgentMessage::Join`]
 //! answered by [`ServerMessage::Joined`] or [`ServerMessage::Refused`].
 
 pub mod exec;
 pub mod frame;
+pub mod image;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
 use serde::{Deserialize, Serialize};
 
 pub use frame::{decode, encode, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN};
 
-/// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Newest protocol version this build speaks (2 added image hand-over: `FetchImage` and
+/// `StreamRequest::Image`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// TLS ALPN identifier of the node link.
@@ -215,6 +217,14 @@ pub enum AgentMessage {
         /// What to read.
         refs: Vec<ObjectRef>,
     },
+    /// Asks for an image the server holds (protocol version 2 and later); the server answers by
+    /// opening a stream with [`StreamRequest::Image`] ([`image`]).
+    FetchImage {
+        /// Request number chosen by the agent, echoed by the offer.
+        request: u64,
+        /// The image reference, as the pod names it.
+        reference: String,
+    },
 }
 
 /// A node as the other nodes need to know it (pod networking).
@@ -393,6 +403,8 @@ pub enum StreamRequest {
     Logs(LogRequest),
     /// Run a command in a container; channel frames ([`exec`]) follow both ways.
     Exec(ExecRequest),
+    /// Hands an image over (the answer to `FetchImage`; [`image`] describes the exchange).
+    Image(image::ImageOffer),
 }
 
 /// What `kubectl exec` asks for.

@@ -16,9 +16,11 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::credentials::{self, NodeCredentials};
+use super::images::{ImageDownload, SharedImageWaiters};
 use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::LinkError;
+use crate::proto::image::IMAGE_PROTOCOL_VERSION;
 use crate::proto::{
     CloseCode, ClusterNetwork, NodeSummary, ObjectRef, ObjectResult, PodRef, PodStatusUpdate,
     StatusFailure,
@@ -134,6 +136,7 @@ pub struct NodesUpdate {
 }
 
 type ObjectsReply = oneshot::Sender<Result<Vec<ObjectResult>, LinkError>>;
+type ImageReply = oneshot::Sender<Result<ImageDownload, LinkError>>;
 
 enum LinkCommand {
     Statuses(Vec<PodStatusUpdate>),
@@ -141,6 +144,7 @@ enum LinkCommand {
     Events(Vec<Event>),
     Register(Box<Node>),
     GetObjects(Vec<ObjectRef>, ObjectsReply),
+    FetchImage(String, ImageReply),
     Shutdown,
 }
 
@@ -207,6 +211,7 @@ impl AgentLink {
             pending_terminated: HashSet::new(),
             pending_events: Vec::new(),
             pending_objects: HashMap::new(),
+            images: SharedImageWaiters::default(),
             next_request: 0,
             shutting_down: false,
         };
@@ -279,6 +284,28 @@ impl AgentLink {
             Err(_) => Err(LinkError::Protocol(
                 "the server did not answer the object request in time".into(),
             )),
+        }
+    }
+
+    /// Asks the server for an image it holds (image hand-over): resolves to the server's
+    /// stream once it answers, within `timeout`. Fails at once with [`LinkError::NotConnected`]
+    /// while there is no session, and with [`LinkError::Protocol`] when the server is too old
+    /// to hand images over.
+    pub async fn fetch_image(
+        &self,
+        reference: &str,
+        timeout: Duration,
+    ) -> Result<ImageDownload, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(LinkCommand::FetchImage(reference.to_string(), tx))
+            .map_err(|_| LinkError::Shutdown)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LinkError::Shutdown),
+            Err(_) => Err(LinkError::Protocol(format!(
+                "the server did not answer the request for image {reference:?} in time"
+            ))),
         }
     }
 
@@ -393,6 +420,8 @@ struct Runner {
     pending_events: Vec<Event>,
     /// Object requests waiting for their answer, by request number.
     pending_objects: HashMap<u64, ObjectsReply>,
+    /// Image requests waiting for the server's stream (shared with the stream acceptor).
+    images: SharedImageWaiters,
     next_request: u64,
     shutting_down: bool,
 }
@@ -468,6 +497,9 @@ impl Runner {
             LinkCommand::GetObjects(_, reply) => {
                 let _ = reply.send(Err(LinkError::NotConnected));
             }
+            LinkCommand::FetchImage(_, reply) => {
+                let _ = reply.send(Err(LinkError::NotConnected));
+            }
             LinkCommand::Shutdown => self.shutting_down = true,
         }
     }
@@ -495,10 +527,14 @@ impl Runner {
         let acceptor = {
             let connection = connection.clone();
             let logs = self.logs.clone();
+            let images = self.images.clone();
             tokio::spawn(async move {
                 while let Ok((send, recv)) = connection.accept_bi().await {
                     let logs = logs.clone();
-                    tokio::spawn(async move { serve_stream(send, recv, logs.as_ref()).await });
+                    let images = images.clone();
+                    tokio::spawn(async move {
+                        serve_stream(send, recv, logs.as_ref(), images.as_ref()).await
+                    });
                 }
             })
         };
@@ -512,6 +548,7 @@ impl Runner {
         let mut in_flight: Option<(u64, Vec<PodStatusUpdate>)> = None;
         let mut renewal_key: Option<String> = None;
         let mut established = false;
+        let mut version = 0u32;
         let reason = loop {
             while let Some(bytes) = session.poll_transmit() {
                 if let Err(error) = send.write_all(&bytes).await {
@@ -523,8 +560,12 @@ impl Runner {
             let mut ended = None;
             while let Some(event) = session.poll_event() {
                 match event {
-                    AgentEvent::Established { .. } => {
+                    AgentEvent::Established {
+                        version: negotiated,
+                        ..
+                    } => {
                         established = true;
+                        version = negotiated;
                         let _ = self.state.send(LinkState::Connected);
                         tracing::info!(node = %self.config.node_name, server = %addr, "link established");
                         self.emit(AgentLinkEvent::Connected { server: addr }).await;
@@ -650,6 +691,24 @@ impl Runner {
                             let _ = reply.send(Err(LinkError::NotConnected));
                         }
                     }
+                    Some(LinkCommand::FetchImage(reference, reply)) => {
+                        if !established {
+                            let _ = reply.send(Err(LinkError::NotConnected));
+                        } else if version < IMAGE_PROTOCOL_VERSION {
+                            let _ = reply.send(Err(LinkError::Protocol(format!(
+                                "the server speaks link protocol version {version}, which cannot hand images over"
+                            ))));
+                        } else {
+                            self.next_request += 1;
+                            let request = self.next_request;
+                            match session.fetch_image(request, &reference) {
+                                Ok(()) => self.images.insert(request, reply),
+                                Err(error) => {
+                                    let _ = reply.send(Err(LinkError::Protocol(error.to_string())));
+                                }
+                            }
+                        }
+                    }
                     Some(LinkCommand::Register(node)) => {
                         self.config.registration = (*node).clone();
                         if established {
@@ -675,6 +734,7 @@ impl Runner {
         for (_, reply) in self.pending_objects.drain() {
             let _ = reply.send(Err(LinkError::NotConnected));
         }
+        self.images.fail_all();
         let _ = send.finish();
         let (code, text) = reason.close_code();
         connection.close(VarInt::from_u32(code as u32), text.as_bytes());

@@ -1,10 +1,11 @@
 //! The thin quinn driver around the IO-free sessions: the server's endpoint
 //! ([`server::LinkServer`]), the agent's link client ([`agent::AgentLink`]), the join exchange,
-//! server-initiated streams (logs), transport settings and reconnect back-off.
+//! server-initiated streams (logs, exec, image hand-over), transport settings and reconnect back-off.
 
 pub mod agent;
 mod backoff;
 mod credentials;
+mod images;
 pub mod server;
 mod streams;
 mod transport;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState, NodesUpdate};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
+pub use images::{BlobReceiver, ImageDownload, ImageFuture, ImageSent, ImageSource};
 pub use server::{
     JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeEvent, NodeSender, NodeService,
     NodeSession, Refusal,

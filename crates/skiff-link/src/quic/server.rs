@@ -12,9 +12,11 @@ use quinn::VarInt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::images::{self, ImageSent, ImageSource};
 use super::streams::{self, ExecStream, LogError, LogStream};
 use super::transport::{endpoint_config, transport_config};
 use super::LinkError;
+use crate::proto::image::ImageTransferError;
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
     ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode, StatusFailure,
@@ -116,6 +118,14 @@ pub enum NodeEvent {
         request: u64,
         /// What to read.
         refs: Vec<ObjectRef>,
+    },
+    /// The node asks for an image; answer with [`NodeSender::send_image`] (always: the node
+    /// waits for the answer).
+    FetchImage {
+        /// Request number to echo.
+        request: u64,
+        /// The image reference.
+        reference: String,
     },
     /// The session ended; no events follow.
     Closed(CloseReason),
@@ -266,6 +276,25 @@ impl NodeSender {
     /// ([`crate::proto::exec`]) flow both ways on the returned stream.
     pub async fn open_exec(&self, request: ExecRequest) -> Result<ExecStream, LogError> {
         streams::open_exec(&self.connection, request).await
+    }
+
+    /// Answers a `FetchImage` request: opens an image stream and sends the node the blobs it
+    /// lacks from `source`, or tells it the image is not available (`source` is `None`, or does
+    /// not hold the image). Returns when the node has everything or the transfer failed.
+    pub async fn send_image(
+        &self,
+        request: u64,
+        reference: String,
+        source: Option<&dyn ImageSource>,
+    ) -> Result<ImageSent, ImageTransferError> {
+        images::send_image(
+            &self.connection,
+            &self.node_name,
+            request,
+            reference,
+            source,
+        )
+        .await
     }
 
     /// Sends the cluster's nodes: everything when `full`, else the changes.
@@ -692,6 +721,9 @@ fn node_event(event: ServerEvent) -> Option<NodeEvent> {
         ServerEvent::Closed(reason) => NodeEvent::Closed(reason),
         ServerEvent::WatchNodes => NodeEvent::WatchNodes,
         ServerEvent::GetObjects { request, refs } => NodeEvent::GetObjects { request, refs },
+        ServerEvent::FetchImage { request, reference } => {
+            NodeEvent::FetchImage { request, reference }
+        }
         ServerEvent::JoinRequested(_) | ServerEvent::Opened { .. } => return None,
     })
 }

@@ -14,8 +14,8 @@ use crate::proto::{
     decode, encode, ExecRequest, FrameDecoder, LogRequest, StreamReply, StreamRequest,
 };
 
-/// Largest header frame of a stream.
-const MAX_HEADER_LEN: usize = 64 * 1024;
+/// Largest header frame of a stream (an image offer carries a whole manifest).
+const MAX_HEADER_LEN: usize = super::images::MAX_OFFER_FRAME;
 /// Error code sent when a stream is abandoned.
 const STREAM_ABORTED: u32 = 1;
 
@@ -353,6 +353,7 @@ pub(crate) async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     logs: &dyn LogProvider,
+    images: &super::images::ImageWaiters,
 ) {
     let (request, leftover) = match read_header(&mut recv).await {
         Ok((frame, rest)) => (decode::<StreamRequest>(&frame), rest),
@@ -412,6 +413,7 @@ pub(crate) async fn serve_stream(
                 }
             }
         }
+        Ok(StreamRequest::Image(offer)) => images.deliver(offer, send, recv, leftover),
         Err(error) => {
             let failed = StreamReply::Failed {
                 not_found: false,

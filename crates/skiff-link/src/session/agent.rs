@@ -441,6 +441,16 @@ impl AgentSession {
         self.send(&AgentMessage::WatchNodes)
     }
 
+    /// Asks the server for an image (only with protocol version
+    /// [`crate::proto::image::IMAGE_PROTOCOL_VERSION`] or later); the server answers by opening
+    /// an image stream that echoes `request`.
+    pub fn fetch_image(&mut self, request: u64, reference: &str) -> Result<(), FrameError> {
+        self.send(&AgentMessage::FetchImage {
+            request,
+            reference: reference.to_string(),
+        })
+    }
+
     /// Asks for config maps and secrets ([`AgentEvent::Objects`] answers with `request`).
     pub fn get_objects(&mut self, request: u64, refs: Vec<ObjectRef>) -> Result<(), FrameError> {
         self.send(&AgentMessage::GetObjects { request, refs })

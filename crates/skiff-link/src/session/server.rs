@@ -70,6 +70,14 @@ pub enum ServerEvent {
         /// What to read.
         refs: Vec<ObjectRef>,
     },
+    /// The node asks for an image; answer by opening an image stream
+    /// (`NodeSender::send_image` in the quinn driver).
+    FetchImage {
+        /// Request number to echo.
+        request: u64,
+        /// The image reference.
+        reference: String,
+    },
     /// The session is over; the driver closes the connection with `reason.close_code()` once
     /// the queued bytes are written.
     Closed(CloseReason),
@@ -241,6 +249,10 @@ impl ServerSession {
             (State::Established, AgentMessage::GetObjects { request, refs }) => {
                 self.events
                     .push_back(ServerEvent::GetObjects { request, refs });
+            }
+            (State::Established, AgentMessage::FetchImage { request, reference }) => {
+                self.events
+                    .push_back(ServerEvent::FetchImage { request, reference });
             }
             (_, AgentMessage::Goodbye { reason }) => {
                 self.close(CloseReason::PeerGoodbye(reason));
@@ -490,5 +502,6 @@ fn agent_message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::Goodbye { .. } => "goodbye",
         AgentMessage::WatchNodes => "watchNodes",
         AgentMessage::GetObjects { .. } => "getObjects",
+        AgentMessage::FetchImage { .. } => "fetchImage",
     }
 }

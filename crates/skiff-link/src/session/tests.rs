@@ -10,6 +10,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use super::*;
 use crate::proto::{
     AgentMessage, JoinRequest, PodChange, PodRef, PodStatusUpdate, RefusalCode, ServerMessage,
+    PROTOCOL_VERSION,
 };
 
 fn config() -> SessionConfig {
@@ -84,7 +85,7 @@ fn handshake_registers_the_node() {
     assert!(agent.is_established() && server.is_established());
     let events = server_events(&mut server);
     assert!(
-        matches!(&events[0], ServerEvent::Opened { node_name, version: 1, resume_revision: None, .. } if node_name == "n1")
+        matches!(&events[0], ServerEvent::Opened { node_name, version: PROTOCOL_VERSION, resume_revision: None, .. } if node_name == "n1")
     );
     let ServerEvent::Register(node) = &events[1] else {
         panic!("expected Register, got {events:?}")
@@ -94,7 +95,7 @@ fn handshake_registers_the_node() {
     pump(&mut agent, &mut server, t0);
     let events = agent_events(&mut agent);
     assert!(
-        matches!(events[0], AgentEvent::Established { version: 1, heartbeat_interval } if heartbeat_interval == Duration::from_secs(10))
+        matches!(events[0], AgentEvent::Established { version: PROTOCOL_VERSION, heartbeat_interval } if heartbeat_interval == Duration::from_secs(10))
     );
     assert_eq!(
         events[1],
@@ -519,4 +520,21 @@ fn random_valid_messages_survive_random_fragmentation() {
         }
     }
     let _ = agent;
+}
+
+#[test]
+fn image_requests_reach_the_server() {
+    let t0 = Instant::now();
+    let (mut agent, mut server) = established(t0);
+    server_events(&mut server);
+    agent.fetch_image(7, "busybox:1.36").unwrap();
+    pump(&mut agent, &mut server, t0);
+    assert_eq!(
+        server_events(&mut server),
+        vec![ServerEvent::FetchImage {
+            request: 7,
+            reference: "busybox:1.36".into()
+        }]
+    );
+    assert!(server.is_established());
 }

@@ -48,6 +48,8 @@ pub struct NodeLinkSettings {
     /// The cluster's pod network as agents must set it up (`--cluster-cidr` and the backend),
     /// sent to agents that watch the cluster's nodes.
     pub cluster_network: Option<skiff_link::proto::ClusterNetwork>,
+    /// Images the server hands over to agents that ask (image hand-over); `None`: none.
+    pub images: Option<Arc<dyn skiff_link::quic::ImageSource>>,
 }
 
 impl NodeLinkSettings {
@@ -60,6 +62,7 @@ impl NodeLinkSettings {
             heartbeat_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(300),
             cluster_network: None,
+            images: None,
         }
     }
 }

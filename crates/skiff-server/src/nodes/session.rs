@@ -125,6 +125,20 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                     let _ = sender.send_objects(request, results);
                 });
             }
+            NodeEvent::FetchImage { request, reference } => {
+                // Always answered (the node waits): with the image, or with why not.
+                let images = shared.settings.images.clone();
+                let sender = sender.clone();
+                let node = name.clone();
+                tokio::spawn(async move {
+                    let result = sender
+                        .send_image(request, reference.clone(), images.as_deref())
+                        .await;
+                    if let Err(error) = result {
+                        tracing::warn!(%node, image = %reference, %error, "image hand-over failed");
+                    }
+                });
+            }
             NodeEvent::Closed(reason) => {
                 tracing::info!(node = %name, %reason, "node session closed");
                 break;
