@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
+use skiff_metrics::scheduler::AttemptResult;
 
 const SETTLE: Duration = Duration::from_millis(800);
 
@@ -100,6 +101,17 @@ async fn resource_filters_and_explanations() {
     assert_eq!(wait_bound(&c, "second").await, "big");
     assert_eq!(wait_bound(&c, "tiny-2").await, "big");
     assert_eq!(wait_bound(&c, "too-much-disk").await, "big");
+
+    // Attempts are counted by result for /metrics (the binding is visible a moment before the
+    // attempt is recorded, hence the wait; other tests may share the process: at least).
+    let metrics = &skiff_metrics::global().scheduler;
+    wait_for(
+        Duration::from_secs(5),
+        "scheduled attempts counted",
+        || async { (metrics.attempts(AttemptResult::Scheduled) >= 5).then_some(()) },
+    )
+    .await;
+    assert!(metrics.attempts(AttemptResult::Unschedulable) >= 5);
     cluster.stop().await;
 }
 

@@ -33,6 +33,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use serde_json::json;
+use skiff_metrics::scheduler::AttemptResult;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::error::status_code;
@@ -477,6 +478,7 @@ impl Loop {
             self.queue.done(&uid);
             return true;
         }
+        let attempt_started = Instant::now();
         match self.algorithm.schedule(&q.info, &self.cache) {
             Outcome::Fit { slot, .. } => {
                 self.cache.assume(q.info.clone(), slot);
@@ -487,6 +489,13 @@ impl Loop {
                 tokio::spawn(async move {
                     let result = bind(&client, &q.info, &node).await;
                     drop(permit);
+                    let outcome = match result {
+                        Ok(()) => AttemptResult::Scheduled,
+                        Err(_) => AttemptResult::Error,
+                    };
+                    skiff_metrics::global()
+                        .scheduler
+                        .attempt(outcome, attempt_started.elapsed());
                     let _ = tx
                         .send(Input::Bound {
                             pod: q.pod,
@@ -502,6 +511,9 @@ impl Loop {
                 self.stats
                     .unschedulable_attempts
                     .fetch_add(1, Ordering::Relaxed);
+                skiff_metrics::global()
+                    .scheduler
+                    .attempt(AttemptResult::Unschedulable, attempt_started.elapsed());
                 self.queue.unschedulable(&uid, Instant::now());
                 tracing::debug!(pod = %q.info.key(), message = %error.message, "unschedulable");
                 let nominated = error
