@@ -52,6 +52,13 @@ impl LinkMetrics {
         SessionGuard { metrics: self }
     }
 
+    /// Sessions established so far, resumed (reconnects) or fresh.
+    pub fn established(&self, resumed: bool) -> u64 {
+        self.established
+            .get_or_create(&EstablishedLabels { resumed })
+            .get()
+    }
+
     /// Sessions connected now.
     pub fn connected(&self) -> i64 {
         self.sessions.get()
@@ -83,6 +90,13 @@ mod tests {
             assert_eq!(metrics.link.connected(), 2);
         }
         assert_eq!(metrics.link.connected(), 1);
+        assert_eq!(
+            (
+                metrics.link.established(false),
+                metrics.link.established(true)
+            ),
+            (1, 1)
+        );
         let text = metrics.encode(None);
         assert!(text.contains("skiff_link_sessions 1\n"), "{text}");
         assert!(

@@ -424,7 +424,19 @@ async fn restarted_link_resumes_with_changes_only() {
         })
         .collect();
     assert_eq!(names, vec!["during".to_string()]);
+    // /metrics: the reconnect counts as a resumed session, and only the new session is
+    // connected (nextest runs each test in its own process, so the figures are this test's).
+    let sessions = &skiff_metrics::global().link;
+    assert_eq!(sessions.established(true), 1);
+    eventually("one connected session", || async {
+        (sessions.connected() == 1).then_some(())
+    })
+    .await;
     link.shutdown().await;
+    eventually("no connected session", || async {
+        (sessions.connected() == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,10 @@ impl NodeService for Sessions {
 async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
     let name = session.node_name.clone();
     tracing::info!(node = %name, remote = %session.remote, agent = %session.agent_version, resume = ?session.resume_revision, "node session open");
+    // Connected until this function returns (the session ended).
+    let _connected = skiff_metrics::global()
+        .link
+        .session_opened(session.resume_revision.is_some());
     let as_node = kube::Client::new(
         shared.api.service(skiff_pki::node_identity(&name)),
         "default",
