@@ -339,7 +339,10 @@ async fn start(ctx: &WorkerContext, uid: &str, pod: &Pod) -> Attempt {
     };
     let inputs = ctx.resolver.inputs(pod, images).await;
     match ctx.runtime.run_pod(pod.clone(), inputs).await {
-        Ok(()) => Attempt::Started,
+        Ok(()) => {
+            skiff_metrics::global().agent.pod_started();
+            Attempt::Started
+        }
         Err(RuntimeError::PodExists(_)) if ctx.runtime.pod_status(uid).is_some() => {
             Attempt::Started
         }

@@ -343,6 +343,11 @@ impl StatusManager {
         if entry.last_sent.as_ref() == Some(&status) {
             return;
         }
+        if let Some(before) = &entry.last_sent {
+            skiff_metrics::global()
+                .agent
+                .containers_restarted(restarts(&status).saturating_sub(restarts(before)));
+        }
         entry.last_sent = Some(status.clone());
         let update = PodStatusUpdate {
             pod: pod_ref(&entry.pod),
@@ -365,6 +370,17 @@ impl StatusManager {
             self.refresh(&uid);
         }
     }
+}
+
+/// Restarts of all the pod's containers (init and app) in `status`.
+fn restarts(status: &PodStatus) -> u64 {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .map(|c| u64::try_from(c.restart_count).unwrap_or(0))
+        .sum()
 }
 
 /// The status of a pod the runtime does not run yet: Pending, every container waiting.
@@ -559,4 +575,25 @@ fn conditions(entry: &mut Entry, status: &PodStatus) -> Vec<PodCondition> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_add_up_over_init_and_app_containers() {
+        let container = |name: &str, restart_count: i32| ContainerStatus {
+            name: name.into(),
+            restart_count,
+            ..Default::default()
+        };
+        let status = PodStatus {
+            init_container_statuses: Some(vec![container("sidecar", 2)]),
+            container_statuses: Some(vec![container("app", 3), container("bad", -1)]),
+            ..Default::default()
+        };
+        assert_eq!(restarts(&status), 5);
+        assert_eq!(restarts(&PodStatus::default()), 0);
+    }
 }

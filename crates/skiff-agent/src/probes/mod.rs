@@ -391,6 +391,7 @@ impl ProbeJob {
                     successes = 0;
                     failures = failures.saturating_add(1);
                     tracing::debug!(pod = %self.uid, container = %self.container.name, kind = self.kind.name(), %message, "probe failed");
+                    skiff_metrics::global().agent.probe_failed(self.kind.name());
                     let _ = self.notices.send(ProbeNotice::Unhealthy {
                         uid: self.uid.clone(),
                         container: self.container.name.clone(),
