@@ -223,12 +223,19 @@ impl Agent {
             Some(path) => RegistryConfig::load(path)?,
             None => RegistryConfig::default(),
         };
-        let images = Arc::new(ImagePuller::new(
-            store,
-            registries,
-            config.timings.image_backoff_initial,
-            config.timings.image_backoff_max,
-        ));
+        // The link, once started, also brings images the server holds (image hand-over).
+        let link = Arc::new(OnceCell::new());
+        let images = Arc::new(
+            ImagePuller::new(
+                store,
+                registries,
+                config.timings.image_backoff_initial,
+                config.timings.image_backoff_max,
+            )
+            .with_server(Arc::new(crate::image_transfer::LinkImages::new(
+                link.clone(),
+            ))),
+        );
 
         // The node's address.
         let server_addr = skiff_link::quic::parse_server_url(&config.server)
@@ -305,7 +312,6 @@ impl Agent {
             &config.node_name,
         ));
         status.set_host_ips(vec![node_ip.to_string()]);
-        let link = Arc::new(OnceCell::new());
         let resolver = Arc::new(InputResolver::new(
             images.clone(),
             state.clone(),

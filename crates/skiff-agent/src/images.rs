@@ -1,12 +1,29 @@
 //! `imagePullPolicy` against the node's image store, with the kubelet's pull back-off and its
 //! waiting reasons: `ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`,
 //! `InvalidImageName`.
+//!
+//! Images come from the server (image hand-over, [`ImageOrigin`]) or from registries. A missing
+//! image (`IfNotPresent`) is asked of the server first, so one import at the server reaches
+//! every node of an offline site; registries are the fallback. `Always` asks the registries
+//! first (they know the newest image) and falls back to the server. Concurrent requests for one
+//! image share one transfer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use skiff_image::{ImageInfo, ImageStore, LogProgress, Reference, RegistryConfig};
+
+/// Another place images come from than registries: the server, over the link.
+pub trait ImageOrigin: Send + Sync + 'static {
+    /// Fetches `reference` into `store`.
+    fn fetch<'a>(
+        &'a self,
+        store: &'a ImageStore,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<ImageInfo, String>>;
+}
 
 /// Why a container's image is not available.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +61,9 @@ pub struct ImagePuller {
     initial: Duration,
     max: Duration,
     backoff: Mutex<HashMap<(String, String), BackoffEntry>>,
+    server: Option<Arc<dyn ImageOrigin>>,
+    /// One fetch per image at a time; later callers find it in the store.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The policy upstream defaults to when none is given: `Always` for `:latest` or untagged
@@ -70,7 +90,15 @@ impl ImagePuller {
             initial,
             max,
             backoff: Mutex::new(HashMap::new()),
+            server: None,
+            fetching: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also fetches images from `server` (image hand-over).
+    pub fn with_server(mut self, server: Arc<dyn ImageOrigin>) -> Self {
+        self.server = Some(server);
+        self
     }
 
     /// The store.
@@ -130,25 +158,20 @@ impl ImagePuller {
             }
         }
         let started = Instant::now();
-        tracing::info!(pod = pod_uid, image, policy, "pulling image");
-        // The store's pull future cannot be proven `Send` (a higher-ranked closure inside it),
-        // so it runs on a blocking thread of this runtime rather than inside a spawned task.
+        let lock = self.fetch_lock(image);
         let result = {
-            let store = self.store.clone();
-            let registries = self.registries.clone();
-            let name = image.to_string();
-            let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                handle.block_on(store.pull(&name, &registries, &LogProgress))
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(skiff_image::ImageError::PullFailed {
-                    reference: image.to_string(),
-                    errors: vec![format!("pull task failed: {e}")],
-                })
-            })
+            let _fetching = lock.lock().await;
+            // Another worker may have fetched it meanwhile.
+            match self.resolve_local(image).await {
+                Some(info) if policy != "Always" => Ok(info),
+                _ => {
+                    tracing::info!(pod = pod_uid, image, policy, "pulling image");
+                    self.fetch(image, policy).await
+                }
+            }
         };
+        drop(lock);
+        self.forget_fetch_lock(image);
         match result {
             Ok(info) => {
                 self.backoff
@@ -173,7 +196,7 @@ impl ImagePuller {
                     BackoffEntry {
                         delay,
                         until: Instant::now() + delay,
-                        last_error: error.to_string(),
+                        last_error: error,
                     },
                 );
                 Err(ImageFailure {
@@ -182,6 +205,75 @@ impl ImagePuller {
                     retry_after: Some(delay),
                 })
             }
+        }
+    }
+
+    /// Gets `image` from the server and the registries, in the order `policy` calls for.
+    async fn fetch(&self, image: &str, policy: &str) -> Result<ImageInfo, String> {
+        let Some(server) = &self.server else {
+            return self.pull(image).await.map_err(|e| e.to_string());
+        };
+        if policy == "Always" {
+            let registry_error = match self.pull(image).await {
+                Ok(info) => return Ok(info),
+                Err(error) => error,
+            };
+            tracing::info!(image, error = %registry_error, "registry pull failed; asking the server");
+            return server
+                .fetch(&self.store, image)
+                .await
+                .map_err(|server_error| {
+                    format!(
+                        "{registry_error}; the server cannot hand it over either: {server_error}"
+                    )
+                });
+        }
+        let server_error = match server.fetch(&self.store, image).await {
+            Ok(info) => return Ok(info),
+            Err(error) => error,
+        };
+        tracing::info!(image, error = %server_error, "the server cannot hand the image over; pulling from registries");
+        self.pull(image).await.map_err(|registry_error| {
+            format!("{registry_error} (the server cannot hand it over: {server_error})")
+        })
+    }
+
+    /// Pulls `image` from its registry (or mirrors).
+    async fn pull(&self, image: &str) -> Result<ImageInfo, skiff_image::ImageError> {
+        // The store's pull future cannot be proven `Send` (a higher-ranked closure inside it),
+        // so it runs on a blocking thread of this runtime rather than inside a spawned task.
+        let store = self.store.clone();
+        let registries = self.registries.clone();
+        let name = image.to_string();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(store.pull(&name, &registries, &LogProgress))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(skiff_image::ImageError::PullFailed {
+                reference: image.to_string(),
+                errors: vec![format!("pull task failed: {e}")],
+            })
+        })
+    }
+
+    fn fetch_lock(&self, image: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(image.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn forget_fetch_lock(&self, image: &str) {
+        let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        if fetching
+            .get(image)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            fetching.remove(image);
         }
     }
 

@@ -34,6 +34,13 @@ pub fn run(args: ServerArgs) -> Result<()> {
         node.connector_netns = host_netns;
         Some(local_agent(node))
     };
+    // Images imported at the server (`skiff image import --data-dir DIR`, or DIR/agent/images
+    // archives) are handed over to agents that lack them.
+    let image_store = skiff_image::store_root(&args.common.data_dir);
+    let images = skiff_image::ImageStore::open(&image_store)
+        .with_context(|| format!("cannot open the image store {}", image_store.display()))?;
+    let images: std::sync::Arc<dyn skiff_link::quic::ImageSource> =
+        std::sync::Arc::new(skiff_agent::StoreImages::new(images));
     let config = skiff_server::ServerConfig {
         data_dir: args.common.data_dir,
         https_listen_port: args.https_listen_port,
@@ -54,7 +61,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         flannel_backend: args.flannel_backend,
         node_heartbeat_interval: args.node_heartbeat_interval,
         controllers: args.controllers.settings(),
-        images: None,
+        images: Some(images),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
