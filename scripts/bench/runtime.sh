@@ -5,6 +5,7 @@
 #
 #   scripts/bench/runtime.sh            # RUNS=50 PODS=110 by default
 #   RUNS=20 PODS=0 scripts/bench/runtime.sh
+#   SKIP_BUILD=1 scripts/bench/runtime.sh   # reuse target/release/skiff-runtime-driver
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${RUNS:-50}"
@@ -15,19 +16,37 @@ for tool in runc skopeo umoci jq; do
   command -v "$tool" >/dev/null || { echo "$tool is required (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-cargo build --release --quiet -p skiff-runtime --bin skiff-runtime-driver
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  cargo build --release --quiet -p skiff-runtime --bin skiff-runtime-driver
+fi
 driver="$PWD/target/release/skiff-runtime-driver"
 
 work="$(mktemp -d /tmp/skiff-bench.XXXXXX)"
 containerd_pid=""
+driver_pid=""
 cleanup() {
-  if [[ -n "$containerd_pid" ]]; then
-    kill "$containerd_pid" 2>/dev/null || true
-    wait "$containerd_pid" 2>/dev/null || true
+  set +e
+  if [[ -n "$driver_pid" ]]; then
+    kill "$driver_pid" 2>/dev/null
+    wait "$driver_pid" 2>/dev/null
+    # Whatever the driver left in its pods' cgroups (it removes them itself on success).
+    for d in /sys/fs/cgroup/*/skiff-bench-"$driver_pid" /sys/fs/cgroup/skiff-bench-"$driver_pid"; do
+      [[ -d $d ]] || continue
+      find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
+      sleep 0.2
+      find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
   fi
-  for c in $(runc list -q 2>/dev/null | grep '^runc-bench-' || true); do runc delete -f "$c" >/dev/null 2>&1 || true; done
-  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [[ -n "$containerd_pid" ]]; then
+    kill "$containerd_pid" 2>/dev/null
+    wait "$containerd_pid" 2>/dev/null
+  fi
+  for c in $(runc list -q 2>/dev/null | grep '^runc-bench-'); do runc delete -f "$c" >/dev/null 2>&1; done
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  # containerd's shims may still be writing below $work for a moment after it exits.
+  for _ in 1 2 3 4 5; do rm -rf "$work" 2>/dev/null && break; sleep 1; done
+  [[ -e $work ]] && echo "could not remove $work" >&2
+  return 0
 }
 trap cleanup EXIT
 
@@ -64,4 +83,7 @@ echo "measuring ($RUNS runs, $PODS pods)..." >&2
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')"
 echo
 "$driver" bench --root "$work/skiff" --store "$work/store" --runs "$RUNS" --pods "$PODS" \
-  --runc-bundle "$work/bundles" "${ctr_args[@]}"
+  --runc-bundle "$work/bundles" "${ctr_args[@]}" &
+driver_pid=$!
+wait "$driver_pid"
+driver_pid=""

@@ -10,8 +10,14 @@
 //!   --scheduler-only   in-process: run only the scheduler, not the controller manager
 //!   --dir PATH         in-process: where the store lives (default /var/tmp)
 //!   --bind-concurrency N  in-process: bindings in flight (default 512)
+//!   --cluster-cidr CIDR   in-process: pod network split into a /24 per node (default
+//!                      10.0.0.0/8; the server's 10.42.0.0/16 holds only 256 nodes, and the
+//!                      node IPAM controller would retry the other 4,744 nodes forever)
+//!   --watch-queue N    in-process: events buffered per store watcher before a lagging watch
+//!                      is ended and its client re-lists (default: the store's 10,000)
 //!   --algorithm-only   no API at all: decode each pod's JSON, run filters and scores against
 //!                      the scheduler cache and assume it (the scheduler's own cost per pod)
+//! RUST_LOG=...         log filter for the in-process components (none by default)
 //! ```
 //!
 //! In-process mode runs what `skiff server` runs — redb store, API server, scheduler and
@@ -43,6 +49,8 @@ struct Options {
     dir: String,
     bind_concurrency: usize,
     algorithm_only: bool,
+    cluster_cidr: String,
+    watch_queue: Option<usize>,
 }
 
 fn options() -> Options {
@@ -55,6 +63,8 @@ fn options() -> Options {
         dir: "/var/tmp".into(),
         bind_concurrency: skiff_controllers::SchedulerConfig::default().bind_concurrency,
         algorithm_only: false,
+        cluster_cidr: "10.0.0.0/8".into(),
+        watch_queue: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,6 +77,8 @@ fn options() -> Options {
             "--scheduler-only" => o.scheduler_only = true,
             "--algorithm-only" => o.algorithm_only = true,
             "--dir" => o.dir = value(),
+            "--cluster-cidr" => o.cluster_cidr = value(),
+            "--watch-queue" => o.watch_queue = Some(value().parse().expect("--watch-queue N")),
             "--bind-concurrency" => {
                 o.bind_concurrency = value().parse().expect("--bind-concurrency N")
             }
@@ -115,11 +127,12 @@ async fn in_process(o: &Options) -> (Client, InProcess) {
         .prefix("skiff-sched-bench-")
         .tempdir_in(&o.dir)
         .expect("temp dir");
-    let store = skiff_store::Store::open(
-        &dir.path().join("state.redb"),
-        skiff_store::StoreOptions::default(),
-    )
-    .expect("open store");
+    let mut store_options = skiff_store::StoreOptions::default();
+    if let Some(n) = o.watch_queue {
+        store_options.watch_queue_capacity = n;
+    }
+    let store = skiff_store::Store::open(&dir.path().join("state.redb"), store_options)
+        .expect("open store");
     let api = skiff_apiserver::ApiServer::new(store.clone(), skiff_apiserver::ApiConfig::default());
     api.bootstrap().await.expect("bootstrap");
     let client = |user: &str| {
@@ -134,6 +147,7 @@ async fn in_process(o: &Options) -> (Client, InProcess) {
     };
     let mut config = skiff_controllers::ControllerConfig::default();
     config.scheduler.bind_concurrency = o.bind_concurrency;
+    config.cluster_cidr = Some(o.cluster_cidr.clone());
     let running = if o.scheduler_only {
         skiff_controllers::start_scheduler_only(clients, config.scheduler)
     } else {
@@ -306,6 +320,13 @@ fn algorithm_only(o: &Options) {
 
 #[tokio::main]
 async fn main() {
+    // Logs only when asked (e.g. RUST_LOG=skiff_store=debug shows watchers ended for lagging).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let o = options();
     if o.algorithm_only {
         algorithm_only(&o);
@@ -445,6 +466,15 @@ async fn main() {
         "nodes: {}, pods: {}, creators: {}",
         o.nodes, total, o.creators
     );
+    if local.is_some() {
+        println!(
+            "cluster CIDR {}; store watch queue {}",
+            o.cluster_cidr,
+            o.watch_queue
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "default".into())
+        );
+    }
     println!("pods bound: {} of {}", records.len(), total);
     println!(
         "creates: {:.0} pods/s ({:.1} s)",

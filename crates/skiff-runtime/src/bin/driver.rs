@@ -217,6 +217,56 @@ fn vm_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// `Pss` of this process from `/proc/self/smaps_rollup`, in KiB (0 if unavailable).
+fn pss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Pss:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Threads of this process.
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Processes in the cgroups below `tag` (the pods' own processes), and other processes
+/// whose parent is this driver (helpers a runtime might keep per pod, such as shims).
+fn pod_processes(tag: &str) -> (usize, usize) {
+    let me = std::process::id().to_string();
+    let (mut in_pods, mut helpers) = (0, 0);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if cgroup.contains(tag) {
+            in_pods += 1;
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1));
+        if ppid == Some(me.as_str()) {
+            helpers += 1;
+        }
+    }
+    (in_pods, helpers)
+}
+
 fn process_count() -> usize {
     std::fs::read_dir("/proc")
         .map(|d| {
@@ -242,7 +292,8 @@ async fn bench(args: &[String]) -> Result<(), String> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(110);
     let image = skiff_runtime::testing::busybox_image(&store);
-    let rt = open(&root, Some(format!("/skiff-bench-{}", std::process::id())))?;
+    let cgroup_parent = format!("/skiff-bench-{}", std::process::id());
+    let rt = open(&root, Some(cgroup_parent.clone()))?;
     let inputs = |pod: &Pod| {
         let mut i = PodInputs::default();
         i.images.insert("c".into(), image.clone());
@@ -377,6 +428,8 @@ async fn bench(args: &[String]) -> Result<(), String> {
     // Many pods on one node.
     if pods > 0 {
         let rss_before = vm_rss_kib();
+        let pss_before = pss_kib();
+        let threads_before = thread_count();
         let procs_before = process_count();
         let t = Instant::now();
         let mut uids = Vec::new();
@@ -401,6 +454,8 @@ async fn bench(args: &[String]) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_after = vm_rss_kib();
         let procs_after = process_count();
+        let (in_pods, helpers) = pod_processes(&format!("{cgroup_parent}/"));
+        let threads_after = thread_count();
         println!(
             "\n{pods} pods started concurrently: {:.2} s to all running ({:.1} ms/pod)",
             total.as_secs_f64(),
@@ -410,6 +465,20 @@ async fn bench(args: &[String]) -> Result<(), String> {
             "driver RSS {rss_before} KiB → {rss_after} KiB: {:.1} KiB per pod; processes {procs_before} → {procs_after} (+{} for {pods} containers)",
             (rss_after.saturating_sub(rss_before)) as f64 / pods as f64,
             procs_after as i64 - procs_before as i64
+        );
+        println!(
+            "processes in the pods' cgroups: {in_pods} ({:.2} per pod: the containers' own); other children of the driver: {helpers}; driver threads {threads_before} → {threads_after}",
+            in_pods as f64 / pods as f64
+        );
+        // The blocking pool's idle threads exit after 10 s; what stays is the per-pod cost.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let rss_settled = vm_rss_kib();
+        let pss_settled = pss_kib();
+        println!(
+            "after 12 s idle: driver RSS {rss_settled} KiB ({:.1} KiB per pod over the start), Pss {pss_before} → {pss_settled} KiB ({:.1} KiB per pod), threads {}",
+            (rss_settled.saturating_sub(rss_before)) as f64 / pods as f64,
+            (pss_settled.saturating_sub(pss_before)) as f64 / pods as f64,
+            thread_count()
         );
         let t = Instant::now();
         for uid in &uids {
@@ -423,5 +492,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
             t.elapsed().as_secs_f64()
         );
     }
+    // The pods' parent cgroup (the pods removed theirs).
+    skiff_runtime::testing::force_cleanup(&root, Path::new(&cgroup_parent));
     Ok(())
 }
