@@ -389,4 +389,60 @@ mod tests {
         // The delay doubled.
         assert_eq!(third.retry_after, Some(Duration::from_millis(400)));
     }
+
+    /// An origin that has nothing and records what it was asked, after what.
+    struct Empty(Arc<Mutex<Vec<String>>>);
+
+    impl ImageOrigin for Empty {
+        fn fetch<'a>(
+            &'a self,
+            _store: &'a ImageStore,
+            reference: &'a str,
+        ) -> BoxFuture<'a, Result<ImageInfo, String>> {
+            self.0.lock().unwrap().push(reference.to_string());
+            Box::pin(async move { Err(format!("the server holds no image {reference:?}")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_images_are_asked_of_the_server_then_registries() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let p = puller(dir.path()).with_server(Arc::new(Empty(asked.clone())));
+        let error = p
+            .ensure("u1", "nothing:1.0", Some("IfNotPresent"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason, "ErrImagePull");
+        // Both were tried: the registry's error, and the server's reason.
+        assert!(
+            error.message.contains("127.0.0.1:9")
+                && error.message.contains("the server cannot hand it over"),
+            "{}",
+            error.message
+        );
+        assert_eq!(*asked.lock().unwrap(), ["nothing:1.0"]);
+        // Always: registries first, then the server.
+        let error = p
+            .ensure("u2", "nothing:2.0", Some("Always"))
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("the server cannot hand it over either"),
+            "{}",
+            error.message
+        );
+        assert_eq!(asked.lock().unwrap().len(), 2);
+        // Never asks nobody.
+        p.ensure("u3", "nothing:3.0", Some("Never"))
+            .await
+            .unwrap_err();
+        assert_eq!(asked.lock().unwrap().len(), 2);
+        assert!(
+            p.fetching.lock().unwrap().is_empty(),
+            "fetch locks are forgotten"
+        );
+    }
 }
