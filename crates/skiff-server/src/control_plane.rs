@@ -54,9 +54,11 @@ pub struct ControlPlane {
     pub listen_address: SocketAddr,
     /// URL local clients use (`https://127.0.0.1:PORT`).
     pub local_url: String,
+    /// URL other machines reach the server at (the `skiff agent --server` of the banner).
+    pub join_url: String,
 }
 
-fn host_name() -> Option<String> {
+pub(crate) fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_lowercase())
@@ -82,11 +84,17 @@ impl ControlPlane {
             create_dir(db_dir)?;
         }
 
+        // Bound to every address without an advertised one: agents will dial the host's
+        // primary address (the banner says so), so the serving certificate must name it.
+        let detected = (config.advertise_address.is_none() && config.bind_address.is_unspecified())
+            .then(crate::banner::primary_ip)
+            .flatten();
         let mut names = ServingNames::new(
             host_name().as_deref().unwrap_or(&config.node_name),
             [
                 Some(config.bind_address),
                 config.advertise_address,
+                detected,
                 // The `kubernetes` Service's address, as upstream's serving certificate has it.
                 Some(IpAddr::V4(config.service_cidr.first())),
             ]
@@ -148,6 +156,16 @@ impl ControlPlane {
             IpAddr::V6(ip) => format!("https://[{ip}]:{}", listen_address.port()),
         };
         pki.write_admin_kubeconfig(&paths.admin_kubeconfig, &local_url)?;
+        let join_url = format!(
+            "https://{}:{}",
+            crate::banner::join_host(
+                config.advertise_address,
+                config.bind_address,
+                detected,
+                host_name().as_deref(),
+            ),
+            listen_address.port()
+        );
         tracing::info!(
             address = %listen_address,
             kubeconfig = %paths.admin_kubeconfig.display(),
@@ -163,6 +181,7 @@ impl ControlPlane {
             listener,
             listen_address,
             local_url,
+            join_url,
         })
     }
 

@@ -4,6 +4,7 @@
 //! listener, kubeconfig — then serves until shutdown. [`ControlPlane`] holds the pieces so
 //! later parts (controllers, node sessions) can be started beside the API.
 
+mod banner;
 mod config;
 mod control_plane;
 mod controllers;
@@ -114,7 +115,22 @@ pub async fn run_with_local_agent(
         cluster_cidr: config.cluster_cidr.clone(),
         backend: config.flannel_backend.clone(),
     });
+    // First start: the join token is created now, and the banner shows it.
+    let first_start = !plane.paths.root.join("node-token").exists();
     let link = nodes::NodeLink::start(&plane.api, &plane.pki, link_settings).await?;
+    let token = link.token().to_string();
+    eprint!(
+        "{}",
+        banner::text(
+            &plane.paths.admin_kubeconfig,
+            &plane.join_url,
+            if first_start {
+                banner::TokenShown::Value(&token)
+            } else {
+                banner::TokenShown::File(link.token_path())
+            },
+        )
+    );
     // Auto-deploy of DIR/server/manifests, as an admin-like identity of its own.
     let deployer = deploy::Deployer::start(
         kube::Client::new(
