@@ -5,6 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 /// The kubectl versions on this machine that the acceptance tests drive: `(label, path)`.
 pub const KUBECTLS: &[(&str, &str)] = &[
+    ("1.27", "/usr/lib/google-cloud-sdk/bin/kubectl.1.27"),
     ("1.28", "/usr/lib/google-cloud-sdk/bin/kubectl.1.28"),
     ("1.32", "/usr/bin/kubectl"),
     ("1.33", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"),
