@@ -234,6 +234,9 @@ pub async fn exec(
     Ok(response)
 }
 
+/// How long the node's output waits after the upgrade before it is relayed (see `relay`).
+const FIRST_OUTPUT_DELAY: std::time::Duration = std::time::Duration::from_millis(30);
+
 /// Relays WebSocket messages (`[channel, data...]`) and the node's channel frames.
 async fn relay<S>(
     socket: tokio_tungstenite::WebSocketStream<S>,
@@ -268,6 +271,11 @@ async fn relay<S>(
         }
         let _ = writer.shutdown().await;
     });
+    // client-go creates its stream readers only after the upgrade, concurrently with the
+    // loop that reads frames, and drops frames of streams it has not created yet ("Unknown
+    // stream id 1, discarding message": a fast command's whole output lost). The kubelet's
+    // runtime round trips hide this upstream; hold the node's first output a moment instead.
+    tokio::time::sleep(FIRST_OUTPUT_DELAY).await;
     // Node → client.
     loop {
         let mut header = [0u8; 5];
