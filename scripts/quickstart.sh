@@ -79,12 +79,15 @@ kubectl rollout status deployment/hello --timeout=180s
 kubectl get nodes -o wide
 kubectl get pods -o wide
 
+# The server's banner has the exact join line (address and token).
+join=$(grep -ho 'skiff agent --server .*' "$data_dir/skiff.log" 2>/dev/null | tail -n 1 || true)
+[[ -n $join ]] || join="skiff agent --server https://<this machine's address>:$port --token \$(cat $data_dir/server/node-token)"
 cat <<EOF
 
 skiff is running: a single-node cluster with the example workload.
   export KUBECONFIG=$kubeconfig
   kubectl get pods -o wide
   wget -qO- http://\$(kubectl get pod -l app=hello -o jsonpath='{.items[0].status.podIP}'):8080/
-Join another machine (the exact line is also in the server log):
-  skiff agent --server https://<this machine's address>:$port --token \$(cat $data_dir/server/node-token)
+Join another machine:
+  $join
 EOF
