@@ -66,8 +66,16 @@ stop_pid() {
 }
 
 cleanup() {
+  local rc=$?
   set +e
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  if ((rc != 0)); then
+    for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f (last lines)" >&2; tail -n 20 "$f" >&2; }; done
+  fi
+  for pid in "${pids[@]}"; do
+    [[ -n $pid ]] || continue
+    kill -0 "$pid" 2>/dev/null || echo "process $pid had exited before the cleanup" >&2
+    stop_pid "$pid"
+  done
   for n in "${nodes[@]}"; do
     read -r name _ veth cgroup data <<<"$n"
     if [[ -d $data/agent ]]; then
@@ -188,7 +196,7 @@ wait_ready() { # kubeconfig node
 }
 # footprint NAME PID: RSS, Pss and CPU over IDLE_SECONDS
 footprint() {
-  local name=$1 pid=$2 hz t0 t1 cpu0 cpu1 rss0 rss1 pss children
+  local name=$1 pid=$2 hz t0 t1 cpu0 cpu1 rss0 rss1 pss anon file children
   hz=$(getconf CLK_TCK)
   rss0=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")
   cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -198,11 +206,15 @@ footprint() {
   t1=$(now_ms)
   rss1=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")
   pss=$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")
-  children=$(awk -v p="$pid" '$4 == p' /proc/[0-9]*/stat 2>/dev/null | wc -l)
+  anon=$(awk '/^RssAnon:/{print $2}' "/proc/$pid/status")
+  file=$(awk '/^RssFile:/{print $2}' "/proc/$pid/status")
+  # (processes may vanish between the glob and the read: awk then fails, which is fine)
+  children=$({ awk -v p="$pid" '$4 == p' /proc/[0-9]*/stat 2>/dev/null || true; } | wc -l)
   awk -v n="$name" -v r0="$rss0" -v r1="$rss1" -v p="$pss" -v c0="$cpu0" -v c1="$cpu1" -v hz="$hz" \
-    -v t0="$t0" -v t1="$t1" -v ch="$children" -v th="$(ls "/proc/$pid/task" | wc -l)" 'BEGIN {
-      printf "| %s | %.1f → %.1f | %.1f | %.2f%% (%.2f s CPU in %.0f s) | %d | %d |\n",
-        n, r0/1024, r1/1024, p/1024, 100*(c1-c0)/hz/((t1-t0)/1000), (c1-c0)/hz, (t1-t0)/1000, th, ch }'
+    -v t0="$t0" -v t1="$t1" -v ch="$children" -v th="$(ls "/proc/$pid/task" | wc -l)" \
+    -v an="$anon" -v fi="$file" 'BEGIN {
+      printf "| %s | %.1f → %.1f | %.1f / %.1f | %.1f | %.2f%% (%.2f s CPU in %.0f s) | %d | %d |\n",
+        n, r0/1024, r1/1024, an/1024, fi/1024, p/1024, 100*(c1-c0)/hz/((t1-t0)/1000), (c1-c0)/hz, (t1-t0)/1000, th, ch }'
 }
 
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); load average at start:$(uptime | sed 's/.*load average://')"
@@ -264,11 +276,12 @@ echo "starting $IDLE_PODS pods on bench-server..." >&2
 sleep 10
 echo "## Idle footprint (${IDLE_SECONDS} s window, $IDLE_PODS running pods each)"
 echo
-echo "| process | VmRSS MiB (start → end of window) | Pss MiB | CPU (of one core) | threads | child processes |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| process | VmRSS MiB (start → end of window) | RssAnon / RssFile MiB | Pss MiB | CPU (of one core) | threads | child processes |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 footprint "\`skiff server\` with its agent" "$server_pid"
 "$bench" clean --kubeconfig "$kc" >&2
 stop_pid "$server_pid"
+pids=("${pids[@]/#$server_pid/}")
 
 # --- 3. Idle footprint: skiff agent alone, joined to a server without agent -------------
 port=$(free_port)
