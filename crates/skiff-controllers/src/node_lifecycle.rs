@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -24,7 +25,7 @@ use serde_json::json;
 
 use crate::error::{is_not_found, status_code};
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, BY_NODE};
+use crate::informer::{Change, Informer, BY_NODE};
 use crate::scheduler::cache::{TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE};
 use crate::scheduler::matching::tolerates;
 use crate::util::meta::{key_of, name_of, now};
@@ -81,6 +82,18 @@ pub fn start(
 struct Health {
     observed: (Option<String>, Option<String>),
     probe: Instant,
+    /// The node's Ready condition is Unknown (nothing left to mark until it reports again).
+    marked: bool,
+    /// The silence allowed to this node (startup grace until it first reports Ready).
+    grace: Duration,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Monitor {
@@ -161,10 +174,59 @@ impl Monitor {
         let mut tick =
             tokio::time::interval(self.timings.monitor_period.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Lease renewals are noted when they arrive (not at the next tick), and a node is
+        // looked at again right when its grace runs out (not at the tick after): a dead node is
+        // marked after the grace period, not up to two monitor periods later.
+        let mut renewals = Box::pin(self.leases.subscribe());
+        // A renewal only moves a deadline later, so the one computed after each check stays
+        // safe (at worst early) until the next check.
+        let mut deadline = None;
         loop {
-            tick.tick().await;
-            self.check_all().await;
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.check_all().await;
+                    deadline = self.next_deadline();
+                }
+                _ = sleep_until_deadline(deadline) => {
+                    self.check_all().await;
+                    deadline = self.next_deadline();
+                }
+                change = renewals.next() => match change {
+                    Some(Change::Applied(lease)) => self.note_renewal(&lease),
+                    Some(_) => {}
+                    None => return,
+                },
+            }
         }
+    }
+
+    /// A lease was written: its node is alive now.
+    fn note_renewal(&mut self, lease: &Lease) {
+        let name = name_of(&lease.metadata);
+        let renew_time = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| format!("{:?}", t.0));
+        if let Some(health) = self.health.get_mut(name) {
+            if health.observed.0 != renew_time {
+                health.observed.0 = renew_time;
+                health.probe = Instant::now();
+                health.marked = false;
+            }
+        }
+    }
+
+    /// The earliest moment still ahead at which a node not yet marked runs out of grace
+    /// (deadlines already past, e.g. a failed write, are retried at the next tick).
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.health
+            .values()
+            .filter(|h| !h.marked)
+            .map(|h| h.probe + h.grace + Duration::from_millis(10))
+            .filter(|deadline| *deadline > now)
+            .min()
     }
 
     async fn check_all(&mut self) {
@@ -191,6 +253,8 @@ impl Monitor {
             let health = self.health.entry(name.clone()).or_insert_with(|| Health {
                 observed: observed.clone(),
                 probe: now_i,
+                marked: false,
+                grace: self.timings.startup_grace_period,
             });
             if health.observed != observed {
                 health.observed = observed;
@@ -201,12 +265,18 @@ impl Monitor {
             } else {
                 self.timings.grace_period
             };
+            health.grace = grace;
             let mut ready_status = ready.map(|c| c.status.clone());
-            if now_i.duration_since(health.probe) > grace
+            let overdue = now_i.duration_since(health.probe) > grace;
+            health.marked = overdue && ready_status.as_deref() == Some("Unknown");
+            if overdue
                 && ready_status.as_deref() != Some("Unknown")
                 && self.mark_unknown(&node).await
             {
                 ready_status = Some("Unknown".into());
+                if let Some(health) = self.health.get_mut(&name) {
+                    health.marked = true;
+                }
             }
             self.sync_taints(&node, ready_status.as_deref()).await;
         }
