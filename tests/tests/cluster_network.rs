@@ -170,7 +170,8 @@ fn network_footprint(cluster: &Cluster, node: &str) -> (usize, Vec<String>, usiz
         .exec(&["ip", "route", "show"])
         .unwrap_or_default()
         .lines()
-        .map(str::to_string)
+        // `linkdown` follows the bridge's carrier (its last port going away), not skiff.
+        .map(|route| route.replace(" linkdown", "").trim().to_string())
         .collect();
     let rules = ns
         .exec(&["nft", "list", "ruleset"])
