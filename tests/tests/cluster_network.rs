@@ -298,7 +298,11 @@ fn a_full_node_of_pods_gets_distinct_addresses_leaks_nothing_and_survives_an_age
     cluster.agent("node-a").stop();
     cluster.agent("node-a").start().expect("restart the agent");
     cluster.wait_nodes_ready(1);
-    std::thread::sleep(Duration::from_secs(3));
+    cluster.wait_for(
+        "every pod Running again after the restart",
+        Duration::from_secs(60),
+        || running_ips(&cluster) == before,
+    );
     let after = running_ips(&cluster);
     assert_eq!(
         after, before,

@@ -250,13 +250,10 @@ spec:
         web_pids.len() >= 3,
         "containers survive the agent: {web_pids:?}"
     );
+    let adoptions = log_count(&cluster, "node-a", "re-adopted running pods");
     cluster.agent("node-a").start().expect("restart the agent");
-    std::thread::sleep(Duration::from_secs(2));
     cluster.wait_for("the agent back", Duration::from_secs(30), || {
-        cluster
-            .node("node-a")
-            .log_text()
-            .contains("re-adopted running pods")
+        log_count(&cluster, "node-a", "re-adopted running pods") > adoptions
     });
     let after = snapshot(&cluster);
     assert_eq!(before, after, "same containers, same restart counts");
@@ -288,11 +285,23 @@ spec:
         .cut_link(server_ip, port)
         .expect("cut the link");
     std::thread::sleep(Duration::from_secs(5));
+    let renewed = |c: &Cluster| {
+        c.get_json(&["lease", "-n", "kube-node-lease", "node-a"])["spec"]["renewTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let during_outage = renewed(&cluster);
     cluster
         .agent("node-a")
         .restore_link()
         .expect("restore the link");
-    std::thread::sleep(Duration::from_secs(3));
+    // Back when a heartbeat gets through again (whether or not the connection dropped).
+    cluster.wait_for(
+        "a heartbeat after the outage",
+        Duration::from_secs(30),
+        || renewed(&cluster) != during_outage,
+    );
     assert_eq!(
         snapshot(&cluster),
         before,
@@ -304,4 +313,14 @@ spec:
     cluster.wait_for("everything stopped", Duration::from_secs(60), || {
         cluster.node("node-a").container_pids().is_empty()
     });
+}
+
+/// How many lines of `node`'s log (all its starts) contain `what`.
+fn log_count(cluster: &Cluster, node: &str, what: &str) -> usize {
+    cluster
+        .node(node)
+        .log_text()
+        .lines()
+        .filter(|line| line.contains(what))
+        .count()
 }
