@@ -108,6 +108,17 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
+/// Server flags for a fast node lifecycle in tests: 1 s heartbeats and monitor period, a
+/// node is unreachable after 4 s of silence.
+pub const FAST_NODE_LIFECYCLE: &[&str] = &[
+    "--node-heartbeat-interval",
+    "1s",
+    "--node-monitor-period",
+    "1s",
+    "--node-monitor-grace-period",
+    "4s",
+];
+
 /// Whether the test can run here (root); prints the skip message otherwise.
 pub fn can_run(what: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

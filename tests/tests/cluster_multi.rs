@@ -9,17 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use skiff_tests::harness::{pod_running, Cluster, ClusterSpec};
-
-/// Fast node lifecycle for the tests: 1 s heartbeats, a node is unreachable after 4 s.
-const FAST: &[&str] = &[
-    "--node-heartbeat-interval",
-    "1s",
-    "--node-monitor-period",
-    "1s",
-    "--node-monitor-grace-period",
-    "4s",
-];
+use skiff_tests::harness::{pod_running, Cluster, ClusterSpec, FAST_NODE_LIFECYCLE as FAST};
 
 fn per_node(pods: &[serde_json::Value]) -> BTreeMap<String, usize> {
     let mut count = BTreeMap::new();

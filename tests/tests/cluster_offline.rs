@@ -10,16 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use skiff_tests::harness::{pod_running, Cluster, ClusterSpec};
-
-const FAST: &[&str] = &[
-    "--node-heartbeat-interval",
-    "1s",
-    "--node-monitor-period",
-    "1s",
-    "--node-monitor-grace-period",
-    "4s",
-];
+use skiff_tests::harness::{pod_running, Cluster, ClusterSpec, FAST_NODE_LIFECYCLE as FAST};
 
 /// httpd pods answering with their name on port 8080, evicted 1 s after their node is lost.
 const WEB: &str = r#"
