@@ -21,11 +21,10 @@ use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::LinkError;
 use crate::proto::image::IMAGE_PROTOCOL_VERSION;
-use crate::proto::{
-    CloseCode, ClusterNetwork, NodeSummary, ObjectRef, ObjectResult, PodRef, PodStatusUpdate,
-    StatusFailure,
+use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
+use crate::session::{
+    AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, SessionConfig,
 };
-use crate::session::{AgentEvent, AgentSession, CloseReason, DesiredPods, SessionConfig};
 
 /// Most status updates per batch.
 const MAX_BATCH: usize = 200;
@@ -120,19 +119,6 @@ pub enum AgentLinkEvent {
     },
     /// The cluster's nodes (with [`AgentLinkConfig::watch_nodes`]).
     Nodes(NodesUpdate),
-}
-
-/// The cluster's nodes as the server sent them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodesUpdate {
-    /// The cluster's pod network settings, if the server has them.
-    pub network: Option<ClusterNetwork>,
-    /// Whether `nodes` is the complete list (replacing the previous one).
-    pub full: bool,
-    /// Added or changed nodes (all of them when `full`).
-    pub nodes: Vec<NodeSummary>,
-    /// Nodes that are gone.
-    pub removed: Vec<String>,
 }
 
 type ObjectsReply = oneshot::Sender<Result<Vec<ObjectResult>, LinkError>>;
@@ -578,19 +564,8 @@ impl Runner {
                         self.flush_terminated(&mut session);
                         self.flush_events(&mut session);
                     }
-                    AgentEvent::Nodes {
-                        network,
-                        full,
-                        nodes,
-                        removed,
-                    } => {
-                        self.emit(AgentLinkEvent::Nodes(NodesUpdate {
-                            network,
-                            full,
-                            nodes,
-                            removed,
-                        }))
-                        .await;
+                    AgentEvent::Nodes(update) => {
+                        self.emit(AgentLinkEvent::Nodes(update)).await;
                     }
                     AgentEvent::Objects { request, results } => {
                         if let Some(reply) = self.pending_objects.remove(&request) {

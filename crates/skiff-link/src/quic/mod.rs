@@ -13,12 +13,15 @@ mod transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState, NodesUpdate};
+/// The session's events, handed on as they are: what a node did ([`NodeEvent`], for the
+/// [`NodeService`]) and the cluster's nodes as the server sent them ([`NodesUpdate`]).
+pub use crate::session::{NodeEvent, NodesUpdate};
+pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
 pub use images::{BlobReceiver, ImageDownload, ImageFuture, ImageSent, ImageSource};
 pub use server::{
-    JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeEvent, NodeSender, NodeService,
+    JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeSender, NodeService,
     NodeSession, Refusal,
 };
 pub use streams::{

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use quinn::VarInt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -19,9 +19,11 @@ use super::LinkError;
 use crate::proto::image::ImageTransferError;
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
-    ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode, StatusFailure,
+    ObjectResult, PodChange, RefusalCode, StatusFailure,
 };
-use crate::session::{CloseReason, PeerIdentity, ServerEvent, ServerSession, SessionConfig};
+use crate::session::{
+    CloseReason, NodeEvent, PeerIdentity, ServerEvent, ServerSession, SessionConfig,
+};
 
 /// Largest chunk read from a control stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -82,53 +84,6 @@ pub trait NodeService: Send + Sync + 'static {
 
     /// Serves an established node session until its events end.
     fn serve(&self, session: NodeSession) -> impl Future<Output = ()> + Send;
-}
-
-/// Something a node did, for the [`NodeService`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeEvent {
-    /// The node (re-)registered: create or update its Node, then call
-    /// [`NodeSender::registered`].
-    Register(Box<Node>),
-    /// A heartbeat: renew the node's Lease.
-    Heartbeat,
-    /// Statuses to write; then call [`NodeSender::ack_statuses`].
-    PodStatuses {
-        /// Batch number.
-        batch: u64,
-        /// The updates.
-        updates: Vec<PodStatusUpdate>,
-    },
-    /// Pods stopped after being marked for deletion: finish their deletion.
-    PodsTerminated(Vec<PodRef>),
-    /// Events to create.
-    Events(Vec<Event>),
-    /// Certificate renewal; answer with [`NodeSender::certificate_renewed`] or
-    /// [`NodeSender::refuse`].
-    RenewCertificate {
-        /// The request (PEM).
-        csr_pem: String,
-    },
-    /// The node wants the cluster's nodes: send them with [`NodeSender::send_nodes`] (full),
-    /// then their changes.
-    WatchNodes,
-    /// The node reads config maps and secrets; answer with [`NodeSender::send_objects`].
-    GetObjects {
-        /// Request number to echo.
-        request: u64,
-        /// What to read.
-        refs: Vec<ObjectRef>,
-    },
-    /// The node asks for an image; answer with [`NodeSender::send_image`] (always: the node
-    /// waits for the answer).
-    FetchImage {
-        /// Request number to echo.
-        request: u64,
-        /// The image reference.
-        reference: String,
-    },
-    /// The session ended; no events follow.
-    Closed(CloseReason),
 }
 
 /// An established session, handed to [`NodeService::serve`].
@@ -572,8 +527,8 @@ impl<S: NodeService> Driver<S> {
                         tokio::spawn(async move { service.serve(node_session).await });
                     }
                     ServerEvent::Closed(reason) => ended = Some(reason),
-                    other => {
-                        if let (Some(tx), Some(event)) = (&events, node_event(other)) {
+                    ServerEvent::Node(event) => {
+                        if let Some(tx) = &events {
                             // Waiting here stops reading from the node: back-pressure.
                             let _ = tx.send(event).await;
                         }
@@ -708,24 +663,6 @@ fn apply(session: &mut ServerSession, command: Command) {
     if let Err(error) = result {
         tracing::warn!(%error, "cannot send to the node");
     }
-}
-
-fn node_event(event: ServerEvent) -> Option<NodeEvent> {
-    Some(match event {
-        ServerEvent::Register(node) => NodeEvent::Register(node),
-        ServerEvent::Heartbeat => NodeEvent::Heartbeat,
-        ServerEvent::PodStatuses { batch, updates } => NodeEvent::PodStatuses { batch, updates },
-        ServerEvent::PodsTerminated(pods) => NodeEvent::PodsTerminated(pods),
-        ServerEvent::Events(events) => NodeEvent::Events(events),
-        ServerEvent::RenewCertificate { csr_pem } => NodeEvent::RenewCertificate { csr_pem },
-        ServerEvent::Closed(reason) => NodeEvent::Closed(reason),
-        ServerEvent::WatchNodes => NodeEvent::WatchNodes,
-        ServerEvent::GetObjects { request, refs } => NodeEvent::GetObjects { request, refs },
-        ServerEvent::FetchImage { request, reference } => {
-            NodeEvent::FetchImage { request, reference }
-        }
-        ServerEvent::JoinRequested(_) | ServerEvent::Opened { .. } => return None,
-    })
 }
 
 fn close_with(connection: &quinn::Connection, reason: &CloseReason) {

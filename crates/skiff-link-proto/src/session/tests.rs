@@ -87,7 +87,7 @@ fn handshake_registers_the_node() {
     assert!(
         matches!(&events[0], ServerEvent::Opened { node_name, version: PROTOCOL_VERSION, resume_revision: None, .. } if node_name == "n1")
     );
-    let ServerEvent::Register(node) = &events[1] else {
+    let ServerEvent::Node(NodeEvent::Register(node)) = &events[1] else {
         panic!("expected Register, got {events:?}")
     };
     assert_eq!(node.metadata.name.as_deref(), Some("n1"));
@@ -223,7 +223,10 @@ fn heartbeats_flow_on_the_simulated_clock() {
         pump(&mut agent, &mut server, now);
         server.handle_timeout(now);
         agent.handle_timeout(now);
-        assert_eq!(server_events(&mut server), vec![ServerEvent::Heartbeat]);
+        assert_eq!(
+            server_events(&mut server),
+            vec![ServerEvent::Node(NodeEvent::Heartbeat)]
+        );
         assert!(agent.is_established() && server.is_established());
     }
 }
@@ -383,10 +386,10 @@ fn statuses_are_batched_and_acknowledged() {
     pump(&mut agent, &mut server, t0);
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::PodStatuses {
+        vec![ServerEvent::Node(NodeEvent::PodStatuses {
             batch,
             updates: vec![update]
-        }]
+        })]
     );
     server.ack_statuses(batch, vec![]).unwrap();
     pump(&mut agent, &mut server, t0);
@@ -511,11 +514,16 @@ fn random_valid_messages_survive_random_fragmentation() {
     assert_eq!(events.len(), expected.len());
     for (event, message) in events.iter().zip(&expected) {
         match (event, message) {
-            (ServerEvent::Heartbeat, AgentMessage::Heartbeat { .. }) => {}
-            (ServerEvent::PodsTerminated(a), AgentMessage::PodsTerminated { pods }) => {
+            (ServerEvent::Node(NodeEvent::Heartbeat), AgentMessage::Heartbeat { .. }) => {}
+            (
+                ServerEvent::Node(NodeEvent::PodsTerminated(a)),
+                AgentMessage::PodsTerminated { pods },
+            ) => {
                 assert_eq!(a, pods)
             }
-            (ServerEvent::Register(a), AgentMessage::Register { node }) => assert_eq!(a, node),
+            (ServerEvent::Node(NodeEvent::Register(a)), AgentMessage::Register { node }) => {
+                assert_eq!(a, node)
+            }
             other => panic!("mismatch: {other:?}"),
         }
     }
@@ -531,10 +539,10 @@ fn image_requests_reach_the_server() {
     pump(&mut agent, &mut server, t0);
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::FetchImage {
+        vec![ServerEvent::Node(NodeEvent::FetchImage {
             request: 7,
             reference: "busybox:1.36".into()
-        }]
+        })]
     );
     assert!(server.is_established());
 }

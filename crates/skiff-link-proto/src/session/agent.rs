@@ -32,6 +32,19 @@ pub enum DesiredPods {
     },
 }
 
+/// The cluster's nodes as the server sent them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodesUpdate {
+    /// The cluster's pod network settings, if the server has them.
+    pub network: Option<ClusterNetwork>,
+    /// Whether `nodes` is the complete list (replacing the previous one).
+    pub full: bool,
+    /// Added or changed nodes (all of them when `full`).
+    pub nodes: Vec<NodeSummary>,
+    /// Nodes that are gone.
+    pub removed: Vec<String>,
+}
+
 /// What the agent side reports to its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentEvent {
@@ -69,16 +82,7 @@ pub enum AgentEvent {
         certificate_pem: String,
     },
     /// The cluster's nodes changed (after [`AgentSession::watch_nodes`]).
-    Nodes {
-        /// The cluster's pod network settings, if the server has them.
-        network: Option<ClusterNetwork>,
-        /// Whether `nodes` is the complete list.
-        full: bool,
-        /// Added or changed nodes (all of them when `full`).
-        nodes: Vec<NodeSummary>,
-        /// Nodes that are gone.
-        removed: Vec<String>,
-    },
+    Nodes(NodesUpdate),
     /// The answer to [`AgentSession::get_objects`].
     Objects {
         /// The request number.
@@ -330,12 +334,12 @@ impl AgentSession {
                     removed,
                 },
             ) => {
-                self.events.push_back(AgentEvent::Nodes {
+                self.events.push_back(AgentEvent::Nodes(NodesUpdate {
                     network,
                     full,
                     nodes,
                     removed,
-                });
+                }));
             }
             (State::Established, ServerMessage::Objects { request, results }) => {
                 self.events

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::proto::{encode, CloseCode, FrameError, RefusalCode, DEFAULT_MAX_FRAME_LEN};
 
-pub use agent::{refusal_is_permanent, AgentEvent, AgentSession, DesiredPods};
-pub use server::{PeerIdentity, ServerEvent, ServerSession};
+pub use agent::{refusal_is_permanent, AgentEvent, AgentSession, DesiredPods, NodesUpdate};
+pub use server::{NodeEvent, PeerIdentity, ServerEvent, ServerSession};
 
 /// Timing and size limits of a session.
 #[derive(Debug, Clone)]

@@ -39,9 +39,22 @@ pub enum ServerEvent {
         /// Agent's skiff version.
         agent_version: String,
     },
-    /// The node (re-)registered; answer with [`ServerSession::registered`].
+    /// Something the node did in its established session; the driver hands it to the node
+    /// service as it is.
+    Node(NodeEvent),
+    /// The session is over; the driver closes the connection with `reason.close_code()` once
+    /// the queued bytes are written.
+    Closed(CloseReason),
+}
+
+/// What a node did in its established session. The answers named below are methods of
+/// [`ServerSession`], which the quinn driver's `NodeSender` forwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// The node (re-)registered: create or update its Node, then answer with
+    /// [`ServerSession::registered`].
     Register(Box<Node>),
-    /// A heartbeat arrived (the acknowledgement is already queued).
+    /// A heartbeat arrived (the acknowledgement is already queued): renew the node's Lease.
     Heartbeat,
     /// Pod statuses to write; answer with [`ServerSession::ack_statuses`].
     PodStatuses {
@@ -50,7 +63,7 @@ pub enum ServerEvent {
         /// The updates.
         updates: Vec<PodStatusUpdate>,
     },
-    /// Pods stopped on the node after being marked for deletion.
+    /// Pods stopped on the node after being marked for deletion: finish their deletion.
     PodsTerminated(Vec<PodRef>),
     /// Events to record.
     Events(Vec<Event>),
@@ -60,8 +73,8 @@ pub enum ServerEvent {
         /// The CSR (PEM).
         csr_pem: String,
     },
-    /// The node wants the cluster's nodes; answer with [`ServerSession::send_nodes`] now and
-    /// whenever they change.
+    /// The node wants the cluster's nodes; answer with [`ServerSession::send_nodes`] (full)
+    /// now and with their changes whenever they change.
     WatchNodes,
     /// The node reads config maps and secrets; answer with [`ServerSession::send_objects`].
     GetObjects {
@@ -70,16 +83,16 @@ pub enum ServerEvent {
         /// What to read.
         refs: Vec<ObjectRef>,
     },
-    /// The node asks for an image; answer by opening an image stream
-    /// (`NodeSender::send_image` in the quinn driver).
+    /// The node asks for an image; answer by opening an image stream (`NodeSender::send_image`
+    /// in the quinn driver; always: the node waits for the answer).
     FetchImage {
         /// Request number to echo.
         request: u64,
         /// The image reference.
         reference: String,
     },
-    /// The session is over; the driver closes the connection with `reason.close_code()` once
-    /// the queued bytes are written.
+    /// The session ended; no events follow. The session reports its end as
+    /// [`ServerEvent::Closed`] (join exchanges end too); the driver passes it on as this.
     Closed(CloseReason),
 }
 
@@ -223,36 +236,44 @@ impl ServerSession {
                 });
             }
             (State::Established, AgentMessage::Register { node }) => {
-                self.events.push_back(ServerEvent::Register(node));
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::Register(node)));
             }
             (State::Established, AgentMessage::Heartbeat { seq }) => {
                 self.queue(&ServerMessage::HeartbeatAck { seq });
-                self.events.push_back(ServerEvent::Heartbeat);
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::Heartbeat));
             }
             (State::Established, AgentMessage::PodStatuses { batch, updates }) => {
                 self.events
-                    .push_back(ServerEvent::PodStatuses { batch, updates });
+                    .push_back(ServerEvent::Node(NodeEvent::PodStatuses { batch, updates }));
             }
             (State::Established, AgentMessage::PodsTerminated { pods }) => {
-                self.events.push_back(ServerEvent::PodsTerminated(pods));
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::PodsTerminated(pods)));
             }
             (State::Established, AgentMessage::Events { events }) => {
-                self.events.push_back(ServerEvent::Events(events));
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::Events(events)));
             }
             (State::Established, AgentMessage::RenewCertificate { csr_pem }) => {
                 self.events
-                    .push_back(ServerEvent::RenewCertificate { csr_pem });
+                    .push_back(ServerEvent::Node(NodeEvent::RenewCertificate { csr_pem }));
             }
             (State::Established, AgentMessage::WatchNodes) => {
-                self.events.push_back(ServerEvent::WatchNodes);
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::WatchNodes));
             }
             (State::Established, AgentMessage::GetObjects { request, refs }) => {
                 self.events
-                    .push_back(ServerEvent::GetObjects { request, refs });
+                    .push_back(ServerEvent::Node(NodeEvent::GetObjects { request, refs }));
             }
             (State::Established, AgentMessage::FetchImage { request, reference }) => {
                 self.events
-                    .push_back(ServerEvent::FetchImage { request, reference });
+                    .push_back(ServerEvent::Node(NodeEvent::FetchImage {
+                        request,
+                        reference,
+                    }));
             }
             (_, AgentMessage::Goodbye { reason }) => {
                 self.close(CloseReason::PeerGoodbye(reason));
