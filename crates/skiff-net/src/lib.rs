@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use error::NetError;
 pub use manager::{AttachedPod, CleanupConfig, CleanupReport, PodNetwork};
-pub use netlink::SKIFF_ROUTE_PROTOCOL;
+pub use netlink::{route_socket_usable, SKIFF_ROUTE_PROTOCOL};
 pub use netns::NetNs;
 pub use nft::TABLE as NFT_TABLE;
 pub use pod::VETH_PREFIX;

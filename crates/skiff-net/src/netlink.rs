@@ -23,6 +23,13 @@ use crate::NetError;
 /// found, reconciled and removed without touching anyone else's.
 pub const SKIFF_ROUTE_PROTOCOL: u8 = 77;
 
+/// Whether this process may open and bind a route-netlink socket, which every pod network
+/// needs (for `skiff check-config`). The socket is closed again.
+pub fn route_socket_usable() -> std::io::Result<()> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto().map(drop)
+}
+
 /// A netlink connection whose socket lives in one namespace.
 pub(crate) struct Netlink {
     handle: Handle,

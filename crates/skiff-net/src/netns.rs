@@ -7,7 +7,7 @@
 //! rest of the conversation can go on from any thread.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,7 +102,27 @@ impl NetNs {
         }
     }
 
-    /// Moves the calling thread into this namespace (only for threads skiff-net created).
+    /// Moves the whole process into the namespace at `path`: a node run inside its own
+    /// namespace (`--netns`, several nodes on one machine). Call it before any other thread
+    /// starts: `setns` moves only the calling thread, and threads started later inherit its
+    /// namespace. Returns a path naming the namespace the process came from, whose descriptor
+    /// stays open for the process's lifetime: the runtime's proc connector, from which it
+    /// learns exit codes, exists only in the initial namespace.
+    pub fn enter_process(path: &Path) -> Result<PathBuf, NetError> {
+        const CURRENT: &str = "/proc/self/ns/net";
+        let target = NetNs::open(path)?;
+        let original = File::open(CURRENT).map_err(|source| NetError::Netns {
+            path: PathBuf::from(CURRENT),
+            source,
+        })?;
+        target.enter_this_thread()?;
+        // Kept open on purpose until the process ends.
+        let fd = original.into_raw_fd();
+        Ok(PathBuf::from(format!("/proc/self/fd/{fd}")))
+    }
+
+    /// Moves the calling thread into this namespace (only for threads skiff-net created, and
+    /// the process's first thread in [`NetNs::enter_process`]).
     fn enter_this_thread(&self) -> Result<(), NetError> {
         setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|errno| self.error(std::io::Error::from(errno)))

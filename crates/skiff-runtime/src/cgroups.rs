@@ -23,20 +23,31 @@ pub enum CgroupSetup {
 }
 
 impl CgroupSetup {
-    /// Detects the setup the way libcgroups does (unified at /sys/fs/cgroup means v2).
+    /// Detects the setup with libcgroups (the library libcontainer creates container cgroups
+    /// with, so both agree): unified means v2; legacy or hybrid means v1, with the hierarchies
+    /// read from `/proc/self/mountinfo` by their controllers (libcgroups finds v1 mounts by
+    /// directory name only). A `/sys/fs/cgroup` that libcgroups cannot classify (neither cgroup2
+    /// nor tmpfs) is taken as v1 too, as before.
     pub fn detect() -> Result<CgroupSetup> {
-        let root = Path::new("/sys/fs/cgroup");
-        let stat = nix::sys::statfs::statfs(root)
-            .map_err(|e| RuntimeError::sys("statfs", root.display(), e))?;
-        if stat.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-            return Ok(CgroupSetup::V2 {
-                root: root.to_path_buf(),
-            });
+        use libcgroups::common::{get_cgroup_setup, CgroupSetup as Mode, GetCgroupSetupError};
+        let root = Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT);
+        match get_cgroup_setup() {
+            Ok(Mode::Unified) => {
+                return Ok(CgroupSetup::V2 {
+                    root: root.to_path_buf(),
+                })
+            }
+            Ok(Mode::Legacy | Mode::Hybrid) | Err(GetCgroupSetupError::FailedToDetect) => {}
+            Err(error) => {
+                return Err(RuntimeError::io(
+                    "detect the cgroup setup at",
+                    root,
+                    std::io::Error::other(error.to_string()),
+                ))
+            }
         }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))?;
         Ok(CgroupSetup::V1 {
-            hierarchies: parse_v1_mounts(&mountinfo),
+            hierarchies: v1_hierarchies()?,
         })
     }
 
@@ -99,8 +110,15 @@ const V1_CONTROLLERS: &[&str] = &[
     "rdma",
 ];
 
+/// The mounted v1 hierarchies of this machine: mount point and controllers.
+pub(crate) fn v1_hierarchies() -> Result<Vec<(PathBuf, Vec<String>)>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))?;
+    Ok(parse_v1_mounts(&mountinfo))
+}
+
 /// v1 hierarchies from /proc/self/mountinfo: mount point and controllers (super options).
-fn parse_v1_mounts(mountinfo: &str) -> Vec<(PathBuf, Vec<String>)> {
+pub(crate) fn parse_v1_mounts(mountinfo: &str) -> Vec<(PathBuf, Vec<String>)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {

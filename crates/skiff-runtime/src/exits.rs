@@ -191,7 +191,7 @@ fn connector_socket(netns: Option<&std::path::Path>) -> std::io::Result<OwnedFd>
 }
 
 /// Opens and subscribes the proc connector socket.
-fn open_proc_connector(netns: Option<&std::path::Path>) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_proc_connector(netns: Option<&std::path::Path>) -> std::io::Result<OwnedFd> {
     let sock = connector_socket(netns)?;
     let fd = sock.as_raw_fd();
     // A large receive buffer: the connector multicasts every exit on the machine.

@@ -19,6 +19,7 @@ pub mod error;
 mod exec;
 pub mod exits;
 mod fsutil;
+pub mod host;
 pub mod inputs;
 mod instance;
 mod launcher;

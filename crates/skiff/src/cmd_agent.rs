@@ -41,8 +41,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
         .node
         .netns
         .as_deref()
-        .map(crate::netns::enter)
-        .transpose()?;
+        .map(skiff_net::NetNs::enter_process)
+        .transpose()
+        .context("cannot run the node in its --netns namespace")?;
     logging::init(&args.common)?;
     let mut config = agent_config(
         &args.common.data_dir,

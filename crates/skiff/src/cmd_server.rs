@@ -11,8 +11,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .node
         .netns
         .as_deref()
-        .map(crate::netns::enter)
-        .transpose()?;
+        .map(skiff_net::NetNs::enter_process)
+        .transpose()
+        .context("cannot run the node in its --netns namespace")?;
     logging::init(&args.common)?;
     args.flannel_backend
         .parse::<skiff_net::Backend>()

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use skiff_runtime::host::{CgroupFacts, CgroupMode};
+
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -462,65 +464,27 @@ const MEMORY_FIX: &str = "enable the memory controller on the kernel command lin
     `cgroup_enable=memory cgroup_memory=1` (Raspberry Pi OS: to /boot/firmware/cmdline.txt), \
     then reboot";
 
-/// The cgroup checks: v1 (legacy or hybrid) or v2, and the controllers skiff uses.
+/// The cgroup checks: v1 (legacy or hybrid) or v2, and the controllers skiff uses, from the
+/// facts the runtime reads (`skiff_runtime::host`).
 pub fn cgroup_checks(host: &Host) -> Vec<Check> {
-    let unified = host.path("sys/fs/cgroup/cgroup.controllers");
-    if let Some(text) = host.read("sys/fs/cgroup/cgroup.controllers") {
-        let available: Vec<&str> = text.split_whitespace().collect();
-        let mut checks = vec![Check::new(
-            "cgroups",
-            "cgroup version",
-            Status::Ok,
-            format!("v2 (unified hierarchy at {})", parent_display(&unified)),
-        )];
-        for controller in V2_CONTROLLERS {
-            let present = available.contains(controller);
-            let check = Check::new(
+    let facts = CgroupFacts::read(&host.root);
+    let hybrid = match facts.mode {
+        Some(CgroupMode::Unified) => return v2_checks(&facts),
+        Some(CgroupMode::Hybrid) => true,
+        Some(CgroupMode::Legacy) => false,
+        None => {
+            return vec![Check::new(
                 "cgroups",
-                format!("{controller} controller"),
-                if present { Status::Ok } else { Status::Missing },
-                if present {
-                    "available".into()
-                } else {
-                    format!("not in {}", unified.display())
-                },
-            );
-            checks.push(if *controller == "memory" {
-                check.fix(MEMORY_FIX)
-            } else {
-                check.fix(format!(
-                    "enable the {controller} controller (kernel command line or kernel config)"
-                ))
-            });
+                "cgroup version",
+                Status::Missing,
+                "no cgroup v2 hierarchy at /sys/fs/cgroup and no cgroup v1 controllers in \
+                 /proc/cgroups"
+                    .into(),
+            )
+            .fix("mount cgroup2 at /sys/fs/cgroup (systemd does this), or use a kernel with CONFIG_CGROUPS")]
         }
-        return checks;
-    }
+    };
     // v1: /proc/cgroups says what the kernel has, mountinfo where each hierarchy is.
-    let enabled: BTreeMap<String, bool> = host
-        .read("proc/cgroups")
-        .map(|text| {
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| {
-                    let fields: Vec<&str> = l.split_whitespace().collect();
-                    (fields.len() >= 4).then(|| (fields[0].to_string(), fields[3] == "1"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mounted = v1_mounted_controllers(&host.read("proc/self/mountinfo").unwrap_or_default());
-    if enabled.is_empty() && mounted.is_empty() {
-        return vec![Check::new(
-            "cgroups",
-            "cgroup version",
-            Status::Missing,
-            "no cgroup v2 hierarchy at /sys/fs/cgroup and no cgroup v1 controllers in \
-             /proc/cgroups"
-                .into(),
-        )
-        .fix("mount cgroup2 at /sys/fs/cgroup (systemd does this), or use a kernel with CONFIG_CGROUPS")];
-    }
-    let hybrid = host.path("sys/fs/cgroup/unified").exists();
     let mut checks = vec![Check::new(
         "cgroups",
         "cgroup version",
@@ -532,15 +496,15 @@ pub fn cgroup_checks(host: &Host) -> Vec<Check> {
         },
     )];
     for controller in V1_CONTROLLERS {
-        let is_enabled = enabled.get(*controller).copied().unwrap_or(false);
-        let is_mounted = mounted.iter().any(|c| c == controller);
+        let is_enabled = facts.v1_enabled.get(*controller).copied().unwrap_or(false);
+        let is_mounted = facts.v1_mounted.iter().any(|c| c == controller);
         let (status, detail) = match (is_enabled, is_mounted) {
             (true, true) => (Status::Ok, "enabled and mounted".to_string()),
             (false, _) => (
                 Status::Missing,
                 format!(
                     "not enabled in the kernel ({} in /proc/cgroups)",
-                    if enabled.contains_key(*controller) {
+                    if facts.v1_enabled.contains_key(*controller) {
                         "disabled"
                     } else {
                         "absent"
@@ -571,32 +535,38 @@ pub fn cgroup_checks(host: &Host) -> Vec<Check> {
     checks
 }
 
-fn parent_display(path: &Path) -> String {
-    path.parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
-}
-
-/// Controllers of the mounted cgroup v1 hierarchies, from `/proc/self/mountinfo`.
-fn v1_mounted_controllers(mountinfo: &str) -> Vec<String> {
-    let mut controllers = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((_, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.first() != Some(&"cgroup") {
-            continue;
-        }
-        if let Some(options) = fields.get(2) {
-            for option in options.split(',') {
-                if !option.contains('=') && !matches!(option, "rw" | "ro") {
-                    controllers.push(option.to_string());
-                }
-            }
-        }
+/// The v2 checks: the unified hierarchy and the controllers it offers.
+fn v2_checks(facts: &CgroupFacts) -> Vec<Check> {
+    let mut checks = vec![Check::new(
+        "cgroups",
+        "cgroup version",
+        Status::Ok,
+        format!("v2 (unified hierarchy at {})", facts.unified_root.display()),
+    )];
+    for controller in V2_CONTROLLERS {
+        let present = facts.v2_controllers.iter().any(|c| c == controller);
+        let check = Check::new(
+            "cgroups",
+            format!("{controller} controller"),
+            if present { Status::Ok } else { Status::Missing },
+            if present {
+                "available".into()
+            } else {
+                format!(
+                    "not in {}",
+                    facts.unified_root.join("cgroup.controllers").display()
+                )
+            },
+        );
+        checks.push(if *controller == "memory" {
+            check.fix(MEMORY_FIX)
+        } else {
+            check.fix(format!(
+                "enable the {controller} controller (kernel command line or kernel config)"
+            ))
+        });
     }
-    controllers
+    checks
 }
 
 /// Which command the machine is checked for.
@@ -691,34 +661,8 @@ fn nft_check() -> Check {
     }
 }
 
-/// Opens (and, for a multicast group, binds) a netlink socket of `protocol`.
-fn netlink_socket(kind: i32, protocol: i32, groups: u32) -> std::io::Result<()> {
-    // SAFETY: plain socket/bind/close calls on a descriptor this function owns.
-    unsafe {
-        let fd = libc::socket(libc::AF_NETLINK, kind | libc::SOCK_CLOEXEC, protocol);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = groups;
-        let bound = libc::bind(
-            fd,
-            &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        );
-        let result = if bound < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        };
-        libc::close(fd);
-        result
-    }
-}
-
 fn netlink_check() -> Check {
-    match netlink_socket(libc::SOCK_RAW, libc::NETLINK_ROUTE, 0) {
+    match skiff_net::route_socket_usable() {
         Ok(()) => Check::new("system", "netlink (routes, links)", Status::Ok, "usable".into()),
         Err(e) => Check::new(
             "system",
@@ -731,8 +675,7 @@ fn netlink_check() -> Check {
 }
 
 fn proc_connector_check() -> Check {
-    const CN_IDX_PROC: u32 = 1;
-    match netlink_socket(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC) {
+    match skiff_runtime::host::proc_connector() {
         Ok(()) => Check::new(
             "system",
             "process events (netlink connector)",

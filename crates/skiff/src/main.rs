@@ -11,7 +11,6 @@ mod cmd_version;
 mod config;
 mod host_checks;
 mod logging;
-mod netns;
 
 use std::process::ExitCode;
 
