@@ -1,8 +1,7 @@
-//! Image hand-over over the node link, both ends: [`StoreImages`] serves the images of a store
-//! (the server's, the one `skiff image import --data-dir DIR` fills) to agents that lack them;
-//! [`LinkImages`] fetches an image from the server into this node's store, asking only for the
-//! blobs it lacks and verifying every byte (the store checks sizes and digests before anything
-//! becomes visible).
+//! Image hand-over over the node link, the agent's end: [`LinkImages`] fetches an image from
+//! the server into this node's store, asking only for the blobs it lacks and verifying every
+//! byte (the store checks sizes and digests before anything becomes visible). The server's end
+//! (serving its store's images) is in the binary, where server and node crates meet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use skiff_image::{Digest, ImageInfo, ImageStore, LogProgress};
-use skiff_link::proto::image::{BlobRef, OfferedManifest};
-use skiff_link::quic::{AgentLink, ImageFuture, ImageSource, LogReader};
+use skiff_link::proto::image::BlobRef;
+use skiff_link::quic::AgentLink;
 use tokio::sync::OnceCell;
 
 use crate::images::ImageOrigin;
@@ -20,62 +19,6 @@ use crate::images::ImageOrigin;
 const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Progress is logged every this many bytes.
 const PROGRESS_EVERY: u64 = 32 << 20;
-
-/// Serves a store's images to agents (server side of the hand-over).
-#[derive(Debug, Clone)]
-pub struct StoreImages {
-    store: ImageStore,
-}
-
-impl StoreImages {
-    /// Serves the images of `store`.
-    pub fn new(store: ImageStore) -> Self {
-        StoreImages { store }
-    }
-}
-
-impl ImageSource for StoreImages {
-    fn manifest<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> ImageFuture<'a, Result<Option<OfferedManifest>, String>> {
-        Box::pin(async move {
-            let store = self.store.clone();
-            let name = reference.to_string();
-            let exported = tokio::task::spawn_blocking(move || store.export(&name))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot read image {reference:?} at the server: {e}"))?;
-            let Some(exported) = exported else {
-                return Ok(None);
-            };
-            let content = String::from_utf8(exported.manifest).map_err(|_| {
-                format!("the manifest of {reference:?} at the server is not UTF-8 JSON")
-            })?;
-            Ok(Some(OfferedManifest {
-                digest: exported.manifest_digest.to_string(),
-                media_type: exported.media_type,
-                content,
-                repo_digest: exported.repo_digest,
-            }))
-        })
-    }
-
-    fn open_blob<'a>(
-        &'a self,
-        digest: &'a str,
-    ) -> ImageFuture<'a, Result<(u64, LogReader), String>> {
-        Box::pin(async move {
-            let parsed = Digest::parse(digest).map_err(|e| e.to_string())?;
-            let store = self.store.clone();
-            let (size, file) = tokio::task::spawn_blocking(move || store.open_blob(&parsed))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            Ok((size, Box::new(tokio::fs::File::from_std(file)) as LogReader))
-        })
-    }
-}
 
 /// Fetches images from the server over the link, once the link is up (agent side).
 pub struct LinkImages {

@@ -8,8 +8,7 @@
 //! - [`pods`]: one worker per pod (create, update, graceful delete with confirmation).
 //! - [`status`]: pod status as upstream reports it; [`probes`]: liveness/readiness/startup.
 //! - [`images`]: pull policy and back-off; [`inputs`]: images, config maps, secrets.
-//! - [`image_transfer`]: image hand-over over the link (serving a store's images; fetching
-//!   from the server).
+//! - [`image_transfer`]: image hand-over over the link (fetching from the server).
 //! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
 //! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
 
@@ -33,4 +32,3 @@ pub use config::{
     TaintSpec, CONTROL_PLANE_LABEL,
 };
 pub use error::AgentError;
-pub use image_transfer::StoreImages;

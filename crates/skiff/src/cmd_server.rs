@@ -41,7 +41,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let images = skiff_image::ImageStore::open(&image_store)
         .with_context(|| format!("cannot open the image store {}", image_store.display()))?;
     let images: std::sync::Arc<dyn skiff_link::quic::ImageSource> =
-        std::sync::Arc::new(skiff_agent::StoreImages::new(images));
+        std::sync::Arc::new(crate::server_images::StoreImages::new(images));
     let config = skiff_server::ServerConfig {
         data_dir: args.common.data_dir,
         https_listen_port: args.https_listen_port,

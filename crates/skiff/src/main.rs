@@ -11,6 +11,7 @@ mod cmd_version;
 mod config;
 mod host_checks;
 mod logging;
+mod server_images;
 
 use std::process::ExitCode;
 
