@@ -18,20 +18,9 @@ pub fn workspace_root() -> &'static Path {
         .expect("tests/ has a parent")
 }
 
-/// Whether missing prerequisites must fail tests instead of skipping them (`.ci/run` sets
-/// `SKIFF_E2E_REQUIRED=1`).
-pub fn e2e_required() -> bool {
-    std::env::var("SKIFF_E2E_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing prerequisite: a loud skip message, or a panic under
-/// `SKIFF_E2E_REQUIRED=1`.
-pub fn skip(reason: &str) {
-    if e2e_required() {
-        panic!("prerequisite missing and SKIFF_E2E_REQUIRED=1: {reason}");
-    }
-    eprintln!("\n*** SKIPPED: {reason} ***\n");
-}
+/// The root-test gate (`skiff_testkit::gate`): [`e2e_required`] is `SKIFF_E2E_REQUIRED=1`;
+/// [`skip`] reports a missing prerequisite loudly, or fails under it.
+pub use skiff_testkit::gate::{e2e_required, skip};
 
 /// Installs the one crypto provider (ring) for rustls users in the test process.
 pub fn install_crypto() {

@@ -131,7 +131,29 @@ fn acceptance(version: &str) {
         k.ok(&["create", "ns", "demo"]).trim(),
         "namespace/demo created"
     );
-    let sa = json(&k, &["-n", "demo", "get", "serviceaccount", "default"]);
+    // The service account controller adds `default` shortly after (as upstream, not within
+    // the namespace's create request).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sa = loop {
+        let run = k.run(&[
+            "-n",
+            "demo",
+            "get",
+            "serviceaccount",
+            "default",
+            "-o",
+            "json",
+        ]);
+        if run.ok {
+            break serde_json::from_str::<Value>(&run.stdout).expect("kubectl printed JSON");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no default ServiceAccount in demo after 10 s: {}",
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
         sa["metadata"]["name"], "default",
         "default ServiceAccount created"

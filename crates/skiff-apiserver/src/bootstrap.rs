@@ -1,9 +1,9 @@
-//! Objects that exist from the start: the system namespaces and each namespace's `default`
-//! ServiceAccount (upstream's service account controller creates those; skiff's API server
-//! does it when a namespace is created and on start).
+//! Objects that exist from the start: the system namespaces and the `kubernetes` Service.
+//! (Each namespace's `default` ServiceAccount is the service account controller's, in
+//! skiff-controllers, as upstream.)
 
 use serde_json::json;
-use skiff_store::{Key, ListOptions};
+use skiff_store::Key;
 use skiff_types::registry;
 
 use crate::handlers::{create_object, update_object, Part};
@@ -30,41 +30,7 @@ pub(crate) async fn run(api: &ApiServer) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    let existing = api
-        .store()
-        .list("namespaces", None, &ListOptions::default())
-        .map_err(|e| crate::handlers::store_error(namespaces, e))?;
-    for namespace in existing.items {
-        ensure_default_service_account(api, &namespace.key().name).await;
-    }
     Ok(())
-}
-
-/// Creates the `default` ServiceAccount of `namespace` if it is missing.
-pub(crate) async fn ensure_default_service_account(api: &ApiServer, namespace: &str) {
-    let Some(accounts) = registry::find("", "v1", "serviceaccounts") else {
-        return;
-    };
-    let key = Key::new(accounts.storage_name(), Some(namespace), "default");
-    if api.store().get(&key).is_some() {
-        return;
-    }
-    let object = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": "default", "namespace": namespace},
-    });
-    // Boxed: creating a namespace creates its account, so these futures nest.
-    match Box::pin(create_object(api, accounts, Some(namespace), object, false)).await {
-        Ok(_)
-        | Err(ApiError {
-            reason: "AlreadyExists",
-            ..
-        }) => {}
-        Err(error) => {
-            tracing::warn!(namespace, %error, "cannot create the default ServiceAccount")
-        }
-    }
 }
 
 /// The `kubernetes` Service: created with the first address of the service CIDR; an existing

@@ -109,8 +109,8 @@ impl ApiServer {
     }
 
     /// Creates what must exist before clients come: the system namespaces (`default`,
-    /// `kube-system`, `kube-public`, `kube-node-lease`) and a `default` ServiceAccount in
-    /// every namespace.
+    /// `kube-system`, `kube-public`, `kube-node-lease`). Their `default` ServiceAccounts come
+    /// from the service account controller (skiff-controllers).
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         bootstrap::run(self).await
     }

@@ -17,27 +17,21 @@
 //!
 //! What runs: the API server, store, scheduler and every controller (in-process, as `skiff
 //! server` runs them, or a real server); the nodes are Node objects whose Leases this program
-//! renews, and a stand-in kubelet (benchmark code, as in the controller tests) marks pods bound
+//! renews, and the fake kubelet of `skiff_testkit::kubelet` (as in the controller tests) marks pods bound
 //! to a live node Running and Ready and confirms deletions on live nodes. Silenced nodes stop
 //! both: their pods stay Terminating, as on a real dead machine. Each round silences one node
 //! and measures from that node's last Lease renewal to (1) the node marked `Ready=Unknown`,
 //! (2) its pods evicted (deletion requested), (3) the Deployment's replicas all Running and
 //! Ready on other nodes again.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use skiff_testkit::kubelet::{create_ready_node, spawn_heartbeats, spawn_kubelet, Act, Silenced};
 
 struct Options {
     nodes: usize,
@@ -80,13 +74,6 @@ fn options() -> Options {
     }
     assert!(o.nodes > o.rounds, "--nodes must exceed --rounds");
     o
-}
-
-fn now() -> String {
-    let t = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(t.as_second())
-        .unwrap()
-        .to_string()
 }
 
 struct InProcess {
@@ -141,139 +128,6 @@ async fn remote(kubeconfig: &str) -> Client {
             .await
             .expect("kube config");
     Client::try_from(config).expect("kube client")
-}
-
-async fn create_node(client: &Client, name: &str) {
-    let status = json!({
-        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-            "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
-    });
-    let node: Node = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": status,
-    }))
-    .unwrap();
-    let api: Api<Node> = Api::all(client.clone());
-    api.create(&PostParams::default(), &node)
-        .await
-        .expect("create node");
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status})),
-    )
-    .await
-    .expect("node status");
-}
-
-/// Nodes gone silent, and when each one's Lease was last renewed.
-#[derive(Clone, Default)]
-struct Nodes {
-    silenced: Arc<Mutex<HashSet<String>>>,
-    last_renewal: Arc<Mutex<std::collections::HashMap<String, Instant>>>,
-}
-
-impl Nodes {
-    fn silenced(&self, node: &str) -> bool {
-        self.silenced.lock().unwrap().contains(node)
-    }
-}
-
-/// Renews each node's Lease every `interval` unless the node is silenced.
-fn heartbeats(client: Client, names: Vec<String>, nodes: Nodes, interval: Duration) {
-    for n in names {
-        let client = client.clone();
-        let nodes = nodes.clone();
-        tokio::spawn(async move {
-            let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-            loop {
-                if nodes.silenced(&n) {
-                    return;
-                }
-                let renew = MicroTime(k8s_openapi::jiff::Timestamp::now());
-                let ok = match api.get_opt(&n).await {
-                    Ok(Some(mut lease)) => {
-                        lease.spec.get_or_insert_with(Default::default).renew_time = Some(renew);
-                        api.replace(&n, &PostParams::default(), &lease)
-                            .await
-                            .is_ok()
-                    }
-                    Ok(None) => {
-                        let lease: Lease = serde_json::from_value(json!({
-                            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                            "metadata": {"name": n},
-                            "spec": {"holderIdentity": n, "leaseDurationSeconds": 40, "renewTime": renew},
-                        }))
-                        .unwrap();
-                        api.create(&PostParams::default(), &lease).await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if ok {
-                    nodes
-                        .last_renewal
-                        .lock()
-                        .unwrap()
-                        .insert(n.clone(), Instant::now());
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
-    }
-}
-
-/// Stand-in kubelet of the live nodes: bound pods become Running and Ready, deletions are
-/// confirmed. Silenced nodes do nothing.
-fn kubelet(client: Client, nodes: Nodes) {
-    tokio::spawn(async move {
-        let api: Api<Pod> = Api::all(client.clone());
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(pod)) = events.next().await {
-            let node = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default();
-            if node.is_empty() || nodes.silenced(&node) {
-                continue;
-            }
-            let client = client.clone();
-            tokio::spawn(async move {
-                let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let api: Api<Pod> = Api::namespaced(client, &ns);
-                if pod.metadata.deletion_timestamp.is_some() {
-                    let zero = DeleteParams {
-                        grace_period_seconds: Some(0),
-                        ..DeleteParams::default()
-                    };
-                    let _ = api.delete(&name, &zero).await;
-                    return;
-                }
-                if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending") {
-                    return;
-                }
-                let t = now();
-                let status = json!({"status": {
-                    "phase": "Running", "startTime": t, "podIP": "10.42.0.9",
-                    "conditions": [
-                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": t},
-                        {"type": "Initialized", "status": "True", "lastTransitionTime": t},
-                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": t},
-                        {"type": "Ready", "status": "True", "lastTransitionTime": t}],
-                }});
-                let _ = api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await;
-            });
-        }
-    });
 }
 
 /// (Running and Ready replicas not being deleted, per node; pods on `node` with a deletion
@@ -339,11 +193,11 @@ async fn main() {
     };
     let names: Vec<String> = (0..o.nodes).map(|i| format!("failover-{i}")).collect();
     for n in &names {
-        create_node(&client, n).await;
+        create_ready_node(&client, n, json!({}), serde_json::Value::Null).await;
     }
-    let nodes = Nodes::default();
-    heartbeats(client.clone(), names.clone(), nodes.clone(), o.heartbeat);
-    kubelet(client.clone(), nodes.clone());
+    let nodes = Silenced::default();
+    let _heartbeats = spawn_heartbeats(client.clone(), names.clone(), nodes.clone(), o.heartbeat);
+    let _kubelet = spawn_kubelet(client.clone(), Vec::new(), Act::Run, nodes.clone());
 
     let d: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "failover"},
@@ -393,15 +247,11 @@ async fn main() {
         };
         // A full heartbeat interval after settling, so the lease is current.
         tokio::time::sleep(o.heartbeat + Duration::from_millis(200)).await;
-        nodes.silenced.lock().unwrap().insert(victim.clone());
+        nodes.silence(victim);
         // Let an in-flight renewal finish before reading its time.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let stopped = nodes
-            .last_renewal
-            .lock()
-            .unwrap()
-            .get(victim)
-            .copied()
+            .last_renewal(victim)
             .expect("victim renewed its lease");
         let (mut unknown_at, mut evicted_at) = (None, None);
         let done = loop {

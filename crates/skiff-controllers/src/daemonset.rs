@@ -38,6 +38,7 @@ use crate::util::hash::{template_hash, CONTROLLER_REVISION_HASH_LABEL};
 use crate::util::meta::{
     controller_of, controller_ref, describe, is_deleting, key_of, name_of, uid_of,
 };
+use crate::util::owners::OwnerTrigger;
 use crate::util::pods;
 use crate::Error;
 
@@ -86,40 +87,15 @@ pub fn start(
             Change::Resync => Vec::new(),
         })
     };
-    let from_pods = {
-        let store = store.clone();
-        pods.triggers(store.clone(), move |change| {
-            let Some(pod) = change.object() else {
-                return Vec::new();
-            };
-            let meta = &pod.metadata;
-            if let Some(owner) = controller_of(meta) {
-                if owner.kind != "DaemonSet" {
-                    return Vec::new();
-                }
-                if matches!(change, Change::Deleted(_)) {
-                    expectations.deletion_observed(&owner.uid, name_of(meta));
-                }
-                return vec![object_ref(
-                    meta.namespace.as_deref().unwrap_or(""),
-                    &owner.name,
-                )];
-            }
-            let labels = meta.labels.clone().unwrap_or_default();
-            store
-                .state()
-                .iter()
-                .filter(|ds| ds.metadata.namespace == meta.namespace)
-                .filter(|ds| {
-                    ds.spec
-                        .as_ref()
-                        .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
-                        .is_some_and(|sel| !sel.is_empty() && sel.matches(&labels))
-                })
-                .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                .collect()
-        })
-    };
+    let from_pods = pods.triggers(
+        store.clone(),
+        OwnerTrigger::new("DaemonSet")
+            .expecting(expectations)
+            .adopting(store.clone(), |ds: &DaemonSet| {
+                ds.spec.as_ref().map(|s| &s.selector)
+            })
+            .into_fn(),
+    );
     // Nodes matter when they come, go, or change what decides eligibility (not on heartbeats).
     let from_nodes = {
         let store = store.clone();
@@ -391,43 +367,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let mut requeue: Option<f64> = None;
     if satisfied && !is_deleting(meta) {
-        let mut create_on: Vec<String> = Vec::new();
-        let mut delete: Vec<Arc<Pod>> = Vec::new();
-        for node in &nodes {
-            let name = name_of(&node.metadata);
-            let (run, keep) = should_run(&spec.template, node);
-            let pods_here = by_node.get(name).cloned().unwrap_or_default();
-            if run && pods_here.is_empty() {
-                create_on.push(name.to_string());
-            } else if keep {
-                // Failed pods are replaced; extra pods go (the oldest stays).
-                let mut alive = Vec::new();
-                for p in pods_here {
-                    if pods::phase(&p) == "Failed" {
-                        delete.push(p);
-                    } else {
-                        alive.push(p);
-                    }
-                }
-                if alive.len() > 1 {
-                    delete.extend(alive.into_iter().skip(1));
-                }
-            } else {
-                delete.extend(pods_here);
-            }
-        }
-        // Unbound pods for nodes that are gone.
-        let existing: std::collections::HashSet<&str> =
-            nodes.iter().map(|n| name_of(&n.metadata)).collect();
-        for (node, list) in &by_node {
-            if !existing.contains(node.as_str()) {
-                delete.extend(
-                    list.iter()
-                        .filter(|p| pods::node_name(p).is_empty())
-                        .cloned(),
-                );
-            }
-        }
+        let NodePlan {
+            mut create_on,
+            mut delete,
+        } = plan_nodes(&spec.template, &nodes, &by_node);
         if !is_on_delete(&ds) && delete.is_empty() && create_on.is_empty() {
             let (old_to_delete, wait) = rolling_update(&ds, &nodes, &by_node, &hash, min_ready);
             delete.extend(old_to_delete);
@@ -458,6 +401,65 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Some(s) => Action::requeue(Duration::from_secs_f64(s + 0.1)),
         None => Action::await_change(),
     })
+}
+
+/// What the DaemonSet changes on its nodes besides a rolling update (upstream
+/// `podsShouldBeOnNode` over every node): nodes that should run a daemon pod and have none,
+/// and pods to delete (failed ones, extras beyond the oldest, pods on nodes that should not
+/// run one, unbound pods for nodes that are gone).
+#[derive(Debug, Default)]
+pub struct NodePlan {
+    /// Nodes to create a daemon pod on.
+    pub create_on: Vec<String>,
+    /// Pods to delete.
+    pub delete: Vec<Arc<Pod>>,
+}
+
+/// Computes the [`NodePlan`] from the nodes and the set's pods by target node (each list
+/// oldest first).
+pub fn plan_nodes(
+    template: &PodTemplateSpec,
+    nodes: &[Arc<Node>],
+    by_node: &HashMap<String, Vec<Arc<Pod>>>,
+) -> NodePlan {
+    let mut create_on: Vec<String> = Vec::new();
+    let mut delete: Vec<Arc<Pod>> = Vec::new();
+    for node in nodes {
+        let name = name_of(&node.metadata);
+        let (run, keep) = should_run(template, node);
+        let pods_here = by_node.get(name).cloned().unwrap_or_default();
+        if run && pods_here.is_empty() {
+            create_on.push(name.to_string());
+        } else if keep {
+            // Failed pods are replaced; extra pods go (the oldest stays).
+            let mut alive = Vec::new();
+            for p in pods_here {
+                if pods::phase(&p) == "Failed" {
+                    delete.push(p);
+                } else {
+                    alive.push(p);
+                }
+            }
+            if alive.len() > 1 {
+                delete.extend(alive.into_iter().skip(1));
+            }
+        } else {
+            delete.extend(pods_here);
+        }
+    }
+    // Unbound pods for nodes that are gone.
+    let existing: std::collections::HashSet<&str> =
+        nodes.iter().map(|n| name_of(&n.metadata)).collect();
+    for (node, list) in by_node {
+        if !existing.contains(node.as_str()) {
+            delete.extend(
+                list.iter()
+                    .filter(|p| pods::node_name(p).is_empty())
+                    .cloned(),
+            );
+        }
+    }
+    NodePlan { create_on, delete }
 }
 
 fn is_on_delete(ds: &DaemonSet) -> bool {
@@ -867,5 +869,88 @@ mod tests {
             .any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")));
         let data = revision_data(&ds);
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
+    }
+
+    /// A daemon pod named `name` for `node` (bound when `bound`), in `phase`.
+    fn daemon_pod(name: &str, node: &str, bound: bool, phase: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: bound.then(|| node.to_string()),
+                ..Default::default()
+            }),
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn node_plan_creates_missing_and_deletes_failed_extra_and_stray_pods() {
+        let t = template(PodSpec::default());
+        let nodes: Vec<Arc<Node>> = vec![
+            Arc::new(node("empty", &[], vec![])),
+            Arc::new(node("ok", &[], vec![])),
+            Arc::new(node("failed", &[], vec![])),
+            Arc::new(node("doubled", &[], vec![])),
+            Arc::new(node("evicting", &[], vec![taint("dedicated", "NoExecute")])),
+            Arc::new(node(
+                "dedicated",
+                &[],
+                vec![taint("dedicated", "NoSchedule")],
+            )),
+        ];
+        let by_node: HashMap<String, Vec<Arc<Pod>>> = [
+            ("ok", vec![daemon_pod("ok-1", "ok", true, "Running")]),
+            (
+                "failed",
+                vec![daemon_pod("failed-1", "failed", true, "Failed")],
+            ),
+            (
+                "doubled",
+                vec![
+                    daemon_pod("doubled-old", "doubled", true, "Running"),
+                    daemon_pod("doubled-new", "doubled", true, "Running"),
+                ],
+            ),
+            (
+                "evicting",
+                vec![daemon_pod("evicting-1", "evicting", true, "Running")],
+            ),
+            (
+                "dedicated",
+                vec![daemon_pod("dedicated-1", "dedicated", true, "Running")],
+            ),
+            (
+                "gone",
+                vec![
+                    daemon_pod("gone-unbound", "gone", false, "Pending"),
+                    daemon_pod("gone-bound", "gone", true, "Running"),
+                ],
+            ),
+        ]
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), p))
+        .collect();
+        let plan = plan_nodes(&t, &nodes, &by_node);
+        assert_eq!(plan.create_on, vec!["empty"]);
+        let mut deleted: Vec<String> = plan
+            .delete
+            .iter()
+            .map(|p| name_of(&p.metadata).to_string())
+            .collect();
+        deleted.sort();
+        // A failed pod goes (its node gets a new one on the next sync), the newer of two,
+        // the pod on a node whose NoExecute taint it does not tolerate, an unbound pod for
+        // a vanished node; a bound one there is the node lifecycle's and pod GC's business,
+        // and a NoSchedule node keeps its running pod.
+        assert_eq!(
+            deleted,
+            vec!["doubled-new", "evicting-1", "failed-1", "gone-unbound"]
+        );
     }
 }

@@ -26,12 +26,13 @@ use skiff_types::selector::LabelSelector;
 use crate::claim::claim;
 use crate::error::{is_not_found, ApiContext};
 use crate::events::{reference, EventType, Recorder};
-use crate::informer::{object_ref, Change, Informer, BY_CONTROLLER};
-use crate::podcontrol::{PodControl, BURST};
+use crate::informer::{Change, Informer, BY_CONTROLLER};
+use crate::podcontrol::{plan_replicas, PodControl, ReplicaDiff};
 use crate::util::expectations::{Expectations, Seen};
 use crate::util::meta::{
-    controller_of, controller_ref, describe, is_deleting, name_of, now, seconds_since, uid_of,
+    controller_ref, describe, is_deleting, name_of, now, seconds_since, uid_of,
 };
+use crate::util::owners::OwnerTrigger;
 use crate::util::pods;
 use crate::Error;
 
@@ -78,24 +79,12 @@ pub fn start(
             Change::Resync => Vec::new(),
         })
     };
-    let from_pods = pods.triggers(store.clone(), move |change| {
-        let Some(pod) = change.object() else {
-            return Vec::new();
-        };
-        let meta = &pod.metadata;
-        match controller_of(meta) {
-            Some(owner) if owner.kind == "Job" => {
-                if matches!(change, Change::Deleted(_)) {
-                    expectations.deletion_observed(&owner.uid, name_of(meta));
-                }
-                vec![object_ref(
-                    meta.namespace.as_deref().unwrap_or(""),
-                    &owner.name,
-                )]
-            }
-            _ => Vec::new(),
-        }
-    });
+    let from_pods = pods.triggers(
+        store.clone(),
+        OwnerTrigger::<Job>::new("Job")
+            .expecting(expectations)
+            .into_fn(),
+    );
     let triggers = futures::stream::select(own, from_pods).boxed();
     tasks.spawn(crate::runner::run(
         COMPONENT,
@@ -307,30 +296,28 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         };
         let have = active.len() as i32;
         if satisfied {
-            if have > want {
-                let mut ranked = active.clone();
-                ranked.sort_by(|a, b| pods::deletion_cost_order(a, b));
-                let extra = ((have - want) as usize).min(BURST);
-                ctx.control.delete(&owner, uid, &ranked[..extra]).await?;
-            } else if have < want {
-                let wait = last_failure(&owned)
-                    .map(|t| backoff(failed) - seconds_since(&t))
-                    .unwrap_or(0.0);
-                if failed > 0 && wait > 0.0 {
-                    requeue = Some(wait);
-                } else {
-                    let missing = ((want - have) as usize).min(BURST);
-                    let new_pods = (0..missing)
-                        .map(|_| {
-                            pods::from_template(
-                                &spec.template,
-                                namespace,
-                                pods::generate_name_prefix(name_of(meta)),
-                                controller_ref(job.as_ref()),
-                            )
-                        })
-                        .collect();
-                    ctx.control.create(&owner, uid, namespace, new_pods).await?;
+            match plan_replicas(want.max(0) as usize, &active) {
+                ReplicaDiff::Keep => {}
+                ReplicaDiff::Delete(extra) => ctx.control.delete(&owner, uid, &extra).await?,
+                ReplicaDiff::Create(missing) => {
+                    let wait = last_failure(&owned)
+                        .map(|t| backoff(failed) - seconds_since(&t))
+                        .unwrap_or(0.0);
+                    if failed > 0 && wait > 0.0 {
+                        requeue = Some(wait);
+                    } else {
+                        let new_pods = (0..missing)
+                            .map(|_| {
+                                pods::from_template(
+                                    &spec.template,
+                                    namespace,
+                                    pods::generate_name_prefix(name_of(meta)),
+                                    controller_ref(job.as_ref()),
+                                )
+                            })
+                            .collect();
+                        ctx.control.create(&owner, uid, namespace, new_pods).await?;
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@
 //!   queue, bindings, preemption, upstream's unschedulable messages.
 //! - [`replicaset`], [`deployment`], [`daemonset`], [`job`]: the workload controllers.
 //! - [`garbage_collector`], [`namespace`], [`pod_gc`]: cleanup.
+//! - [`service_account`]: the `default` ServiceAccount of every namespace.
 //! - [`node_lifecycle`], [`node_ipam`]: node health, taints and evictions; pod CIDRs.
 //! - [`informer`]: one shared watch and cache per resource for all controllers.
 
@@ -29,6 +30,7 @@ pub mod podcontrol;
 pub mod replicaset;
 pub mod runner;
 pub mod scheduler;
+pub mod service_account;
 pub mod util;
 
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -204,6 +206,11 @@ pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Erro
         watcher::Config::default(),
         &mut tasks,
     );
+    let accounts = Informer::start(
+        Api::<ServiceAccount>::all(client.clone()),
+        service_account::accounts_watch(),
+        &mut tasks,
+    );
     let leases = Informer::start(
         Api::<Lease>::namespaced(client.clone(), node_lifecycle::LEASE_NAMESPACE),
         watcher::Config::default(),
@@ -224,6 +231,7 @@ pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Erro
     );
     job::start(client.clone(), &jobs, &pods, n, &mut tasks);
     namespace::start(client.clone(), &namespaces, n, &mut tasks);
+    service_account::start(client.clone(), &namespaces, &accounts, n, &mut tasks);
     garbage_collector::start(client.clone(), &mut tasks);
     node_lifecycle::start(
         client.clone(),

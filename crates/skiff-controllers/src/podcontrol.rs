@@ -19,6 +19,50 @@ use crate::Error;
 /// Most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST: usize = 500;
 
+/// Upstream `slowStartBatch`: the sizes of the creation batches for `total` pods, 1, 2, 4, ...
+/// and the remainder last.
+pub fn slow_start_batches(total: usize) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let mut left = total;
+    let mut size = 1usize;
+    while left > 0 {
+        let this = size.min(left);
+        batches.push(this);
+        left -= this;
+        size = size.saturating_mul(2);
+    }
+    batches
+}
+
+/// What a controller that keeps a count of pods does next (upstream `manageReplicas`):
+/// create some, delete some (the cheapest to lose first, `pods::deletion_cost_order`), at
+/// most [`BURST`] per sync.
+#[derive(Debug, Clone)]
+pub enum ReplicaDiff {
+    /// Nothing to do.
+    Keep,
+    /// Create this many pods.
+    Create(usize),
+    /// Delete these pods.
+    Delete(Vec<Arc<Pod>>),
+}
+
+/// The diff between `want` pods and the `active` ones.
+pub fn plan_replicas(want: usize, active: &[Arc<Pod>]) -> ReplicaDiff {
+    use std::cmp::Ordering;
+    match active.len().cmp(&want) {
+        Ordering::Equal => ReplicaDiff::Keep,
+        Ordering::Less => ReplicaDiff::Create((want - active.len()).min(BURST)),
+        Ordering::Greater => {
+            let extra = (active.len() - want).min(BURST);
+            let mut ranked: Vec<Arc<Pod>> = active.to_vec();
+            ranked.sort_by(|a, b| crate::util::pods::deletion_cost_order(a, b));
+            ranked.truncate(extra);
+            ReplicaDiff::Delete(ranked)
+        }
+    }
+}
+
 /// Creates and deletes pods for controllers.
 #[derive(Clone)]
 pub struct PodControl {
@@ -68,14 +112,11 @@ impl PodControl {
         pods: Vec<Pod>,
     ) -> Result<usize, Error> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let batches = slow_start_batches(pods.len());
         let mut remaining = pods.into_iter();
-        let mut batch = 1usize;
         let mut created = 0usize;
-        loop {
+        for batch in batches {
             let this: Vec<Pod> = remaining.by_ref().take(batch).collect();
-            if this.is_empty() {
-                return Ok(created);
-            }
             let params = PostParams::default();
             let results = join_all(this.iter().map(|p| api.create(&params, p))).await;
             let mut failure = None;
@@ -118,8 +159,8 @@ impl PodControl {
                     )
                 });
             }
-            batch *= 2;
         }
+        Ok(created)
     }
 
     /// Deletes `pods` of `owner`, all at once.
@@ -179,5 +220,71 @@ impl PodControl {
             Some((pod, e)) => Err(e).context(|| format!("delete pod {pod}")),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn batches_double_from_one() {
+        let cases: &[(usize, &[usize])] = &[
+            (0, &[]),
+            (1, &[1]),
+            (2, &[1, 1]),
+            (3, &[1, 2]),
+            (10, &[1, 2, 4, 3]),
+            (500, &[1, 2, 4, 8, 16, 32, 64, 128, 245]),
+        ];
+        for (total, want) in cases {
+            assert_eq!(slow_start_batches(*total), *want, "{total} pods");
+        }
+    }
+
+    fn pod(name: &str, phase: &str, ready: bool) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn diff_creates_the_missing_and_deletes_the_cheapest() {
+        let running = [
+            pod("a", "Running", true),
+            pod("b", "Pending", false),
+            pod("c", "Running", false),
+        ];
+        let names = |d: ReplicaDiff| match d {
+            ReplicaDiff::Delete(p) => p
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            other => panic!("expected deletions, got {other:?}"),
+        };
+        assert!(matches!(plan_replicas(3, &running), ReplicaDiff::Keep));
+        assert!(matches!(plan_replicas(5, &running), ReplicaDiff::Create(2)));
+        assert!(matches!(
+            plan_replicas(BURST + 10_000, &running),
+            ReplicaDiff::Create(BURST)
+        ));
+        // Pending before unready before ready (upstream `ActivePods` order).
+        assert_eq!(names(plan_replicas(1, &running)), vec!["b", "c"]);
+        assert_eq!(names(plan_replicas(0, &running)), vec!["b", "c", "a"]);
     }
 }

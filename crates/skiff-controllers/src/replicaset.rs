@@ -18,12 +18,11 @@ use skiff_types::selector::LabelSelector;
 use crate::claim::claim;
 use crate::error::{is_not_found, ApiContext};
 use crate::events::{reference, Recorder};
-use crate::informer::{object_ref, Change, Informer, BY_CONTROLLER};
-use crate::podcontrol::{PodControl, BURST};
+use crate::informer::{Change, Informer, BY_CONTROLLER};
+use crate::podcontrol::{plan_replicas, PodControl, ReplicaDiff};
 use crate::util::expectations::{Expectations, Seen};
-use crate::util::meta::{
-    controller_of, controller_ref, describe, is_deleting, key_of, now, uid_of,
-};
+use crate::util::meta::{controller_ref, describe, is_deleting, key_of, now, uid_of};
+use crate::util::owners::OwnerTrigger;
 use crate::util::pods;
 use crate::Error;
 
@@ -63,41 +62,15 @@ pub fn start(
             Change::Resync => Vec::new(),
         })
     };
-    let from_pods = {
-        let set_store = set_store.clone();
-        pods.triggers(set_store.clone(), move |change| {
-            let Some(pod) = change.object() else {
-                return Vec::new();
-            };
-            let meta = &pod.metadata;
-            if let Some(owner) = controller_of(meta) {
-                if owner.kind != "ReplicaSet" {
-                    return Vec::new();
-                }
-                if matches!(change, Change::Deleted(_)) {
-                    expectations.deletion_observed(&owner.uid, meta.name.as_deref().unwrap_or(""));
-                }
-                return vec![object_ref(
-                    meta.namespace.as_deref().unwrap_or(""),
-                    &owner.name,
-                )];
-            }
-            // An orphan: the ReplicaSets that may adopt it.
-            let labels = meta.labels.clone().unwrap_or_default();
-            set_store
-                .state()
-                .iter()
-                .filter(|rs| rs.metadata.namespace == meta.namespace)
-                .filter(|rs| {
-                    rs.spec
-                        .as_ref()
-                        .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
-                        .is_some_and(|sel| !sel.is_empty() && sel.matches(&labels))
-                })
-                .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-                .collect()
-        })
-    };
+    let from_pods = pods.triggers(
+        set_store.clone(),
+        OwnerTrigger::new("ReplicaSet")
+            .expecting(expectations)
+            .adopting(set_store.clone(), |rs: &ReplicaSet| {
+                rs.spec.as_ref().map(|s| &s.selector)
+            })
+            .into_fn(),
+    );
     let triggers = futures::stream::select(own, from_pods).boxed();
     tasks.spawn(crate::runner::run(
         COMPONENT,
@@ -175,26 +148,24 @@ async fn manage_replicas(rs: &ReplicaSet, active: &[Arc<Pod>], ctx: &Ctx) -> Res
     let want = spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
     let owner = reference(rs);
     let uid = uid_of(meta);
-    if active.len() < want {
-        let missing = (want - active.len()).min(BURST);
-        let template = spec.and_then(|s| s.template.clone()).unwrap_or_default();
-        let name = meta.name.as_deref().unwrap_or_default();
-        let new_pods = (0..missing)
-            .map(|_| {
-                pods::from_template(
-                    &template,
-                    namespace,
-                    pods::generate_name_prefix(name),
-                    controller_ref(rs),
-                )
-            })
-            .collect();
-        ctx.control.create(&owner, uid, namespace, new_pods).await?;
-    } else if active.len() > want {
-        let extra = (active.len() - want).min(BURST);
-        let mut ranked: Vec<Arc<Pod>> = active.to_vec();
-        ranked.sort_by(|a, b| pods::deletion_cost_order(a, b));
-        ctx.control.delete(&owner, uid, &ranked[..extra]).await?;
+    match plan_replicas(want, active) {
+        ReplicaDiff::Keep => {}
+        ReplicaDiff::Create(missing) => {
+            let template = spec.and_then(|s| s.template.clone()).unwrap_or_default();
+            let name = meta.name.as_deref().unwrap_or_default();
+            let new_pods = (0..missing)
+                .map(|_| {
+                    pods::from_template(
+                        &template,
+                        namespace,
+                        pods::generate_name_prefix(name),
+                        controller_ref(rs),
+                    )
+                })
+                .collect();
+            ctx.control.create(&owner, uid, namespace, new_pods).await?;
+        }
+        ReplicaDiff::Delete(extra) => ctx.control.delete(&owner, uid, &extra).await?,
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! Issue 4 acceptance, end to end: the real `skiff server` binary in the host network
-//! namespace, and a node link client in a second network namespace joined by a veth pair (its
-//! own IP). The node joins with the token alone and `kubectl get nodes` shows it Ready with its
+//! namespace, and a node link client in a second network namespace on a test LAN (its own
+//! IP). The node joins with the token alone and `kubectl get nodes` shows it Ready with its
 //! labels and taints; each join failure shows its message on both sides; after a server restart
 //! (graceful, and kill -9) the node reconnects within seconds; after its UDP socket moves to a
 //! new address the session continues.
 //!
 //! Needs root (network namespaces). Without root it skips loudly, unless
-//! `SKIFF_E2E_REQUIRED=1`, where it fails.
+//! `SKIFF_E2E_REQUIRED=1`, where it fails (`skiff_testkit::gate`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -18,102 +18,36 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use skiff_link::quic::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkError, NoLogs};
+use skiff_testkit::gate;
+use skiff_testkit::netns::{Lan, NodeNs};
 
-fn skip_or_fail(reason: &str) {
-    if std::env::var("SKIFF_E2E_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("prerequisite missing and SKIFF_E2E_REQUIRED=1: {reason}");
-    }
-    eprintln!("\n*** SKIPPED: {reason} ***\n");
-}
-
-fn run(cmd: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            cmd.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A network namespace with a veth pair to the host: host side `.1`, namespace side `.2` and
-/// `.3` (the second address is where the agent's socket moves). Removed on drop.
+/// The node's network: a test LAN (`skiff_testkit::netns`) with the host at `.1` and the
+/// node's namespace at `.2`, plus `.3` on the same interface (where the agent's socket moves).
+/// Removed on drop.
 struct NetNs {
-    name: String,
-    host_if: String,
+    _lan: Lan,
+    node: NodeNs,
     host_ip: Ipv4Addr,
     ns_ips: [Ipv4Addr; 2],
 }
 
 impl NetNs {
     fn create() -> Result<NetNs, String> {
-        let id = std::process::id() % 50_000;
-        let salt: u16 = rand_u16();
-        let name = format!("sklk-{id}-{salt}");
-        let host_if = format!("skh{:x}", (id as u32) << 8 ^ salt as u32 & 0xffff);
-        let ns_if = format!("skn{:x}", (id as u32) << 8 ^ salt as u32 & 0xffff);
-        // A /29 in 10.213.0.0/16 chosen from the salt (tests in parallel do not collide).
-        let block = (salt as u32 % 8000) * 8;
-        let base = u32::from(Ipv4Addr::new(10, 213, 0, 0)) + block;
-        let host_ip = Ipv4Addr::from(base + 1);
-        let ns_ips = [Ipv4Addr::from(base + 2), Ipv4Addr::from(base + 3)];
-        let ns = NetNs {
-            name: name.clone(),
-            host_if: host_if.clone(),
-            host_ip,
-            ns_ips,
-        };
-        run(&["ip", "netns", "add", &name])?;
-        run(&[
-            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
-        ])?;
-        run(&["ip", "link", "set", &ns_if, "netns", &name])?;
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{host_ip}/29"),
-            "dev",
-            &host_if,
-        ])?;
-        run(&["ip", "link", "set", &host_if, "up"])?;
-        let exec = |args: &[&str]| {
-            let mut cmd = vec!["ip", "netns", "exec", &name];
-            cmd.extend_from_slice(args);
-            run(&cmd)
-        };
-        exec(&["ip", "link", "set", "lo", "up"])?;
-        for ip in ns_ips {
-            exec(&["ip", "addr", "add", &format!("{ip}/29"), "dev", &ns_if])?;
-        }
-        exec(&["ip", "link", "set", &ns_if, "up"])?;
-        Ok(ns)
+        let mut lan = Lan::create()?;
+        let node = lan.add_node(2)?;
+        let moved = lan.address(3);
+        node.add_address(moved)?;
+        Ok(NetNs {
+            host_ip: lan.host_ip,
+            ns_ips: [node.ip, moved],
+            node,
+            _lan: lan,
+        })
     }
 
     fn path(&self) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(&self.name)
+        self.node.path()
     }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "netns", "del", &self.name]);
-        let _ = run(&["ip", "link", "del", &self.host_if]);
-    }
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos ^ (nanos >> 16)) as u16
 }
 
 /// The real `skiff server` as a child process.
@@ -423,13 +357,13 @@ fn is_ready(node: &serde_json::Value) -> bool {
 
 #[test]
 fn node_in_another_netns_joins_survives_restarts_and_migrates() {
-    if !nix_is_root() {
-        return skip_or_fail("the network-namespace link test needs root");
+    if !gate::require_root("the network-namespace link test") {
+        return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let netns = match NetNs::create() {
         Ok(ns) => ns,
-        Err(error) => return skip_or_fail(&format!("cannot create a network namespace: {error}")),
+        Err(error) => return gate::skip(&format!("cannot create a network namespace: {error}")),
     };
     let work = tempfile::tempdir().unwrap();
     let mut server = Server::start(&work.path().join("data"), netns.host_ip, None);
@@ -620,9 +554,4 @@ fn node_in_another_netns_joins_survives_restarts_and_migrates() {
     );
     drop(agent);
     server.stop();
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

@@ -11,7 +11,7 @@ use super::meta::{self, check_fields, invalid};
 use super::Call;
 use crate::negotiate;
 use crate::objects::{self, meta_str};
-use crate::{body, bootstrap, render, ApiError, ApiServer};
+use crate::{body, render, ApiError, ApiServer};
 
 /// POST to a collection.
 pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
@@ -124,9 +124,6 @@ pub async fn create_object(
         .create(&key, object)
         .await
         .map_err(|e| super::store_error(info, e))?;
-    if info.group.is_empty() && info.kind == "Namespace" {
-        bootstrap::ensure_default_service_account(api, &key.name).await;
-    }
     Ok(Written::Stored(stored))
 }
 

@@ -10,6 +10,7 @@
 //! most one kind of change (create the new set, scale sets, clean up) and the resulting
 //! ReplicaSet events trigger the next one.
 
+pub mod plan;
 pub mod util;
 
 use std::collections::BTreeMap;
@@ -35,8 +36,10 @@ use crate::util::hash::{equal_ignoring_hash, template_hash, POD_TEMPLATE_HASH_LA
 use crate::util::meta::{
     controller_of, controller_ref, describe, is_controlled_by, is_deleting, key_of, name_of, uid_of,
 };
+use crate::util::owners::OwnerTrigger;
 use crate::util::pods;
 use crate::Error;
+use plan::{active, all_sets, Step};
 use util::*;
 
 /// Component name in events.
@@ -69,38 +72,14 @@ pub fn start(
         Change::Applied(d) => vec![ObjectRef::from_obj(d.as_ref())],
         _ => Vec::new(),
     });
-    let from_sets = {
-        let store = store.clone();
-        sets.triggers(store.clone(), move |change| {
-            let Some(rs) = change.object() else {
-                return Vec::new();
-            };
-            let meta = &rs.metadata;
-            if let Some(owner) = controller_of(meta) {
-                return if owner.kind == "Deployment" {
-                    vec![object_ref(
-                        meta.namespace.as_deref().unwrap_or(""),
-                        &owner.name,
-                    )]
-                } else {
-                    Vec::new()
-                };
-            }
-            let labels = meta.labels.clone().unwrap_or_default();
-            store
-                .state()
-                .iter()
-                .filter(|d| d.metadata.namespace == meta.namespace)
-                .filter(|d| {
-                    d.spec
-                        .as_ref()
-                        .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
-                        .is_some_and(|sel| !sel.is_empty() && sel.matches(&labels))
-                })
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect()
-        })
-    };
+    let from_sets = sets.triggers(
+        store.clone(),
+        OwnerTrigger::new("Deployment")
+            .adopting(store.clone(), |d: &Deployment| {
+                d.spec.as_ref().map(|s| &s.selector)
+            })
+            .into_fn(),
+    );
     // Recreate waits for the old pods to be gone: their deletions matter.
     let from_pods = {
         let sets = sets.clone();
@@ -194,21 +173,6 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     } else {
         r.rollout_rolling(sets).await
     }
-}
-
-fn all_sets(new: &Option<Arc<ReplicaSet>>, old: &[Arc<ReplicaSet>]) -> Vec<Arc<ReplicaSet>> {
-    let mut all: Vec<Arc<ReplicaSet>> = old.to_vec();
-    if let Some(n) = new {
-        all.push(n.clone());
-    }
-    all
-}
-
-fn active(sets: &[Arc<ReplicaSet>]) -> Vec<Arc<ReplicaSet>> {
-    sets.iter()
-        .filter(|rs| rs_replicas(rs) > 0)
-        .cloned()
-        .collect()
 }
 
 struct Rollout<'a> {
@@ -529,88 +493,15 @@ impl Rollout<'_> {
         Ok(Action::await_change())
     }
 
-    /// Upstream `scale`: one active set gets all replicas; a saturated new set lets the old
-    /// ones go to zero; otherwise the difference is shared in proportion.
+    /// Upstream `scale`: applies [`plan::plan_scale`].
     async fn scale(
         &self,
         new: Option<&Arc<ReplicaSet>>,
         old: &[Arc<ReplicaSet>],
     ) -> Result<bool, Error> {
-        let want = replicas(self.d);
-        if let Some(rs) = active_or_latest(new, old) {
-            if rs_replicas(&rs) == want {
-                return Ok(false);
-            }
-            return self.scale_set(&rs, want).await;
-        }
-        let saturated = new.is_some_and(|rs| {
-            rs.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(DESIRED_REPLICAS))
-                == Some(&want.to_string())
-                && rs_available(rs) == want
-                && rs_replicas(rs) == want
-        });
-        if saturated {
-            let mut any = false;
-            for rs in active(old) {
-                any |= self.scale_set(&rs, 0).await?;
-            }
-            return Ok(any);
-        }
-        if is_recreate(self.d) {
-            return Ok(false);
-        }
-        let mut sets = active(&all_sets(&new.cloned(), old));
-        let current = spec_replicas_sum(&sets);
-        let allowed = if want > 0 {
-            want + max_surge(self.d)
-        } else {
-            0
-        };
-        let to_add = allowed - current;
-        if to_add == 0 || current == 0 {
-            return Ok(false);
-        }
-        // Larger (then newer) sets first when growing; smaller (then older) first when shrinking.
-        if to_add > 0 {
-            sets.sort_by(|a, b| {
-                rs_replicas(b).cmp(&rs_replicas(a)).then_with(|| {
-                    b.metadata
-                        .creation_timestamp
-                        .cmp(&a.metadata.creation_timestamp)
-                })
-            });
-        } else {
-            sets.sort_by(|a, b| {
-                rs_replicas(b).cmp(&rs_replicas(a)).then_with(|| {
-                    a.metadata
-                        .creation_timestamp
-                        .cmp(&b.metadata.creation_timestamp)
-                })
-            });
-        }
-        let mut targets: Vec<i32> = sets
-            .iter()
-            .map(|rs| rs_replicas(rs) + rs_replicas(rs) * to_add / current)
-            .collect();
-        let mut leftover = allowed - targets.iter().sum::<i32>();
-        for t in targets.iter_mut() {
-            if leftover == 0 {
-                break;
-            }
-            let change = if leftover > 0 {
-                leftover
-            } else {
-                leftover.max(-*t)
-            };
-            *t += change;
-            leftover -= change;
-        }
         let mut any = false;
-        for (rs, to) in sets.iter().zip(targets) {
-            any |= self.scale_set(rs, to.max(0)).await?;
+        for Step { set, to } in plan::plan_scale(self.d, new, old) {
+            any |= self.scale_set(&set, to).await?;
         }
         Ok(any)
     }
@@ -637,86 +528,30 @@ impl Rollout<'_> {
         self.sync_rollout_status(&all, new.as_ref()).await
     }
 
-    /// Upstream `reconcileNewReplicaSet`.
+    /// Upstream `reconcileNewReplicaSet`: applies [`plan::plan_new_set`].
     async fn reconcile_new(
         &self,
         all: &[Arc<ReplicaSet>],
         new: &Arc<ReplicaSet>,
     ) -> Result<bool, Error> {
-        let want = replicas(self.d);
-        let have = rs_replicas(new);
-        if have == want {
-            return Ok(false);
+        match plan::plan_new_set(self.d, all, new) {
+            Some(to) => self.scale_set(new, to).await,
+            None => Ok(false),
         }
-        if have > want {
-            return self.scale_set(new, want).await;
-        }
-        let to = new_rs_new_replicas(self.d, all, have);
-        self.scale_set(new, to).await
     }
 
-    /// Upstream `reconcileOldReplicaSets`: scale old sets down as far as availability allows,
-    /// unhealthy pods first.
+    /// Upstream `reconcileOldReplicaSets`: applies [`plan::plan_old_scale_down`].
     async fn reconcile_old(
         &self,
         all: &[Arc<ReplicaSet>],
         old_active: &[Arc<ReplicaSet>],
         new: Option<&Arc<ReplicaSet>>,
     ) -> Result<bool, Error> {
-        let old_count = spec_replicas_sum(old_active);
-        if old_count == 0 {
-            return Ok(false);
+        let steps = plan::plan_old_scale_down(self.d, all, old_active, new);
+        for Step { set, to } in &steps {
+            self.scale_set(set, *to).await?;
         }
-        let all_count = spec_replicas_sum(all);
-        let min_available = replicas(self.d) - max_unavailable(self.d);
-        let new_unavailable = new.map_or(0, |rs| rs_replicas(rs) - rs_available(rs));
-        let max_scaled_down = all_count - min_available - new_unavailable;
-        if max_scaled_down <= 0 {
-            return Ok(false);
-        }
-        // Unhealthy replicas first (oldest sets first).
-        let mut old_sorted = old_active.to_vec();
-        old_sorted.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-        });
-        let mut cleaned = 0;
-        let mut after_cleanup: Vec<(Arc<ReplicaSet>, i32)> = Vec::new();
-        for rs in &old_sorted {
-            let have = rs_replicas(rs);
-            let unhealthy = have - rs_available(rs);
-            if cleaned >= max_scaled_down || have == 0 || unhealthy <= 0 {
-                after_cleanup.push((rs.clone(), have));
-                continue;
-            }
-            let down = (max_scaled_down - cleaned).min(unhealthy);
-            self.scale_set(rs, have - down).await?;
-            cleaned += down;
-            after_cleanup.push((rs.clone(), have - down));
-        }
-        if cleaned > 0 {
-            return Ok(true);
-        }
-        // Then healthy replicas, as availability allows.
-        let available: i32 = available_sum(all);
-        if available <= min_available {
-            return Ok(false);
-        }
-        let total_down = available - min_available;
-        let mut done = 0;
-        for (rs, have) in after_cleanup {
-            if done >= total_down {
-                break;
-            }
-            if have == 0 {
-                continue;
-            }
-            let down = have.min(total_down - done);
-            self.scale_set(&rs, have - down).await?;
-            done += down;
-        }
-        Ok(done > 0)
+        Ok(!steps.is_empty())
     }
 
     /// Upstream `rolloutRecreate`: all old pods gone before the new set scales up.
@@ -947,28 +782,6 @@ impl Rollout<'_> {
             }
             _ => Action::await_change(),
         })
-    }
-}
-
-/// Upstream `FindActiveOrLatest`: the only set with replicas, or the newest when none has any.
-fn active_or_latest(
-    new: Option<&Arc<ReplicaSet>>,
-    old: &[Arc<ReplicaSet>],
-) -> Option<Arc<ReplicaSet>> {
-    if new.is_none() && old.is_empty() {
-        return None;
-    }
-    let mut old_sorted = old.to_vec();
-    old_sorted.sort_by(|a, b| {
-        b.metadata
-            .creation_timestamp
-            .cmp(&a.metadata.creation_timestamp)
-    });
-    let all = active(&all_sets(&new.cloned(), &old_sorted));
-    match all.len() {
-        0 => new.cloned().or_else(|| old_sorted.first().cloned()),
-        1 => Some(all[0].clone()),
-        _ => None,
     }
 }
 

@@ -4,4 +4,5 @@ pub mod duration;
 pub mod expectations;
 pub mod hash;
 pub mod meta;
+pub mod owners;
 pub mod pods;

@@ -1,26 +1,24 @@
 //! A real control plane for the controller tests: redb store, the API server (used
 //! in-process through its tower service, exactly as `skiff server` wires the controllers),
-//! the scheduler and every controller. Nodes are Node objects created through the API; a
-//! small "fake kubelet" (test code only) plays the nodes: it marks bound pods Running and
-//! Ready (or Succeeded), and confirms graceful deletions as a kubelet would.
+//! the scheduler and every controller. Nodes are Node objects created through the API; the
+//! testkit's fake kubelet plays the nodes: it marks bound pods Running and Ready (or
+//! Succeeded), and confirms graceful deletions as a kubelet would.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use skiff_apiserver::{ApiConfig, ApiServer, Identity};
 use skiff_controllers::{Clients, ControllerConfig, Running};
 use skiff_store::{Store, StoreOptions};
+pub use skiff_testkit::kubelet::Act;
+use skiff_testkit::kubelet::{spawn_kubelet, Silenced};
+pub use skiff_testkit::wait::wait_for;
 
 /// A running control plane.
 pub struct Cluster {
@@ -94,17 +92,15 @@ impl Cluster {
 
     /// Starts a fake kubelet for `nodes` (all nodes if empty) doing `act` with each new pod.
     pub fn kubelet(&mut self, nodes: &[&str], act: Act) -> KubeletHandle {
-        let handle = KubeletHandle {
-            paused: Arc::new(Mutex::new(Vec::new())),
-        };
-        let task = tokio::spawn(run_kubelet(
+        let silenced = Silenced::default();
+        let task = spawn_kubelet(
             self.client.clone(),
             nodes.iter().map(|s| s.to_string()).collect(),
             act,
-            handle.clone(),
-        ));
+            silenced.clone(),
+        );
         self.kubelets.push(task);
-        handle
+        KubeletHandle(silenced)
     }
 }
 
@@ -115,118 +111,15 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
         .try_init()
 }
 
-/// What the fake kubelet does with a pod bound to its nodes.
-#[derive(Clone, Copy, Debug)]
-pub enum Act {
-    /// Running and Ready.
-    Run,
-    /// Succeeded shortly after starting.
-    Succeed,
-    /// Failed shortly after starting.
-    Fail,
-}
-
 /// Lets a test stop a fake kubelet from serving some nodes (a node going silent).
 #[derive(Clone)]
-pub struct KubeletHandle {
-    paused: Arc<Mutex<Vec<String>>>,
-}
+pub struct KubeletHandle(Silenced);
 
 impl KubeletHandle {
     /// Stops acting for `node`.
     pub fn pause(&self, node: &str) {
-        self.paused.lock().unwrap().push(node.to_string());
+        self.0.silence(node);
     }
-}
-
-async fn run_kubelet(client: Client, nodes: Vec<String>, act: Act, handle: KubeletHandle) {
-    let api: Api<Pod> = Api::all(client.clone());
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(Ok(pod)) = events.next().await {
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        if node.is_empty() || (!nodes.is_empty() && !nodes.contains(&node)) {
-            continue;
-        }
-        if handle.paused.lock().unwrap().contains(&node) {
-            continue;
-        }
-        let client = client.clone();
-        tokio::spawn(async move { kubelet_step(client, pod, act).await });
-    }
-}
-
-async fn kubelet_step(client: Client, pod: Pod, act: Act) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(client, &ns);
-    if pod.metadata.deletion_timestamp.is_some() {
-        // The containers stopped: confirm the deletion as a kubelet does.
-        let _ = api
-            .delete(
-                &name,
-                &DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..DeleteParams::default()
-                },
-            )
-            .await;
-        return;
-    }
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default();
-    if phase != "Pending" {
-        return;
-    }
-    let now = jiff::Timestamp::now();
-    let now = jiff::Timestamp::from_second(now.as_second())
-        .unwrap()
-        .to_string();
-    let status = match act {
-        Act::Run => json!({
-            "phase": "Running",
-            "startTime": now,
-            "podIP": "10.42.0.10",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-            ],
-        }),
-        Act::Succeed | Act::Fail => {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let phase = if matches!(act, Act::Succeed) {
-                "Succeeded"
-            } else {
-                "Failed"
-            };
-            json!({
-                "phase": phase,
-                "startTime": now,
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
-                ],
-            })
-        }
-    };
-    let _ = api
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await;
 }
 
 /// A Node to create.
@@ -360,24 +253,6 @@ pub async fn create_pod(client: &Client, pod: Value) -> Pod {
     api.create(&PostParams::default(), &pod)
         .await
         .expect("create pod")
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The node a pod is bound to, once it is.

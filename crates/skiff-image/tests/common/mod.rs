@@ -3,57 +3,22 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// Whether the tests run as root; prints a loud skip message (or fails under
-/// `SKIFF_E2E_REQUIRED=1`) when not.
+/// Whether the tests run as root; a loud skip (or a failure under `SKIFF_E2E_REQUIRED=1`)
+/// when not (`skiff_testkit::gate`).
 pub fn require_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("SKIFF_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test} needs root (SKIFF_E2E_REQUIRED=1)");
-    }
-    eprintln!("!!!!! SKIPPED {test}: needs root !!!!!");
-    false
+    skiff_testkit::gate::require_root(test)
 }
 
-/// Whether `tool` is installed; skips loudly (or fails under `SKIFF_E2E_REQUIRED=1`) when not.
+/// Whether `tool` is installed; a loud skip (or a failure under `SKIFF_E2E_REQUIRED=1`) when
+/// not (see scripts/install-deps.sh).
 pub fn require_tool(test: &str, tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if found {
-        return true;
-    }
-    if std::env::var("SKIFF_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test} needs {tool} (SKIFF_E2E_REQUIRED=1; see scripts/install-deps.sh)");
-    }
-    eprintln!("!!!!! SKIPPED {test}: {tool} is not installed !!!!!");
-    false
+    skiff_testkit::gate::require(test, false, &[tool])
 }
 
-/// Runs `images/busybox/build.sh` into `dir`, returning the OCI archive (and the docker-save
-/// archive when `docker` is set).
-pub fn busybox(dir: &Path, tag: &str, docker: bool) -> (PathBuf, Option<PathBuf>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/busybox/build.sh");
-    let oci = dir.join(format!("busybox-{tag}.tar"));
-    let mut command = Command::new("bash");
-    command.arg(&script).arg(&oci).args(["--tag", tag]);
-    let docker_archive = docker.then(|| dir.join(format!("busybox-{tag}-docker.tar")));
-    if let Some(path) = &docker_archive {
-        command.arg("--docker-archive").arg(path);
-    }
-    let output = command.output().expect("run build.sh");
-    assert!(
-        output.status.success(),
-        "build.sh failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (oci, docker_archive)
-}
+/// Builds the busybox test image into `dir`: the OCI archive, and the docker-save archive
+/// when `docker` is set (`skiff_testkit::image`).
+pub use skiff_testkit::image::build_busybox as busybox;
 
 /// A tar entry for hand-made layers and archives.
 pub enum Entry<'a> {

@@ -12,7 +12,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,121 +21,25 @@ use ipnet::Ipv4Net;
 use nix::sched::{setns, CloneFlags};
 use skiff_net::{Backend, NetworkConfig, PodNetRequest};
 
-/// True when the test may run; prints a loud skip (or panics under SKIFF_E2E_REQUIRED=1).
+/// True when the test may run (root, `ip`, `nft`, `busybox`); otherwise a loud skip, or a
+/// failure under SKIFF_E2E_REQUIRED=1 (`skiff_testkit::gate`).
 pub fn root_or_skip(test: &str) -> bool {
-    let required = std::env::var("SKIFF_E2E_REQUIRED").as_deref() == Ok("1");
-    let mut missing = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        missing.push("root (CAP_NET_ADMIN)".to_string());
-    }
-    for tool in ["ip", "nft", "busybox"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            missing.push(format!("the `{tool}` command"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!("{test} needs {}", missing.join(", "));
-    if required {
-        panic!("{message} (SKIFF_E2E_REQUIRED=1)");
-    }
-    eprintln!("\n!!!!! SKIPPED {message} !!!!!\n");
-    false
+    skiff_testkit::gate::require(test, true, &["ip", "nft", "busybox"])
 }
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+pub use skiff_testkit::cmd::run_ok as run;
+/// A named network namespace, deleted on drop (`skiff_testkit::netns`).
+pub use skiff_testkit::netns::Netns;
+
+/// What skiff leaves in a namespace, for leak checks.
+pub trait CensusExt {
+    /// The namespace's resources.
+    fn census(&self) -> Census;
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A named network namespace (`/run/netns/NAME`), deleted on drop.
-pub struct Netns {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("skt{}-{n}-{tag}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-        };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n NAME ARGS...`
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// Runs a command inside the namespace (`ip netns exec`).
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// Like `exec`, but returns success and combined output instead of panicking.
-    pub fn try_exec(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.name.as_str()])
-            .args(args)
-            .output()
-            .expect("run ip netns exec");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    }
-
-    /// Writes `/proc/sys/KEY` (e.g. `net/ipv4/ip_forward`) inside the namespace.
-    pub fn sysctl(&self, key: &str, value: &str) {
-        let path = format!("/proc/sys/{key}");
-        self.within(|| std::fs::write(&path, value))
-            .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name));
-    }
-
-    /// Runs `f` on a thread inside this namespace.
-    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(&self.path).expect("open netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("thread inside netns")
-        })
-    }
-
-    /// The namespace's resources, for leak checks.
-    pub fn census(&self) -> Census {
+impl CensusExt for Netns {
+    fn census(&self) -> Census {
         let links = self
             .ip(&["-o", "link", "show"])
             .lines()
@@ -191,15 +94,6 @@ impl Netns {
                 .map(str::to_string)
                 .collect(),
         }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -332,6 +226,9 @@ pub struct Pod {
     pub name: String,
     pub ns: Netns,
 }
+
+/// Numbers the pods of this process (their uids).
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Pod {
     pub fn new(name: &str) -> Self {
