@@ -1,5 +1,5 @@
-//! skiff's nftables rules: egress masquerade and hostPort DNAT, all in one table
-//! (`inet skiff`). Setup replaces the whole table, rendered from the node state, in one atomic
+//! skiff's nftables rules: egress masquerade, hostPort DNAT and the localhost guard, all in one
+//! table (`inet skiff`). Setup replaces the whole table, rendered from the node state, in one atomic
 //! `nft -f -` transaction; while pods come and go only their own DNAT rules are added or
 //! deleted (by handle), which avoids the RCU grace period the kernel waits for when rules are
 //! flushed or a table is replaced — the difference between ~3 and ~20 ms per attach.
@@ -74,6 +74,21 @@ pub(crate) fn render(input: &RulesetInput) -> String {
         let _ = writeln!(s, "\t\tfib daddr type local jump hostports");
         let _ = writeln!(s, "\t}}");
     }
+
+    // The bridge has route_localnet=1 (hostPort through 127.0.0.1), which would also let a pod
+    // send to the node's 127.0.0.1 through its gateway and reach services bound to localhost
+    // (CVE-2020-8558). Drop new connections to 127.0.0.0/8 that did not come from `lo`, as
+    // kube-proxy's KUBE-FIREWALL rule does; replies of hostPort-via-localhost are established.
+    let _ = writeln!(s, "\tchain input {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook input priority filter; policy accept;"
+    );
+    let _ = writeln!(
+        s,
+        "\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop comment \"no localhost from outside\""
+    );
+    let _ = writeln!(s, "\t}}");
 
     let pods = input.pod_cidr;
     let bridge = &input.bridge;
@@ -380,6 +395,19 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(handles_with_comment("not json", "pod skfa").is_err());
+    }
+
+    #[test]
+    fn drops_localhost_traffic_from_outside_lo() {
+        let text = render(&input());
+        let chain = text.split("chain input").nth(1).unwrap();
+        assert!(chain.contains("type filter hook input"), "{text}");
+        assert!(
+            chain.contains(
+                "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state != { established, related } drop"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use libcontainer::container::Container as LcContainer;
 use oci_spec::runtime::{Mount, Spec};
 
+use crate::context::Inner;
 use crate::error::{Result, RuntimeError};
 use crate::exits::{process_start_time, ExitCallback, ExitStatus};
 use crate::inputs::PodInputs;
@@ -16,7 +17,6 @@ use crate::launcher::{launch, Operation, Stdio};
 use crate::logs::pump::{create_fifo, LogSink};
 use crate::logs::Stream;
 use crate::rootfs::Rootfs;
-use crate::runtime::Inner;
 use crate::spec::env::container_env;
 use crate::spec::fieldref::PodFacts;
 use crate::spec::{self, bind_mount, SpecContext};

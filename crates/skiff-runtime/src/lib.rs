@@ -2,7 +2,10 @@
 //! logs, exec.
 //!
 //! The agent-facing API is [`Runtime`] (module `runtime`): `run_pod`, `stop_pod`, `remove_pod`,
-//! `pod_status`, `subscribe`, `logs`, `exec`, `adopt_existing`. Everything else is its machinery:
+//! `pod_status`, `subscribe`, `logs`, `exec`, `adopt_existing`, one module per operation
+//! (`pod_create`, `pod_stop`, `pod_adopt`, `pod_logs`, `pod_teardown`, checks in `pod_checks`),
+//! all working on the shared state in `context`, which imports none of them. Everything else is
+//! the machinery:
 //!
 //! - `spec` builds OCI runtime specs from PodSpecs and image configs;
 //! - `sandbox` holds a pod's namespaces without a pause process;
@@ -14,6 +17,7 @@
 
 pub mod cgroups;
 mod config;
+mod context;
 pub mod dns;
 pub mod error;
 mod exec;
@@ -24,6 +28,12 @@ pub mod inputs;
 mod instance;
 mod launcher;
 pub mod logs;
+mod pod_adopt;
+mod pod_checks;
+mod pod_create;
+mod pod_logs;
+mod pod_stop;
+mod pod_teardown;
 pub mod quantity;
 mod rootfs;
 mod runtime;
@@ -39,6 +49,7 @@ mod volumes;
 mod worker;
 
 pub use config::{BackoffConfig, LogConfig, RuntimeConfig};
+pub use context::{BoxFuture, LoopbackOnly, PodEvent, SandboxNetwork};
 pub use error::{Result, RuntimeError};
 pub use exec::{ExecOptions, ExecProcess};
 pub use exits::ExitStatus;
@@ -46,4 +57,5 @@ pub use inputs::{ContainerImage, NodeFacts, PodInputs};
 pub use logs::pump::Rotation;
 pub use logs::reader::LogOptions;
 pub use logs::{LogRecord, Stream};
-pub use runtime::{BoxFuture, LogStream, LoopbackOnly, PodEvent, Runtime, SandboxNetwork};
+pub use pod_logs::LogStream;
+pub use runtime::Runtime;

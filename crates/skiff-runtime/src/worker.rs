@@ -12,38 +12,15 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::context::{Inner, PodEvent, PodMsg};
 use crate::error::{Result, RuntimeError};
 use crate::exits::ExitStatus;
 use crate::inputs::PodInputs;
 use crate::instance::{self, StartFailure, StartRequest};
 use crate::logs::pump::LogSink;
-use crate::runtime::{Inner, PodEvent};
 use crate::state::{
     is_sidecar, Backoff, ContainerRecord, Instance, PodPaths, PodRecord, Termination, Waiting,
 };
-
-/// Messages to a pod worker.
-pub(crate) enum PodMsg {
-    /// An instance's init process exited.
-    Exited {
-        name: String,
-        id: String,
-        status: ExitStatus,
-    },
-    /// Stop every container: stop signal, then SIGKILL after `grace`.
-    Stop {
-        grace: Duration,
-        done: oneshot::Sender<()>,
-    },
-    /// Stop (at once if still running) and remove everything of the pod.
-    Remove { done: oneshot::Sender<Result<()>> },
-    /// New inputs (config maps, secrets, images); containers started later use them.
-    Inputs(PodInputs),
-    /// A new pod spec whose container images changed: those containers are replaced.
-    Update { pod: Box<Pod>, inputs: PodInputs },
-    /// The runtime shuts down: leave containers running, end the worker.
-    Shutdown,
-}
 
 /// A running instance's live handles.
 pub(crate) struct Live {
@@ -723,7 +700,7 @@ impl PodWorker {
         let paths = self.paths.clone();
         let record = self.snapshot();
         let result = tokio::task::spawn_blocking(move || {
-            crate::runtime::destroy_pod(&inner, &paths, Some(&record))
+            crate::pod_teardown::destroy_pod(&inner, &paths, Some(&record))
         })
         .await
         .unwrap_or_else(|e| {
