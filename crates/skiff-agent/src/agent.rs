@@ -260,6 +260,10 @@ impl Agent {
         let mut runtime_config = RuntimeConfig::new(&paths.runtime);
         runtime_config.cgroup_parent = config.cgroup_parent.clone();
         runtime_config.connector_netns = config.connector_netns.clone();
+        // Pods as a whole may use what the node allocates to them, never the system reserve.
+        let machine = Machine::read(&config.data_dir)?;
+        let reserved = crate::config::SystemReserved::parse(&config.system_reserved)?;
+        runtime_config.pods_memory_limit = Some(node::pods_memory_limit(&machine, &reserved));
         runtime_config.backoff = BackoffConfig {
             initial: config.timings.restart_backoff_initial,
             max: config.timings.restart_backoff_max,
@@ -710,7 +714,7 @@ impl Agent {
                 let runtime = self.runtime.clone();
                 let grace = grace_seconds
                     .or_else(|| self.status.grace_seconds(&uid))
-                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .map(skiff_runtime::durations::spec_seconds)
                     .unwrap_or(Duration::from_secs(30))
                     .max(Duration::from_secs(2));
                 tokio::spawn(async move {

@@ -366,6 +366,13 @@ pub struct NodeFacts {
     pub network_ready: bool,
 }
 
+/// The memory cap of the pods' parent cgroup: capacity minus system-reserved, as the kubelet's
+/// `--enforce-node-allocatable=pods` sets on `kubepods` (the eviction threshold is left out of
+/// the cgroup limit there too: eviction acts before the cap is reached).
+pub fn pods_memory_limit(machine: &Machine, reserved: &SystemReserved) -> u64 {
+    u64::try_from(machine.memory_total.saturating_sub(reserved.memory_bytes)).unwrap_or(0)
+}
+
 /// The Node to register.
 pub fn build(config: &AgentConfig, facts: &NodeFacts) -> Result<Node, AgentError> {
     let reserved = SystemReserved::parse(&config.system_reserved)?;
@@ -438,6 +445,14 @@ mod tests {
             pid_max: 32768,
             pids_used: 300,
         }
+    }
+
+    #[test]
+    fn pods_memory_cap_is_capacity_minus_reserved() {
+        let reserved = SystemReserved::parse("memory=1Gi").unwrap();
+        assert_eq!(pods_memory_limit(&machine(), &reserved), 7 << 30);
+        let greedy = SystemReserved::parse("memory=16Gi").unwrap();
+        assert_eq!(pods_memory_limit(&machine(), &greedy), 0);
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn grace_period(pod: &Pod) -> Duration {
                 .and_then(|s| s.termination_grace_period_seconds)
         })
         .unwrap_or(30);
-    Duration::from_secs(seconds.max(0) as u64).max(MIN_GRACE)
+    skiff_runtime::durations::spec_seconds(seconds).max(MIN_GRACE)
 }
 
 /// The outcome of trying to start a pod.
@@ -488,6 +488,7 @@ pub async fn restart_container(
         }
     };
     signal(libc::SIGTERM);
+    let grace = grace.min(skiff_runtime::durations::MAX_SPEC_DURATION);
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         if skiff_runtime::exits::pidfd_exited(&pidfd) {
@@ -594,5 +595,10 @@ mod tests {
         assert_eq!(grace_period(&p), Duration::from_secs(5));
         p.metadata.deletion_grace_period_seconds = Some(0);
         assert_eq!(grace_period(&p), MIN_GRACE);
+        // A huge grace period is clamped: a deadline computed from it does not overflow.
+        p.metadata.deletion_grace_period_seconds = Some(i64::MAX);
+        let grace = grace_period(&p);
+        assert_eq!(grace, skiff_runtime::durations::MAX_SPEC_DURATION);
+        let _ = tokio::time::Instant::now() + grace;
     }
 }

@@ -348,6 +348,8 @@ impl StatusManager {
                 .agent
                 .containers_restarted(restarts(&status).saturating_sub(restarts(before)));
         }
+        let failures = start_failures(entry.last_sent.as_ref(), &status);
+        let pod = (!failures.is_empty()).then(|| entry.pod.clone());
         entry.last_sent = Some(status.clone());
         let update = PodStatusUpdate {
             pod: pod_ref(&entry.pod),
@@ -355,6 +357,17 @@ impl StatusManager {
         };
         drop(pods);
         let _ = self.upstream.send(Upstream::Status(Box::new(update)));
+        if let Some(pod) = pod {
+            for (container, message) in failures {
+                self.event(
+                    &pod,
+                    Some(&container),
+                    true,
+                    "Failed",
+                    &format!("Error: {message}"),
+                );
+            }
+        }
     }
 
     /// Recomputes every tracked pod.
@@ -370,6 +383,54 @@ impl StatusManager {
             self.refresh(&uid);
         }
     }
+}
+
+/// Container start failures that are new in `now` against `before`, as (container, message):
+/// an instance that ended with `StartError` (the runtime could not start it), or a container
+/// waiting with `CreateContainerError`/`RunContainerError` and a new message. The kubelet
+/// reports each as a `Failed` warning event with the message `Error: <underlying error>`.
+fn start_failures(before: Option<&PodStatus>, now: &PodStatus) -> Vec<(String, String)> {
+    fn all(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> {
+        status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+    }
+    fn start_errors(cs: &ContainerStatus) -> impl Iterator<Item = (&str, &str)> {
+        [cs.state.as_ref(), cs.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|st| st.terminated.as_ref())
+            .filter(|t| t.reason.as_deref() == Some("StartError"))
+            .map(|t| {
+                (
+                    t.container_id.as_deref().unwrap_or(""),
+                    t.message.as_deref().unwrap_or("cannot start the container"),
+                )
+            })
+    }
+    fn create_error(cs: &ContainerStatus) -> Option<(&str, &str)> {
+        let w = cs.state.as_ref()?.waiting.as_ref()?;
+        let reason = w.reason.as_deref()?;
+        matches!(reason, "CreateContainerError" | "RunContainerError")
+            .then(|| (reason, w.message.as_deref().unwrap_or(reason)))
+    }
+    let mut out = Vec::new();
+    for cs in all(now) {
+        let old = before.and_then(|b| all(b).find(|o| o.name == cs.name));
+        for (id, message) in start_errors(cs) {
+            if !old.is_some_and(|o| start_errors(o).any(|(old_id, _)| old_id == id)) {
+                out.push((cs.name.clone(), message.to_owned()));
+            }
+        }
+        if let Some(now_error) = create_error(cs) {
+            if old.and_then(create_error) != Some(now_error) {
+                out.push((cs.name.clone(), now_error.1.to_owned()));
+            }
+        }
+    }
+    out
 }
 
 /// Restarts of all the pod's containers (init and app) in `status`.
@@ -595,5 +656,65 @@ mod tests {
         };
         assert_eq!(restarts(&status), 5);
         assert_eq!(restarts(&PodStatus::default()), 0);
+    }
+
+    #[test]
+    fn each_start_failure_becomes_one_failed_event() {
+        use k8s_openapi::api::core::v1::ContainerStateTerminated;
+        let failed = |id: &str| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                reason: Some("StartError".into()),
+                exit_code: 128,
+                container_id: Some(id.into()),
+                message: Some(format!("exec /nope ({id}): no such file or directory")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let backoff = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CrashLoopBackOff".into()),
+                message: Some("back-off 10s restarting failed container=app pod=p".into()),
+            }),
+            ..Default::default()
+        };
+        let status = |state: ContainerState, last: Option<ContainerState>| PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "app".into(),
+                state: Some(state),
+                last_state: last,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let first = status(failed("skiff://a"), None);
+        assert_eq!(
+            start_failures(None, &first),
+            vec![(
+                "app".to_string(),
+                "exec /nope (skiff://a): no such file or directory".to_string()
+            )]
+        );
+        // The same failure, now in lastState behind the back-off: no second event.
+        let waiting = status(backoff.clone(), Some(failed("skiff://a")));
+        assert!(start_failures(Some(&first), &waiting).is_empty());
+        // The next attempt fails too: one new event.
+        let again = status(backoff, Some(failed("skiff://b")));
+        assert_eq!(start_failures(Some(&waiting), &again).len(), 1);
+        // A create error is reported once per distinct message.
+        let create = |message: &str| {
+            status(
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CreateContainerError".into()),
+                        message: Some(message.into()),
+                    }),
+                    ..Default::default()
+                },
+                None,
+            )
+        };
+        assert_eq!(start_failures(None, &create("subPath x")).len(), 1);
+        assert!(start_failures(Some(&create("subPath x")), &create("subPath x")).is_empty());
     }
 }

@@ -96,6 +96,13 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The layer would not fit on the disk of the image store; nothing of it was kept.
+    #[error("no space left for layer {layer} (needs {needs}, free {free})")]
+    NoSpace {
+        layer: String,
+        needs: u64,
+        free: u64,
+    },
     /// The layer stream is not a valid (compressed) tar archive.
     #[error("layer {layer}: not a valid tar stream: {source}")]
     CorruptLayer {

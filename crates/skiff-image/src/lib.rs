@@ -27,6 +27,7 @@ mod progress;
 mod reference;
 mod registry;
 mod singleflight;
+mod space;
 mod store;
 mod tmp;
 mod transfer;

@@ -472,6 +472,9 @@ impl ImageStore {
             Some(total),
         );
         let dir = TempDir::new(&self.inner.tmp, "layer")?;
+        // Dropping `dir` on this error removes the empty directory: nothing stays named.
+        let needs = crate::space::estimated_unpacked_size(&self.inner.content.path(blob), total)?;
+        crate::space::ensure_room(&layer_name, dir.path(), needs)?;
         let mut blob_reader = self
             .inner
             .content

@@ -152,6 +152,51 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
 /// The v2 controllers the pod cgroup needs from its parents.
 const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
 
+/// Creates the parent cgroup of all pods at `parent` and caps its memory at `memory_limit`
+/// (node allocatable: capacity minus system-reserved), as the kubelet's
+/// `--enforce-node-allocatable=pods` does on `kubepods`: pods without limits (BestEffort,
+/// Burstable) can then exhaust only what was allocated to pods, never the node's reserve.
+pub fn limit_pods_parent(setup: &CgroupSetup, parent: &Path, memory_limit: u64) -> Result<()> {
+    match setup {
+        CgroupSetup::V1 { .. } => {
+            if let Some(mem) = setup.controller_dir("memory", parent) {
+                std::fs::create_dir_all(&mem)
+                    .map_err(|e| RuntimeError::io("create cgroup", &mem, e))?;
+                write(&mem, "memory.limit_in_bytes", &memory_limit.to_string())?;
+            }
+        }
+        CgroupSetup::V2 { root } => {
+            let mut current = root.clone();
+            for component in parent.strip_prefix("/").unwrap_or(parent).components() {
+                enable_v2_controllers(&current);
+                current.push(component);
+                std::fs::create_dir_all(&current)
+                    .map_err(|e| RuntimeError::io("create cgroup", &current, e))?;
+            }
+            enable_v2_controllers(&current);
+            write(&current, "memory.max", &memory_limit.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The memory limit on the pods' parent cgroup, if any (`None`: unlimited or no memory
+/// controller).
+pub fn pods_parent_memory_limit(setup: &CgroupSetup, parent: &Path) -> Option<u64> {
+    let (dir, file) = match setup {
+        CgroupSetup::V1 { .. } => (
+            setup.controller_dir("memory", parent)?,
+            "memory.limit_in_bytes",
+        ),
+        CgroupSetup::V2 { .. } => (setup.controller_dir("memory", parent)?, "memory.max"),
+    };
+    std::fs::read_to_string(dir.join(file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Creates the pod cgroup at `path` and writes its limits.
 pub fn create_pod(setup: &CgroupSetup, path: &Path, res: &PodCgroupResources) -> Result<()> {
     match setup {

@@ -77,6 +77,9 @@ pub struct RuntimeConfig {
     /// another one: container exit codes come from the kernel's proc connector, which only
     /// exists there. `None`: the process's own namespace is the initial one.
     pub connector_netns: Option<PathBuf>,
+    /// Memory cap of the pods' parent cgroup (node allocatable: capacity minus
+    /// system-reserved); `None` leaves the parent unlimited.
+    pub pods_memory_limit: Option<u64>,
 }
 
 impl RuntimeConfig {
@@ -98,6 +101,7 @@ impl RuntimeConfig {
             shm_size: 64 << 20,
             default_grace: Duration::from_secs(30),
             connector_netns: None,
+            pods_memory_limit: None,
         }
     }
 }

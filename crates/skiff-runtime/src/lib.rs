@@ -19,6 +19,7 @@ pub mod cgroups;
 mod config;
 mod context;
 pub mod dns;
+pub mod durations;
 pub mod error;
 mod exec;
 pub mod exits;

@@ -20,7 +20,7 @@ impl Runtime {
                 .spec
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds)
-                .map(|s| Duration::from_secs(s.max(0) as u64));
+                .map(crate::durations::spec_seconds);
             (e.tx.clone(), g)
         })?;
         let grace = grace

@@ -48,6 +48,9 @@ impl Runtime {
             .map_err(|e| RuntimeError::io("canonicalize", config.root.join("libcontainer"), e))?;
         let cgroups = CgroupSetup::detect()?;
         let swap_accounting = cgroups.has_swap_accounting();
+        if let Some(limit) = config.pods_memory_limit {
+            crate::cgroups::limit_pods_parent(&cgroups, &config.cgroup_parent, limit)?;
+        }
         let exits = ExitMonitor::start_in(config.connector_netns.as_deref())?;
         let pump = LogPump::start()?;
         let (events, _) = broadcast::channel(1024);

@@ -54,9 +54,11 @@ pub(crate) struct PodWorker {
     pub done: bool,
 }
 
+/// `t + d`, saturating at the largest timestamp (a huge grace period must mean "much later",
+/// never "now").
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(t)
+        .unwrap_or(Timestamp::MAX)
 }
 
 fn since(later: Timestamp, earlier: Timestamp) -> Duration {
@@ -181,7 +183,7 @@ impl PodWorker {
             .spec
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
-            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .map(crate::durations::spec_seconds)
             .unwrap_or(self.inner.config.default_grace);
         let kill_at = add(Timestamp::now(), grace);
         let images = inputs.images.clone();
@@ -596,7 +598,7 @@ impl PodWorker {
                     .spec
                     .as_ref()
                     .and_then(|s| s.termination_grace_period_seconds)
-                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .map(crate::durations::spec_seconds)
                     .unwrap_or(self.inner.config.default_grace);
                 self.begin_termination(grace);
                 return Some(Timestamp::now());
@@ -753,4 +755,20 @@ pub(crate) fn reattach(instance: &Instance) -> Option<OwnedFd> {
     let fd = crate::exits::pidfd_open(pid).ok()?;
     // The pid could have been reused between the check and the open: check again.
     (crate::exits::process_start_time(pid) == Some(want)).then_some(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_grace_periods_mean_much_later_never_now() {
+        let now = Timestamp::now();
+        let day = Duration::from_secs(86_400);
+        // Overflowing additions saturate instead of falling back to `now` (an immediate kill).
+        assert!(add(now, Duration::from_secs(u64::MAX)) > add(now, day));
+        let grace = crate::durations::spec_seconds(i64::MAX);
+        assert!(add(now, grace) > add(now, day));
+        assert_eq!(since(add(now, day), now), day);
+    }
 }

@@ -36,7 +36,9 @@ pub struct Target<'a> {
 
 /// Runs `probe` once against `target`, within the probe's timeout.
 pub async fn run(probe: &Probe, target: &Target<'_>) -> Outcome {
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    let timeout = skiff_runtime::durations::spec_seconds(i64::from(
+        probe.timeout_seconds.unwrap_or(1).max(1),
+    ));
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
         return exec_probe(target, command, timeout).await;

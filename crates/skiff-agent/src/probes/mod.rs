@@ -137,7 +137,7 @@ struct Timing {
 
 fn timing(kind: ProbeKind, probe: &Probe) -> Timing {
     let secs = |v: Option<i32>, default: i32, min: i32| {
-        Duration::from_secs(v.unwrap_or(default).max(min) as u64)
+        skiff_runtime::durations::spec_seconds(i64::from(v.unwrap_or(default).max(min)))
     };
     Timing {
         initial_delay: secs(probe.initial_delay_seconds, 0, 0),
