@@ -18,6 +18,7 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
 
 /// Builds the busybox test image into `dir`: the OCI archive, and the docker-save archive
 /// when `docker` is set (`skiff_testkit::image`).
+#[allow(unused_imports)] // not every test binary builds images
 pub use skiff_testkit::image::build_busybox as busybox;
 
 /// A tar entry for hand-made layers and archives.
