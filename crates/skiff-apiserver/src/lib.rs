@@ -16,6 +16,7 @@ mod metrics;
 mod negotiate;
 mod node_authorizer;
 mod node_proxy;
+pub mod node_restriction;
 mod objects;
 mod openapi;
 mod openapi_pb;
