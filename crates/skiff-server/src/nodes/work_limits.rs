@@ -146,10 +146,10 @@ mod tests {
             .unwrap()
             .contains("too many concurrent getObjects requests"));
         drop(first);
-        work.objects(&refs(1)).unwrap();
+        let _again = work.objects(&refs(1)).unwrap();
         let image = work.image().unwrap();
         assert!(work.image().unwrap_err().contains("at most 1"));
         drop(image);
-        work.image().unwrap();
+        let _again = work.image().unwrap();
     }
 }
