@@ -16,6 +16,7 @@ mod metrics;
 mod negotiate;
 mod node_authorizer;
 mod node_proxy;
+pub mod node_restriction;
 mod objects;
 mod openapi;
 mod openapi_pb;
@@ -57,6 +58,9 @@ pub struct ApiConfig {
     /// Range Service ClusterIPs are allocated from (`--service-cidr`); its first address is
     /// the `kubernetes` Service's.
     pub service_cidr: ServiceCidr,
+    /// The node certificates still good; a request with a revoked one is unauthenticated
+    /// (401). `None`: node certificates are not checked beyond their chain.
+    pub node_certificates: Option<skiff_pki::NodeCertificates>,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +69,7 @@ impl Default for ApiConfig {
             authorizer: Arc::new(GroupAuthorizer::masters()),
             max_body_bytes: MAX_BODY_BYTES,
             service_cidr: ServiceCidr::default(),
+            node_certificates: None,
         }
     }
 }
@@ -139,6 +144,11 @@ impl ApiServer {
 
     pub(crate) fn node_proxy(&self) -> Option<Arc<dyn NodeProxy>> {
         self.inner.node_proxy.get().cloned()
+    }
+
+    /// The node certificates this server checks requests against, if it does.
+    pub fn node_certificates(&self) -> Option<&skiff_pki::NodeCertificates> {
+        self.config().node_certificates.as_ref()
     }
 
     pub(crate) fn config(&self) -> &ApiConfig {

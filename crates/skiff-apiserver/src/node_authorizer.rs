@@ -11,7 +11,7 @@
 use serde_json::Value;
 use skiff_store::{FieldSelector, Key, ListOptions, Store};
 
-use crate::{Attributes, Authorizer, Decision};
+use crate::{node_restriction, Attributes, Authorizer, Decision};
 
 /// Namespace of node leases.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -76,7 +76,10 @@ impl NodeAuthorizer {
                 if own && write && matches!(a.subresource, None | Some("status")) {
                     Decision::Allow
                 } else {
-                    deny(format!("node {node:?} may only modify its own Node object"))
+                    deny(format!(
+                        "node {node:?} is not allowed to modify node {:?}",
+                        a.name.unwrap_or_default()
+                    ))
                 }
             }
             ("coordination.k8s.io", "leases") => {
@@ -167,6 +170,41 @@ impl Authorizer for NodeAuthorizer {
         match skiff_pki::node_name_of(attributes.identity) {
             Some(node) => self.decide(node, attributes),
             None => Decision::Deny(String::new()),
+        }
+    }
+
+    /// NodeRestriction on the node's own Node: compared with the stored object (read just
+    /// before the write, as upstream's admission sees the old object).
+    fn admit(&self, attributes: &Attributes<'_>, object: &Value) -> Decision {
+        let Some(node) = skiff_pki::node_name_of(attributes.identity) else {
+            return Decision::Allow;
+        };
+        if (attributes.api_group, attributes.resource) != ("", "nodes") {
+            return Decision::Allow;
+        }
+        if attributes.name != Some(node) {
+            return Decision::Deny(format!(
+                "node {node:?} is not allowed to modify node {:?}",
+                attributes.name.unwrap_or_default()
+            ));
+        }
+        let checked = match self.store.get(&Key::cluster("nodes", node)) {
+            Some(stored) if attributes.verb != "create" => {
+                let old = stored.value();
+                if attributes.subresource == Some("status") {
+                    // A status write keeps the stored spec; only its labels can change.
+                    let mut new = object.clone();
+                    new["spec"] = old["spec"].clone();
+                    node_restriction::check_node_update(node, &old, &new)
+                } else {
+                    node_restriction::check_node_update(node, &old, object)
+                }
+            }
+            _ => node_restriction::check_node_create(node, object),
+        };
+        match checked {
+            Ok(()) => Decision::Allow,
+            Err(reason) => Decision::Deny(reason),
         }
     }
 }
@@ -319,15 +357,15 @@ mod tests {
         ));
         deny(
             attributes(&n1, "patch", "", "nodes", Some("status"), None, Some("n2")),
-            "its own Node",
+            "is not allowed to modify node \"n2\"",
         );
         deny(
             attributes(&n1, "delete", "", "nodes", None, None, Some("n2")),
-            "its own Node",
+            "is not allowed to modify node",
         );
         deny(
             attributes(&n1, "create", "", "nodes", None, None, None),
-            "its own Node",
+            "is not allowed to modify node",
         );
         // Leases.
         allow(attributes(

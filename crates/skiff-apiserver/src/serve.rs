@@ -69,7 +69,8 @@ impl ApiServer {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(connection(acceptor.clone(), router.clone(), tcp, peer));
+                    let certificates = self.config().node_certificates.clone();
+                    connections.spawn(connection(acceptor.clone(), router.clone(), certificates, tcp, peer));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -83,6 +84,7 @@ impl ApiServer {
 async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
+    certificates: Option<skiff_pki::NodeCertificates>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
@@ -109,9 +111,19 @@ async fn connection(
                 None
             }
         });
+    // A node certificate is checked on every request: it can be revoked while the
+    // connection stays open.
+    let node_certificate = certificates.and_then(|certificates| {
+        let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+        let (node, serial) = skiff_pki::node_certificate(leaf)?;
+        Some((certificates, node, serial))
+    });
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let mut request = request.map(Body::new);
-        if let Some(identity) = &identity {
+        let revoked = node_certificate
+            .as_ref()
+            .is_some_and(|(certificates, node, serial)| !certificates.accepts(node, serial));
+        if let (Some(identity), false) = (&identity, revoked) {
             request.extensions_mut().insert(identity.clone());
         }
         let mut router = router.clone();

@@ -461,7 +461,7 @@ impl PodNetwork {
     /// current list, e.g. from the Node objects; this node itself may be in it. Peers that
     /// are no longer listed lose their routes.
     pub async fn sync_peers(&self, peers: &[Peer]) -> Result<(), NetError> {
-        let peers = peers::validate(&self.inner.config, peers)?;
+        let peers = peers::validate(&self.inner.config, peers);
         peers::sync(
             &self.inner.nl,
             self.inner.config.backend,

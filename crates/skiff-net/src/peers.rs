@@ -22,68 +22,74 @@ use crate::netlink::{
 use crate::NetError;
 
 /// Drops this node from `peers` and checks the rest against the node's configuration and
-/// each other.
-pub(crate) fn validate(config: &NetworkConfig, peers: &[Peer]) -> Result<Vec<Peer>, NetError> {
+/// each other. A bad entry (one node reporting a wrong address or CIDR) is skipped and logged,
+/// never fatal: failing the whole set would freeze the routes to every other node.
+pub(crate) fn validate(config: &NetworkConfig, peers: &[Peer]) -> Vec<Peer> {
     let mut kept: Vec<Peer> = Vec::new();
     for peer in peers {
-        if peer.node_ip == config.node_ip {
-            if peer.pod_cidr != config.pod_cidr {
-                return Err(NetError::InvalidPeer {
-                    node: peer.name.clone(),
-                    reason: format!(
-                        "has this node's IP {} but pod CIDR {} instead of {}",
-                        peer.node_ip, peer.pod_cidr, config.pod_cidr
-                    ),
-                });
-            }
+        if peer.node_ip == config.node_ip && peer.pod_cidr == config.pod_cidr {
             continue;
         }
-        let invalid = |reason: String| NetError::InvalidPeer {
-            node: peer.name.clone(),
-            reason,
-        };
-        if peer.pod_cidr != peer.pod_cidr.trunc() {
-            return Err(invalid(format!(
-                "pod CIDR {} has host bits set",
-                peer.pod_cidr
-            )));
+        match check_peer(config, &kept, peer) {
+            Ok(()) => kept.push(peer.clone()),
+            Err(error) => tracing::warn!(%error, "skipping a peer node"),
         }
-        if !config.cluster_cidr.contains(&peer.pod_cidr) {
-            return Err(invalid(format!(
-                "pod CIDR {} is outside the cluster CIDR {}",
-                peer.pod_cidr, config.cluster_cidr
-            )));
-        }
-        if overlaps(peer.pod_cidr, config.pod_cidr) {
-            return Err(invalid(format!(
-                "pod CIDR {} overlaps this node's pod CIDR {}",
-                peer.pod_cidr, config.pod_cidr
-            )));
-        }
-        if config.cluster_cidr.contains(&peer.node_ip)
-            || peer.node_ip.is_unspecified()
-            || peer.node_ip.is_loopback()
-            || peer.node_ip.is_multicast()
-            || peer.node_ip.is_broadcast()
-        {
-            return Err(invalid(format!("{} cannot be a node IP", peer.node_ip)));
-        }
-        if let Some(other) = kept.iter().find(|k| overlaps(k.pod_cidr, peer.pod_cidr)) {
-            return Err(invalid(format!(
-                "pod CIDR {} overlaps pod CIDR {} of node {:?}",
-                peer.pod_cidr, other.pod_cidr, other.name
-            )));
-        }
-        if let Some(other) = kept.iter().find(|k| k.node_ip == peer.node_ip) {
-            return Err(invalid(format!(
-                "node IP {} is also the IP of node {:?}",
-                peer.node_ip, other.name
-            )));
-        }
-        kept.push(peer.clone());
     }
     kept.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(kept)
+    kept
+}
+
+/// Why `peer` cannot be routed to, given this node's configuration and the peers kept so far.
+fn check_peer(config: &NetworkConfig, kept: &[Peer], peer: &Peer) -> Result<(), NetError> {
+    let invalid = |reason: String| NetError::InvalidPeer {
+        node: peer.name.clone(),
+        reason,
+    };
+    if peer.node_ip == config.node_ip {
+        return Err(invalid(format!(
+            "has this node's IP {} but pod CIDR {} instead of {}",
+            peer.node_ip, peer.pod_cidr, config.pod_cidr
+        )));
+    }
+    if peer.pod_cidr != peer.pod_cidr.trunc() {
+        return Err(invalid(format!(
+            "pod CIDR {} has host bits set",
+            peer.pod_cidr
+        )));
+    }
+    if !config.cluster_cidr.contains(&peer.pod_cidr) {
+        return Err(invalid(format!(
+            "pod CIDR {} is outside the cluster CIDR {}",
+            peer.pod_cidr, config.cluster_cidr
+        )));
+    }
+    if overlaps(peer.pod_cidr, config.pod_cidr) {
+        return Err(invalid(format!(
+            "pod CIDR {} overlaps this node's pod CIDR {}",
+            peer.pod_cidr, config.pod_cidr
+        )));
+    }
+    if config.cluster_cidr.contains(&peer.node_ip)
+        || peer.node_ip.is_unspecified()
+        || peer.node_ip.is_loopback()
+        || peer.node_ip.is_multicast()
+        || peer.node_ip.is_broadcast()
+    {
+        return Err(invalid(format!("{} cannot be a node IP", peer.node_ip)));
+    }
+    if let Some(other) = kept.iter().find(|k| overlaps(k.pod_cidr, peer.pod_cidr)) {
+        return Err(invalid(format!(
+            "pod CIDR {} overlaps pod CIDR {} of node {:?}",
+            peer.pod_cidr, other.pod_cidr, other.name
+        )));
+    }
+    if let Some(other) = kept.iter().find(|k| k.node_ip == peer.node_ip) {
+        return Err(invalid(format!(
+            "node IP {} is also the IP of node {:?}",
+            peer.node_ip, other.name
+        )));
+    }
+    Ok(())
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
@@ -312,8 +318,7 @@ mod tests {
                 peer("self", "192.168.1.11", "10.42.1.0/24"),
                 peer("n2", "192.168.1.12", "10.42.2.0/24"),
             ],
-        )
-        .unwrap();
+        );
         let names: Vec<&str> = kept.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["n2", "n3"]);
     }
@@ -340,34 +345,46 @@ mod tests {
             (peer("e", "0.0.0.0", "10.42.2.0/24"), "cannot be a node IP"),
         ];
         for (p, needle) in cases {
-            let err = validate(&config(), std::slice::from_ref(&p))
-                .unwrap_err()
-                .to_string();
+            let err = check_peer(&config(), &[], &p).unwrap_err().to_string();
             assert!(
                 err.contains(needle) && err.contains(&format!("{:?}", p.name)),
                 "{err}"
             );
         }
-        let err = validate(
+        let x = peer("x", "192.168.1.12", "10.42.2.0/24");
+        let err = check_peer(
             &config(),
-            &[
-                peer("x", "192.168.1.12", "10.42.2.0/24"),
-                peer("y", "192.168.1.13", "10.42.2.0/23"),
-            ],
+            std::slice::from_ref(&x),
+            &peer("y", "192.168.1.13", "10.42.2.0/23"),
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("\"y\"") && err.contains("\"x\""), "{err}");
-        let err = validate(
+        let err = check_peer(
             &config(),
-            &[
-                peer("x", "192.168.1.12", "10.42.2.0/24"),
-                peer("y", "192.168.1.12", "10.42.3.0/24"),
-            ],
+            std::slice::from_ref(&x),
+            &peer("y", "192.168.1.12", "10.42.3.0/24"),
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("also the IP of node \"x\""), "{err}");
+    }
+
+    /// One node reporting a bad address or CIDR must not cost the routes to every other node.
+    #[test]
+    fn one_bad_peer_is_skipped_and_the_rest_kept() {
+        let kept = validate(
+            &config(),
+            &[
+                peer("good-1", "192.168.1.12", "10.42.2.0/24"),
+                peer("bad-cidr", "192.168.1.20", "10.99.0.0/24"),
+                peer("bad-ip", "127.0.0.1", "10.42.4.0/24"),
+                peer("squatter", "192.168.1.21", "10.42.2.0/25"),
+                peer("good-2", "192.168.1.13", "10.42.3.0/24"),
+            ],
+        );
+        let names: Vec<&str> = kept.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["good-1", "good-2"]);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
     PKCS_ECDSA_P256_SHA256,
 };
+use std::time::Duration;
+
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::{CertKeyPair, Identity, PkiError, ServingNames};
@@ -13,8 +15,24 @@ use crate::{CertKeyPair, Identity, PkiError, ServingNames};
 pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// Validity of serving and client certificates, in days.
 pub const LEAF_VALIDITY_DAYS: i64 = 365;
+/// Validity of node certificates: short, because they are renewed over the link (at two thirds
+/// of their life) and a revoked node's last certificate should not outlive it for long.
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Slack before a node certificate's issue time, against clock skew between machines.
+const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// Common name of the API serving certificate.
 const SERVING_COMMON_NAME: &str = "kube-apiserver";
+
+/// A node certificate as issued: what the server records to revoke it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// The certificate, PEM.
+    pub pem: String,
+    /// Its serial number, lower-case hex.
+    pub serial: String,
+    /// Unix time after which it is invalid.
+    pub not_after: i64,
+}
 
 /// The cluster CA: its certificate and the key that signs with it.
 pub struct ClusterCa {
@@ -130,10 +148,47 @@ impl ClusterCa {
     /// subject, names and usages the request asks for are ignored: the CA decides the
     /// identity (the node link uses this when a node joins). Returns the certificate, PEM.
     pub fn sign_csr(&self, csr_pem: &str, identity: &Identity) -> Result<String, PkiError> {
+        self.sign_csr_with(csr_pem, identity, base_params(LEAF_VALIDITY_DAYS))
+    }
+
+    /// Signs a node's certificate request as [`ClusterCa::sign_csr`] does, valid for
+    /// `validity` from now (an hour of slack before, against clock skew); returns the
+    /// certificate with the serial and expiry the server records to revoke it later.
+    pub fn sign_node_csr(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        validity: Duration,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        let mut params = base_params(0);
+        params.not_before = epoch + now.saturating_sub(CLOCK_SKEW);
+        params.not_after = epoch + now + validity;
+        let pem = self.sign_csr_with(csr_pem, identity, params)?;
+        let info = CertKeyPair {
+            cert_pem: pem.clone(),
+            key_pem: String::new(),
+        }
+        .info()?;
+        Ok(IssuedCertificate {
+            pem,
+            serial: info.serial,
+            not_after: info.not_after,
+        })
+    }
+
+    fn sign_csr_with(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        mut params: CertificateParams,
+    ) -> Result<String, PkiError> {
         identity.validate()?;
         let mut csr =
             CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::InvalidCsr)?;
-        let mut params = base_params(LEAF_VALIDITY_DAYS);
         params.distinguished_name = identity_name(identity);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,

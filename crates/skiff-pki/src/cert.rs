@@ -103,8 +103,12 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     /// IP subject alternative names.
     pub ip_addresses: Vec<IpAddr>,
+    /// Unix time (seconds) from which the certificate is valid.
+    pub not_before: i64,
     /// Unix time (seconds) after which the certificate is no longer valid.
     pub not_after: i64,
+    /// Serial number, lower-case hex (what revocation records name).
+    pub serial: String,
     /// Whether the certificate is a CA.
     pub is_ca: bool,
 }
@@ -148,7 +152,9 @@ impl CertInfo {
             organizations,
             dns_names,
             ip_addresses,
+            not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
+            serial: hex::encode(cert.raw_serial()),
             is_ca: cert.is_ca(),
         })
     }

@@ -16,7 +16,8 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{CertKeyPair, PkiError};
+use crate::node_certificates::RevocationVerifier;
+use crate::{CertKeyPair, NodeCertificates, PkiError};
 
 /// Prefix of a full join token (k3s' token format version 10).
 pub const TOKEN_PREFIX: &str = "K10";
@@ -402,16 +403,33 @@ pub fn link_server_config(
     serving: &CertKeyPair,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, PkiError> {
+    link_server_config_checked(ca_pem, serving, alpn, None)
+}
+
+/// [`link_server_config`] that also refuses node certificates `certificates` does not accept
+/// (revoked: the Node was deleted or its join token revoked).
+pub fn link_server_config_checked(
+    ca_pem: &str,
+    serving: &CertKeyPair,
+    alpn: &[&[u8]],
+    certificates: Option<NodeCertificates>,
+) -> Result<rustls::ServerConfig, PkiError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
     let ca_der = first_cert(ca_pem, "CA certificate")?;
     roots.add(ca_der.clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
     .allow_unauthenticated()
     .build()?;
+    if let Some(certificates) = certificates {
+        verifier = Arc::new(RevocationVerifier {
+            inner: verifier,
+            certificates,
+        });
+    }
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

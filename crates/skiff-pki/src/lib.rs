@@ -14,10 +14,11 @@ mod files;
 mod identity;
 mod join;
 mod kubeconfig;
+mod node_certificates;
 mod server_pki;
 mod tls;
 
-pub use ca::{ClusterCa, LEAF_VALIDITY_DAYS};
+pub use ca::{ClusterCa, IssuedCertificate, LEAF_VALIDITY_DAYS, NODE_CERT_VALIDITY};
 pub use cert::{CertInfo, CertKeyPair};
 pub use csr::{
     cert_signed_by, node_identity, node_name_of, NodeCsr, NODES_GROUP, NODE_USER_PREFIX,
@@ -25,10 +26,12 @@ pub use csr::{
 pub use error::PkiError;
 pub use identity::{Identity, ADMIN_GROUP, ADMIN_USER};
 pub use join::{
-    ca_hash, generate_node_password, hash_node_password, link_server_config, pinned_client_config,
-    verify_node_password, BootstrapToken, JoinToken, PinCheck, TokenError,
-    NODE_PASSWORD_SECRET_SUFFIX, TOKEN_NAMESPACE, TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE,
+    ca_hash, generate_node_password, hash_node_password, link_server_config,
+    link_server_config_checked, pinned_client_config, verify_node_password, BootstrapToken,
+    JoinToken, PinCheck, TokenError, NODE_PASSWORD_SECRET_SUFFIX, TOKEN_NAMESPACE,
+    TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE,
 };
 pub use kubeconfig::{kubeconfig_yaml, KubeconfigParams};
+pub use node_certificates::{node_certificate, NodeCertRecord, NodeCertificates};
 pub use server_pki::{ServerPki, ServingNames};
 pub use tls::{client_config, server_config};

@@ -130,6 +130,8 @@ impl ControlPlane {
                     Arc::new(NodeAuthorizer::new(store.clone())),
                 ])),
                 service_cidr: config.service_cidr,
+                // Filled by the node link: revoked node certificates get 401.
+                node_certificates: Some(skiff_pki::NodeCertificates::default()),
                 ..ApiConfig::default()
             },
         );

@@ -21,7 +21,7 @@ use skiff_link::quic::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkError, No
 use skiff_link::session::DesiredPods;
 use skiff_pki::{ServerPki, ServingNames};
 use skiff_server::nodes::tokens::TokenAdmin;
-use skiff_server::nodes::{NodeLink, NodeLinkSettings};
+use skiff_server::nodes::{JoinRateLimit, NodeLink, NodeLinkSettings, INVALID_TOKEN_MESSAGE};
 use skiff_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
 
@@ -33,6 +33,8 @@ struct Harness {
     link_port: u16,
     api_url: String,
     stop_api: watch::Sender<bool>,
+    join_rate_limit: JoinRateLimit,
+    images: Option<Arc<dyn skiff_link::quic::ImageSource>>,
 }
 
 impl Harness {
@@ -55,6 +57,7 @@ impl Harness {
             store,
             ApiConfig {
                 authorizer: Arc::new(authorizer),
+                node_certificates: Some(skiff_pki::NodeCertificates::default()),
                 ..ApiConfig::default()
             },
         );
@@ -82,6 +85,8 @@ impl Harness {
             link_port: 0,
             api_url,
             stop_api,
+            join_rate_limit: JoinRateLimit::default(),
+            images: None,
         };
         harness.start_link().await;
         harness
@@ -94,6 +99,8 @@ impl Harness {
             None,
         );
         settings.heartbeat_interval = Duration::from_millis(500);
+        settings.join_rate_limit = self.join_rate_limit;
+        settings.images = self.images.clone();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let link = loop {
             match NodeLink::start(&self.api, &self.pki, settings.clone()).await {
@@ -454,7 +461,7 @@ async fn join_refusals_show_their_messages_and_issue_nothing() {
     let err = agent(&harness, &a, "n-a", Some(wrong.to_string()))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("wrong secret"), "{err}");
+    assert!(err.to_string().contains(INVALID_TOKEN_MESSAGE), "{err}");
     assert!(!a.join("tls/node.crt").exists());
     // Revoked.
     let extra = tokens.create(None, "lab").await.unwrap();
@@ -468,7 +475,15 @@ async fn join_refusals_show_their_messages_and_issue_nothing() {
     let err = agent(&harness, &a, "n-a", Some(extra.to_string()))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("unknown or was revoked"), "{err}");
+    assert!(err.to_string().contains(INVALID_TOKEN_MESSAGE), "{err}");
+    // An unknown id gets the very same answer (nothing tells which ids exist).
+    let mut unknown = extra.clone();
+    unknown.id = "zzzzzz".into();
+    let err = agent(&harness, &a, "n-a", Some(unknown.to_string()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(INVALID_TOKEN_MESSAGE), "{err}");
+    assert!(!err.to_string().contains("zzzzzz"), "{err}");
     // Expired.
     let short = tokens
         .create(Some(Duration::from_secs(1)), "short")
@@ -478,7 +493,7 @@ async fn join_refusals_show_their_messages_and_issue_nothing() {
     let err = agent(&harness, &a, "n-a", Some(short.to_string()))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("expired"), "{err}");
+    assert!(err.to_string().contains(INVALID_TOKEN_MESSAGE), "{err}");
     assert!(tokens
         .list()
         .await
@@ -629,4 +644,380 @@ async fn a_node_certificate_cannot_modify_another_node_or_its_pods() {
     assert_ne!(pod.status.and_then(|s| s.phase).as_deref(), Some("Failed"));
     l1.shutdown().await;
     l2.shutdown().await;
+}
+
+/// NodeRestriction: with its own certificate a node may not lift its taints, give itself
+/// restricted labels (`node-role.kubernetes.io/*`), claim a pod CIDR or uncordon itself; and a
+/// registration can neither carry restricted labels nor choose the pod CIDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_may_not_change_its_taints_cidr_or_restricted_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::start(dir.path()).await;
+    let dir1 = dir.path().join("n1");
+    let mut proposal = registration("n1");
+    let spec = proposal.spec.as_mut().unwrap();
+    spec.pod_cidr = Some("10.42.99.0/24".into());
+    spec.pod_cidrs = Some(vec!["10.42.99.0/24".into()]);
+    spec.unschedulable = Some(false);
+    let mut config = AgentLinkConfig::new(
+        &harness.link_url(),
+        Some(harness.token()),
+        dir1.clone(),
+        proposal,
+    );
+    config.backoff =
+        skiff_link::quic::Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let (l1, _e1) = AgentLink::start(config, None, Arc::new(NoLogs("n1".into())))
+        .await
+        .unwrap();
+    let nodes_admin: Api<Node> = Api::all(harness.admin());
+    let registered = eventually("node n1 registered", || async {
+        nodes_admin.get_opt("n1").await.unwrap().filter(ready)
+    })
+    .await;
+    let spec = registered.spec.clone().unwrap();
+    assert_eq!(
+        spec.pod_cidr, None,
+        "the pod CIDR is the server's to assign"
+    );
+    assert_eq!(spec.pod_cidrs, None);
+    assert_eq!(spec.taints.unwrap()[0].key, "dedicated");
+
+    let n1: Api<Node> = Api::all(harness.https_client_for(&dir1).await);
+    let refused = |result: Result<Node, kube::Error>, expected: &str| match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{}", status.message);
+            assert!(status.message.contains(expected), "{}", status.message);
+        }
+        other => panic!("expected 403 ({expected}), got {other:?}"),
+    };
+    let patch = |value: serde_json::Value| {
+        let n1 = n1.clone();
+        async move {
+            n1.patch("n1", &PatchParams::default(), &Patch::Merge(value))
+                .await
+        }
+    };
+    refused(
+        patch(json!({"spec": {"taints": null}})).await,
+        "node \"n1\" is not allowed to modify taints",
+    );
+    refused(
+        patch(json!({"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})).await,
+        "is not allowed to modify labels: node-role.kubernetes.io/control-plane",
+    );
+    refused(
+        patch(json!({"metadata": {"labels": {"node-restriction.kubernetes.io/pool": "gpu"}}}))
+            .await,
+        "is not allowed to modify labels: node-restriction.kubernetes.io/pool",
+    );
+    refused(
+        patch(json!({"spec": {"podCIDR": "10.42.7.0/24", "podCIDRs": ["10.42.7.0/24"]}})).await,
+        "is not allowed to modify podCIDR",
+    );
+    refused(
+        patch(json!({"spec": {"unschedulable": true}})).await,
+        "is not allowed to modify unschedulable",
+    );
+    // Through the status subresource labels are checked too.
+    refused(
+        n1.patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"node-role.kubernetes.io/master": ""}}})),
+        )
+        .await,
+        "is not allowed to modify labels: node-role.kubernetes.io/master",
+    );
+    // Kubelet labels and labels of other domains are fine.
+    patch(json!({"metadata": {"labels": {"node.kubernetes.io/instance-type": "pi4", "example.com/rack": "r1"}}}))
+        .await
+        .unwrap();
+    let stored = nodes_admin.get("n1").await.unwrap();
+    let labels = stored.metadata.labels.unwrap();
+    assert!(!labels.keys().any(|k| k.starts_with("node-role.")));
+    assert_eq!(stored.spec.unwrap().taints.unwrap().len(), 1);
+    l1.shutdown().await;
+
+    // A registration proposing a restricted label is refused with upstream's message, and no
+    // Node is created.
+    let mut proposal = registration("n2");
+    proposal.metadata.labels.as_mut().unwrap().insert(
+        "node-role.kubernetes.io/control-plane".into(),
+        "true".into(),
+    );
+    let mut config = AgentLinkConfig::new(
+        &harness.link_url(),
+        Some(harness.token()),
+        dir.path().join("n2"),
+        proposal,
+    );
+    config.backoff =
+        skiff_link::quic::Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let (l2, mut events) = AgentLink::start(config, None, Arc::new(NoLogs("n2".into())))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Some(AgentLinkEvent::Disconnected { reason }) => break reason,
+                Some(_) => continue,
+                None => panic!("the link ended"),
+            }
+        }
+    })
+    .await
+    .expect("the registration should be refused");
+    assert!(
+        reason.contains(
+            "node \"n2\" is not allowed to set the following labels: node-role.kubernetes.io/control-plane"
+        ),
+        "{reason}"
+    );
+    assert!(nodes_admin.get_opt("n2").await.unwrap().is_none());
+    l2.shutdown().await;
+}
+
+/// Guessing tokens is rate-limited per source address: after the burst of refused joins every
+/// join from that address is refused with "too many join attempts", even with a valid token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_attempts_are_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = Harness::start(dir.path()).await;
+    // A slow refill, so the test cannot race it.
+    harness.join_rate_limit = JoinRateLimit {
+        per_minute: 1.0,
+        burst: 3,
+    };
+    harness.link.take().unwrap().shutdown().await;
+    harness.start_link().await;
+    let mut wrong = skiff_pki::JoinToken::parse(&harness.token()).unwrap();
+    wrong.secret = "wrongwrongwrong0".into();
+    let a = dir.path().join("a");
+    for attempt in 0..3 {
+        let err = agent(&harness, &a, "n-a", Some(wrong.to_string()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(INVALID_TOKEN_MESSAGE),
+            "attempt {attempt}: {err}"
+        );
+    }
+    let err = agent(&harness, &a, "n-a", Some(wrong.to_string()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many join attempts"), "{err}");
+    let err = agent(&harness, &a, "n-a", Some(harness.token()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many join attempts"), "{err}");
+    assert!(!a.join("tls/node.crt").exists());
+}
+
+async fn disconnected(events: &mut mpsc::Receiver<AgentLinkEvent>) -> String {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Some(AgentLinkEvent::Disconnected { reason }) => break reason,
+                Some(_) => continue,
+                None => panic!("the link ended"),
+            }
+        }
+    })
+    .await
+    .expect("the session should end")
+}
+
+async fn unauthorized(client: &kube::Client, what: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(what, || async {
+        match nodes.list(&Default::default()).await {
+            Err(kube::Error::Api(status)) if status.code == 401 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+/// Node certificates are short-lived and stop working at once, on the API (401) and on the
+/// link, when the Node is deleted or the join token the node joined with is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_node_or_revoking_its_token_revokes_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::start(dir.path()).await;
+    let tokens = TokenAdmin::from_kubeconfig(&dir.path().join("server/admin.kubeconfig"))
+        .await
+        .unwrap();
+    let t1 = tokens.create(None, "n1").await.unwrap();
+    let t2 = tokens.create(None, "n2").await.unwrap();
+    let (dir1, dir2) = (dir.path().join("n1"), dir.path().join("n2"));
+    let (l1, mut e1) = agent(&harness, &dir1, "n1", Some(t1.to_string()))
+        .await
+        .unwrap();
+    let (l2, mut e2) = agent(&harness, &dir2, "n2", Some(t2.to_string()))
+        .await
+        .unwrap();
+    let nodes_admin: Api<Node> = Api::all(harness.admin());
+    for name in ["n1", "n2"] {
+        eventually("nodes registered", || async {
+            nodes_admin.get_opt(name).await.unwrap().filter(ready)
+        })
+        .await;
+    }
+    // Short-lived: a week, not a year.
+    let info = skiff_pki::CertKeyPair {
+        cert_pem: std::fs::read_to_string(dir1.join("tls/node.crt")).unwrap(),
+        key_pem: String::new(),
+    }
+    .info()
+    .unwrap();
+    let left = info.not_after - jiff::Timestamp::now().as_second();
+    assert!(
+        (6 * 86400..=7 * 86400 + 60).contains(&left),
+        "{left} s left"
+    );
+    let c1 = harness.https_client_for(&dir1).await;
+    let c2 = harness.https_client_for(&dir2).await;
+    Api::<Node>::all(c1.clone()).get("n1").await.unwrap();
+    Api::<Node>::all(c2.clone()).get("n2").await.unwrap();
+
+    // Deleting the Node revokes n1's certificate: 401 on the API, and the link session ends.
+    nodes_admin
+        .delete("n1", &DeleteParams::default())
+        .await
+        .unwrap();
+    unauthorized(&c1, "n1's certificate refused by the API").await;
+    let reason = disconnected(&mut e1).await;
+    assert!(reason.contains("revoked"), "{reason}");
+    // Reconnecting with the certificate fails too (the TLS handshake refuses it).
+    assert!(!l1.wait_connected(Duration::from_secs(2)).await);
+    assert!(
+        nodes_admin.get_opt("n1").await.unwrap().is_none(),
+        "not re-registered"
+    );
+    // n2 is untouched.
+    Api::<Node>::all(c2.clone()).get("n2").await.unwrap();
+
+    // Revoking the token n2 joined with revokes n2's certificate.
+    tokens.revoke(&t2.id).await.unwrap();
+    unauthorized(&c2, "n2's certificate refused by the API").await;
+    let reason = disconnected(&mut e2).await;
+    assert!(reason.contains("revoked"), "{reason}");
+    assert!(!l2.wait_connected(Duration::from_secs(2)).await);
+    l1.shutdown().await;
+    l2.shutdown().await;
+}
+
+/// The records survive a restart of the link: a certificate issued before still works, and a
+/// revoked one stays revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = Harness::start(dir.path()).await;
+    let dir1 = dir.path().join("n1");
+    let (l1, _e1) = agent(&harness, &dir1, "n1", Some(harness.token()))
+        .await
+        .unwrap();
+    let nodes_admin: Api<Node> = Api::all(harness.admin());
+    eventually("n1 registered", || async {
+        nodes_admin.get_opt("n1").await.unwrap().filter(ready)
+    })
+    .await;
+    l1.shutdown().await;
+    harness.link.take().unwrap().shutdown().await;
+    harness.api.node_certificates().unwrap().revoke_node("n1");
+    harness.start_link().await;
+    let c1 = harness.https_client_for(&dir1).await;
+    Api::<Node>::all(c1).get("n1").await.unwrap();
+    let (l1, _e1) = agent(&harness, &dir1, "n1", None).await.unwrap();
+    assert!(l1.wait_connected(Duration::from_secs(10)).await);
+    l1.shutdown().await;
+}
+
+/// Holds every manifest request until released: image hand-overs that stay in flight.
+#[derive(Debug)]
+struct StuckImages(Arc<tokio::sync::Notify>);
+
+impl skiff_link::quic::ImageSource for StuckImages {
+    fn manifest<'a>(
+        &'a self,
+        _reference: &'a str,
+    ) -> skiff_link::quic::ImageFuture<
+        'a,
+        Result<Option<skiff_link::proto::image::OfferedManifest>, String>,
+    > {
+        Box::pin(async move {
+            self.0.notified().await;
+            Ok(None)
+        })
+    }
+
+    fn open_blob<'a>(
+        &'a self,
+        _digest: &'a str,
+    ) -> skiff_link::quic::ImageFuture<'a, Result<(u64, skiff_link::quic::LogReader), String>> {
+        Box::pin(async move { Err("no blobs".to_string()) })
+    }
+}
+
+/// A node cannot make the server read unbounded objects or serve unbounded image hand-overs:
+/// beyond the limits its requests are answered at once with the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_queue_unbounded_object_reads_or_image_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = Harness::start(dir.path()).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    harness.link.take().unwrap().shutdown().await;
+    harness.images = Some(Arc::new(StuckImages(release.clone())));
+    harness.start_link().await;
+    let (link, _events) = agent(
+        &harness,
+        &dir.path().join("n1"),
+        "n1",
+        Some(harness.token()),
+    )
+    .await
+    .unwrap();
+    assert!(link.wait_connected(Duration::from_secs(10)).await);
+    let refs: Vec<skiff_link::proto::ObjectRef> = (0..300)
+        .map(|i| skiff_link::proto::ObjectRef {
+            kind: skiff_link::proto::ObjectKind::Secret,
+            namespace: "default".into(),
+            name: format!("s{i}"),
+        })
+        .collect();
+    let results = link
+        .get_objects(refs, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 300);
+    assert!(results.iter().all(|r| r
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("getObjects names 300 objects; at most 256 per request"))));
+    // Two hand-overs stay in flight; the third is refused at once.
+    let stuck: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|image| {
+            let link = &link;
+            async move { link.fetch_image(image, Duration::from_secs(20)).await }
+        })
+        .collect();
+    let mut stuck = Box::pin(futures::future::join_all(stuck));
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        link.fetch_image("c", Duration::from_secs(5)).await
+    };
+    let refused = tokio::select! {
+        refused = third => refused.unwrap(),
+        _ = &mut stuck => panic!("the stuck fetches should not finish"),
+    };
+    let error = refused.offer().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("too many concurrent image fetches from this node (at most 2)"),
+        "{error}"
+    );
+    release.notify_waiters();
+    drop(stuck);
+    link.shutdown().await;
 }

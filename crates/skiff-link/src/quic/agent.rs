@@ -55,7 +55,8 @@ pub struct AgentLinkConfig {
     pub backoff: Backoff,
     /// Time allowed for a connection attempt.
     pub connect_timeout: Duration,
-    /// Renew the certificate when less than this is left of its validity.
+    /// Renew the certificate when less than this is left of its validity; it is renewed
+    /// anyway at two thirds of its life (checked at session start and at every timer).
     pub renew_before: Duration,
     /// Ask for the cluster's nodes on every session ([`AgentLinkEvent::Nodes`]).
     pub watch_nodes: bool,
@@ -76,7 +77,7 @@ impl AgentLinkConfig {
             // Short: an attempt at a server that is down (restarting) gets no answer at all, and
             // waiting longer only delays the next try; a live server answers in milliseconds.
             connect_timeout: Duration::from_secs(3),
-            renew_before: Duration::from_secs(30 * 24 * 3600),
+            renew_before: Duration::ZERO,
             watch_nodes: false,
         }
     }
@@ -700,7 +701,13 @@ impl Runner {
                         }
                     }
                 },
-                _ = tokio::time::sleep_until(deadline) => session.handle_timeout(std::time::Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => {
+                    session.handle_timeout(std::time::Instant::now());
+                    // Sessions outlive short-lived certificates: check at every timer.
+                    if established && renewal_key.is_none() {
+                        renewal_key = self.maybe_renew(&mut session);
+                    }
+                }
             }
         };
         if session.revision().is_some() {
@@ -750,13 +757,16 @@ impl Runner {
 
     /// Starts a certificate renewal if the certificate is close to expiry; returns the new key.
     fn maybe_renew(&self, session: &mut AgentSession) -> Option<String> {
-        let not_after = self.credentials.not_after().ok()?;
+        let info = self.credentials.pair.info().ok()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let left = not_after.saturating_sub(now);
-        if left > self.config.renew_before.as_secs() as i64 {
+        let left = info.not_after.saturating_sub(now);
+        // At two thirds of the certificate's life, or `renew_before` ahead if that is earlier.
+        let lifetime = info.not_after.saturating_sub(info.not_before);
+        let threshold = (self.config.renew_before.as_secs() as i64).max(lifetime / 3);
+        if left > threshold {
             return None;
         }
         let csr = match skiff_pki::NodeCsr::generate(&self.config.node_name) {

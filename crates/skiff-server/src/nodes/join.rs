@@ -12,13 +12,36 @@ use skiff_link::quic::{JoinGrant, Refusal};
 use skiff_pki::{BootstrapToken, TokenError, NODE_PASSWORD_SECRET_SUFFIX, TOKEN_NAMESPACE};
 
 use super::error::{message, status_code};
-use super::Shared;
+use super::{certificates, Shared};
 
 /// Type of the Secrets holding node password hashes.
 pub const NODE_PASSWORD_SECRET_TYPE: &str = "skiff.dev/node-password";
 
 /// Handles one join request.
 pub(crate) async fn join(
+    shared: &Shared,
+    request: JoinRequest,
+    remote: SocketAddr,
+) -> Result<JoinGrant, Refusal> {
+    let limiter = &shared.join_limiter;
+    if !limiter.allows(remote.ip()) {
+        return Err(Refusal::new(
+            RefusalCode::Forbidden,
+            format!(
+                "too many join attempts from {}; try again in {} s",
+                remote.ip(),
+                limiter.retry_after(remote.ip()).as_secs().max(1)
+            ),
+        ));
+    }
+    let result = checked_join(shared, request, remote).await;
+    if matches!(&result, Err(refusal) if !matches!(refusal.code, RefusalCode::Internal)) {
+        limiter.charge(remote.ip());
+    }
+    result
+}
+
+async fn checked_join(
     shared: &Shared,
     request: JoinRequest,
     remote: SocketAddr,
@@ -32,10 +55,8 @@ pub(crate) async fn join(
     }
     check_token(shared, &request).await?;
     check_node_password(shared, name, &request.node_password).await?;
-    let certificate_pem = shared
-        .ca
-        .sign_csr(&request.csr_pem, &skiff_pki::node_identity(name))
-        .map_err(|e| Refusal::new(RefusalCode::BadRequest, e.to_string()))?;
+    let certificate_pem =
+        certificates::issue(shared, name, &request.csr_pem, &request.token_id).await?;
     tracing::info!(node = %name, %remote, token = %request.token_id, "issued a node certificate");
     Ok(JoinGrant {
         certificate_pem,
@@ -68,44 +89,40 @@ pub(crate) fn check_node_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The one refusal for unknown, revoked, malformed, expired and wrong tokens: which of them it
+/// was would tell a guesser which token ids exist (the server logs the reason).
+pub const INVALID_TOKEN_MESSAGE: &str =
+    "the join token is not valid (unknown, revoked, expired or a wrong secret); create one with `skiff token create` on the server";
+
 async fn check_token(shared: &Shared, request: &JoinRequest) -> Result<(), Refusal> {
     let id = request.token_id.as_str();
-    let unknown = || {
-        Refusal::new(
-            RefusalCode::InvalidToken,
-            TokenError::Unknown { id: id.to_string() }.to_string(),
-        )
+    let invalid = |why: &dyn std::fmt::Display| {
+        tracing::info!(token = %id, node = %request.node_name, reason = %why, "join token refused");
+        Refusal::new(RefusalCode::InvalidToken, INVALID_TOKEN_MESSAGE)
     };
     if id.len() != 6
         || !id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     {
-        return Err(unknown());
+        return Err(invalid(&"malformed token id"));
     }
     let secrets: Api<Secret> = Api::namespaced(shared.admin.clone(), TOKEN_NAMESPACE);
     let secret = match secrets.get_opt(&format!("bootstrap-token-{id}")).await {
         Ok(Some(secret)) => secret,
-        Ok(None) => return Err(unknown()),
+        Ok(None) => return Err(invalid(&TokenError::Unknown { id: id.to_string() })),
         Err(error) => {
             return Err(Refusal::new(
                 RefusalCode::Internal,
-                format!("cannot read join token {id}: {}", message(&error)),
+                format!("cannot read the join token: {}", message(&error)),
             ))
         }
     };
     let value = serde_json::to_value(&secret).unwrap_or_default();
-    let token = BootstrapToken::from_secret(&value)
-        .map_err(|e| Refusal::new(RefusalCode::InvalidToken, e.to_string()))?;
+    let token = BootstrapToken::from_secret(&value).map_err(|e| invalid(&e))?;
     token
         .check(&request.token_secret, jiff::Timestamp::now())
-        .map_err(|error| {
-            let code = match error {
-                TokenError::Expired { .. } => RefusalCode::ExpiredToken,
-                _ => RefusalCode::InvalidToken,
-            };
-            Refusal::new(code, error.to_string())
-        })
+        .map_err(|e| invalid(&e))
 }
 
 /// The first join of a name records the node's password hash; later joins must match it.

@@ -7,9 +7,11 @@
 //! because the authorizer cannot see a name on create: creating the node's own Node and Lease;
 //! their names come from the verified certificate, never from the agent's messages.
 
+mod certificates;
 mod desired;
 mod error;
 mod join;
+mod join_limit;
 mod lease;
 mod logs;
 mod objects;
@@ -17,6 +19,7 @@ mod peers;
 mod registration;
 mod session;
 pub mod tokens;
+mod work_limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,10 @@ use skiff_link::session::SessionConfig;
 use skiff_pki::{ClusterCa, JoinToken, ServerPki};
 
 pub use error::NodeLinkError;
+pub use join::INVALID_TOKEN_MESSAGE;
+pub use join_limit::JoinRateLimit;
 pub use logs::NodeLogProxy;
+pub use work_limits::NodeWorkLimits;
 
 /// Settings of the node link.
 #[derive(Debug, Clone)]
@@ -50,6 +56,13 @@ pub struct NodeLinkSettings {
     pub cluster_network: Option<skiff_link::proto::ClusterNetwork>,
     /// Images the server hands over to agents that ask (image hand-over); `None`: none.
     pub images: Option<Arc<dyn skiff_link::quic::ImageSource>>,
+    /// Refused joins allowed per source address.
+    pub join_rate_limit: JoinRateLimit,
+    /// What one node may make the server read and send at once.
+    pub work_limits: NodeWorkLimits,
+    /// Validity of the node certificates issued at join and renewal (agents renew at two
+    /// thirds of it).
+    pub node_cert_validity: Duration,
 }
 
 impl NodeLinkSettings {
@@ -63,6 +76,9 @@ impl NodeLinkSettings {
             node_status_interval: Duration::from_secs(300),
             cluster_network: None,
             images: None,
+            join_rate_limit: JoinRateLimit::default(),
+            work_limits: NodeWorkLimits::default(),
+            node_cert_validity: skiff_pki::NODE_CERT_VALIDITY,
         }
     }
 }
@@ -89,6 +105,10 @@ pub(crate) struct Shared {
     pub ca: ClusterCa,
     pub ca_pem: String,
     pub settings: NodeLinkSettings,
+    /// The node certificates still good (shared with the API when it checks them).
+    pub certificates: skiff_pki::NodeCertificates,
+    /// Refused joins per source address.
+    pub join_limiter: join_limit::JoinLimiter,
     /// The node directory, started when the first agent asks for it.
     pub directory: tokio::sync::OnceCell<tokio::sync::watch::Receiver<peers::Directory>>,
 }
@@ -111,13 +131,29 @@ impl NodeLink {
                 .await?;
         let restart_secret =
             restart_secret(&settings.server_dir.join("tls").join("link-restart.key"))?;
-        let tls = skiff_pki::link_server_config(&ca_pem, &pki.serving, &[ALPN])?;
+        let certificates = api.node_certificates().cloned().unwrap_or_default();
+        let loaded =
+            certificates::load(&admin, &certificates)
+                .await
+                .map_err(NodeLinkError::api(
+                    "cannot load the node certificate records",
+                ))?;
+        tracing::debug!(nodes = loaded, "node certificate records loaded");
+        certificates::watch_revocations(admin.clone(), certificates.clone());
+        let tls = skiff_pki::link_server_config_checked(
+            &ca_pem,
+            &pki.serving,
+            &[ALPN],
+            Some(certificates.clone()),
+        )?;
         let listen = settings.listen;
         let session = SessionConfig {
             heartbeat_interval: settings.heartbeat_interval,
             ..SessionConfig::default()
         };
         let shared = Arc::new(Shared {
+            certificates,
+            join_limiter: join_limit::JoinLimiter::new(settings.join_rate_limit),
             api: api.clone(),
             admin,
             ca,

@@ -3,6 +3,7 @@
 //! list followed by changes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -16,7 +17,9 @@ use tokio::sync::watch;
 /// Every node's summary, by name.
 pub(crate) type Directory = Arc<BTreeMap<String, NodeSummary>>;
 
-/// What pod networking needs to know about a node.
+/// What pod networking needs to know about a node. A malformed address or CIDR (a node
+/// reports its own addresses) is left out and logged, so agents never receive it; the rest of
+/// the node's entry, and every other node's, still goes out.
 pub(crate) fn summary(node: &Node) -> Option<NodeSummary> {
     let name = node.metadata.name.clone()?;
     let spec = node.spec.as_ref();
@@ -26,17 +29,46 @@ pub(crate) fn summary(node: &Node) -> Option<NodeSummary> {
             pod_cidrs.push(cidr);
         }
     }
+    pod_cidrs.retain(|cidr| {
+        let valid = is_cidr(cidr);
+        if !valid {
+            tracing::warn!(node = %name, %cidr, "ignoring an invalid pod CIDR");
+        }
+        valid
+    });
     let internal_ip = node
         .status
         .as_ref()
         .and_then(|s| s.addresses.as_ref())
         .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-        .map(|a| a.address.clone());
+        .map(|a| a.address.clone())
+        .filter(|ip| {
+            let valid = ip.parse::<IpAddr>().is_ok();
+            if !valid {
+                tracing::warn!(node = %name, address = %ip, "ignoring an invalid InternalIP");
+            }
+            valid
+        });
     Some(NodeSummary {
         name,
         internal_ip,
         pod_cidrs,
     })
+}
+
+/// Whether `text` is `ADDRESS/PREFIX` with a prefix that fits the address family.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => prefix <= 32,
+        Ok(IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
 }
 
 /// Starts the server-wide watch of nodes; the receiver always holds the latest directory.
@@ -157,5 +189,18 @@ mod tests {
         let s = summary(&node).unwrap();
         assert_eq!(s.internal_ip.as_deref(), Some("192.168.1.5"));
         assert_eq!(s.pod_cidrs, ["10.42.1.0/24"]);
+    }
+
+    #[test]
+    fn malformed_addresses_and_cidrs_are_left_out() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bad"},
+            "spec": {"podCIDRs": ["10.42.2.0/24", "10.42.3.0/99", "garbage"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "not-an-ip"}]}
+        }))
+        .unwrap();
+        let s = summary(&node).unwrap();
+        assert_eq!(s.internal_ip, None);
+        assert_eq!(s.pod_cidrs, ["10.42.2.0/24"]);
     }
 }

@@ -41,10 +41,12 @@ const DEFAULT_CONDITIONS: [(&str, &str, &str, &str); 4] = [
 
 /// Creates or updates node `name` from the agent's `reported` Node; returns the Node's uid.
 ///
-/// Labels the agent reports are merged into existing ones; taints are set only when the Node
-/// is created (as upstream's kubelet: afterwards they belong to the cluster's users and
-/// controllers); the status (capacity, allocatable, addresses, nodeInfo, conditions) is the
-/// agent's.
+/// Labels the agent reports are merged into existing ones (through the API as the node, so
+/// NodeRestriction refuses labels outside the kubelet's set); taints are set only when the
+/// Node is created (as upstream's kubelet: afterwards they belong to the cluster's users and
+/// controllers), where labels outside that set are refused as upstream's create check does;
+/// `podCIDR(s)` and `unschedulable` are never taken from the agent; the status (capacity,
+/// allocatable, addresses, nodeInfo, conditions) is the agent's.
 pub(crate) async fn register(
     shared: &Shared,
     as_node: &kube::Client,
@@ -76,6 +78,13 @@ pub(crate) async fn register(
             }
         }
         None => {
+            // Created with the server's identity, so NodeRestriction's create check is made
+            // here: the agent proposes labels and taints, the server assigns the rest.
+            let labels = serde_json::to_value(&reported.metadata.labels).unwrap_or_default();
+            skiff_apiserver::node_restriction::check_node_create(
+                name,
+                &json!({"metadata": {"labels": labels}}),
+            )?;
             let mut node = Node {
                 metadata: kube::api::ObjectMeta {
                     name: Some(name.to_string()),
@@ -87,6 +96,10 @@ pub(crate) async fn register(
                 status: None,
             };
             if let Some(spec) = node.spec.as_mut() {
+                // The pod CIDR comes from the server's node IPAM, cordoning from the users.
+                spec.pod_cidr = None;
+                spec.pod_cidrs = None;
+                spec.unschedulable = None;
                 spec.provider_id = spec
                     .provider_id
                     .take()

@@ -14,7 +14,7 @@ use skiff_link::quic::{JoinGrant, NodeEvent, NodeService, NodeSession, Refusal};
 
 use super::error::{message, status_code};
 use super::lease::Heart;
-use super::{desired, join, objects, peers, registration, Shared};
+use super::{certificates, desired, join, objects, peers, registration, work_limits, Shared};
 
 /// The control plane's [`NodeService`].
 pub(crate) struct Sessions {
@@ -58,7 +58,16 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
     let mut directory_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut heart = Heart::new(&name, &as_node, &shared.admin);
     let mut registration: Option<Node> = None;
+    if !shared.certificates.is_current(&name) {
+        let _ = sender.refuse(
+            RefusalCode::Forbidden,
+            &certificates::revoked_message(&name),
+        );
+        desired.abort();
+        return;
+    }
     let mut last_status = Instant::now();
+    let work = work_limits::NodeWork::new(shared.settings.work_limits);
     while let Some(event) = session.next_event().await {
         match event {
             NodeEvent::Register(node) => {
@@ -79,11 +88,25 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                 }
             }
             NodeEvent::Heartbeat => {
+                // Revoked while connected (Node deleted, token revoked): the session ends.
+                let deleted =
+                    registration.is_some() && registration::stored_ready(&shared, &name).is_none();
+                if deleted {
+                    shared.certificates.revoke_node(&name);
+                }
+                if deleted || !shared.certificates.is_current(&name) {
+                    tracing::info!(node = %name, "ending the session of a revoked node");
+                    let _ = sender.refuse(
+                        RefusalCode::Forbidden,
+                        &certificates::revoked_message(&name),
+                    );
+                    break;
+                }
                 if let Err(error) = heart.beat().await {
                     tracing::warn!(node = %name, %error, "lease");
                 }
                 if let Some(node) = &registration {
-                    refresh(&shared, &as_node, &name, node, &mut heart, &mut last_status).await;
+                    refresh(&shared, &as_node, &name, node, &mut last_status).await;
                 }
             }
             NodeEvent::PodStatuses { batch, updates } => {
@@ -93,16 +116,22 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
             NodeEvent::PodsTerminated(pods) => finish_deletions(&as_node, &name, pods).await,
             NodeEvent::Events(events) => record_events(&as_node, &name, events).await,
             NodeEvent::RenewCertificate { csr_pem } => {
-                match shared
-                    .ca
-                    .sign_csr(&csr_pem, &skiff_pki::node_identity(&name))
-                {
+                // Only for a node whose certificates still stand, tied to the same token.
+                let token = shared.certificates.token_of(&name);
+                let (true, Some(token)) = (shared.certificates.is_current(&name), token) else {
+                    let _ = sender.refuse(
+                        RefusalCode::Forbidden,
+                        &certificates::revoked_message(&name),
+                    );
+                    break;
+                };
+                match certificates::issue(&shared, &name, &csr_pem, &token).await {
                     Ok(certificate) => {
                         tracing::info!(node = %name, "renewed the node certificate");
                         let _ = sender.certificate_renewed(certificate);
                     }
-                    Err(error) => {
-                        let _ = sender.refuse(RefusalCode::BadRequest, &error.to_string());
+                    Err(refusal) => {
+                        let _ = sender.refuse(refusal.code, &refusal.message);
                     }
                 }
             }
@@ -122,22 +151,40 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                 }
             }
             NodeEvent::GetObjects { request, refs } => {
+                let permit = match work.objects(&refs) {
+                    Ok(permit) => permit,
+                    Err(refused) => {
+                        tracing::warn!(node = %name, objects = refs.len(), "getObjects over the node's limits refused");
+                        let _ = sender.send_objects(request, refused);
+                        continue;
+                    }
+                };
                 let as_node = as_node.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
                     let results = objects::read(&as_node, refs).await;
                     let _ = sender.send_objects(request, results);
+                    drop(permit);
                 });
             }
             NodeEvent::FetchImage { request, reference } => {
                 // Always answered (the node waits): with the image, or with why not.
-                let images = shared.settings.images.clone();
+                let (permit, images) = match work.image() {
+                    Ok(permit) => (Some(permit), shared.settings.images.clone()),
+                    Err(message) => {
+                        tracing::warn!(node = %name, image = %reference, "image fetch over the node's limit refused");
+                        let refused: Arc<dyn skiff_link::quic::ImageSource> =
+                            Arc::new(work_limits::Refused(message));
+                        (None, Some(refused))
+                    }
+                };
                 let sender = sender.clone();
                 let node = name.clone();
                 tokio::spawn(async move {
                     let result = sender
                         .send_image(request, reference.clone(), images.as_deref())
                         .await;
+                    drop(permit);
                     if let Err(error) = result {
                         tracing::warn!(%node, image = %reference, %error, "image hand-over failed");
                     }
@@ -155,23 +202,20 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
     }
 }
 
-/// Keeps the Node's conditions fresh: at the status interval, at once if the stored Node says
-/// it is not Ready (a controller marked it while the link was down), and re-registers a Node
-/// that was deleted while the node stayed connected.
+/// Keeps the Node's conditions fresh: at the status interval, and at once if the stored Node
+/// says it is not Ready (a controller marked it while the link was down).
 async fn refresh(
     shared: &Shared,
     as_node: &kube::Client,
     name: &str,
     node: &Node,
-    heart: &mut Heart,
     last_status: &mut Instant,
 ) {
     let stored = registration::stored_ready(shared, name);
     let due = last_status.elapsed() >= shared.settings.node_status_interval;
     let result = match stored {
-        None => registration::register(shared, as_node, name, node)
-            .await
-            .map(|uid| heart.set_node_uid(uid)),
+        // Deleted: the heartbeat ends the session (deletion revokes the node's certificates).
+        None => return,
         Some(false) => registration::refresh_status(as_node, name, node).await,
         Some(true) if due => registration::refresh_status(as_node, name, node).await,
         Some(true) => return,
