@@ -70,10 +70,28 @@ impl Ord for Quantity {
             rescale(other.mantissa, other.scale, scale),
         ) {
             (Some(a), Some(b)) => a.cmp(&b),
-            // One side overflowed at the common scale: compare signs, then magnitudes.
-            _ => self.signum().cmp(&other.signum()).then_with(|| {
-                (self.scale + digits(self.mantissa)).cmp(&(other.scale + digits(other.mantissa)))
-            }),
+            // One side overflowed at the common scale: compare signs, then magnitudes (decimal
+            // exponent, then digits), reversed for negative values. Zeros are equal whatever
+            // their scale.
+            _ => {
+                let sign = self.signum().cmp(&other.signum());
+                if sign != Ordering::Equal || self.mantissa == 0 {
+                    return sign;
+                }
+                let magnitude = (self.scale + digits(self.mantissa))
+                    .cmp(&(other.scale + digits(other.mantissa)))
+                    .then_with(|| {
+                        let a = self.mantissa.unsigned_abs().to_string();
+                        let b = other.mantissa.unsigned_abs().to_string();
+                        let len = a.len().max(b.len());
+                        format!("{a:0<len$}").cmp(&format!("{b:0<len$}"))
+                    });
+                if self.mantissa < 0 {
+                    magnitude.reverse()
+                } else {
+                    magnitude
+                }
+            }
         }
     }
 }
@@ -616,6 +634,22 @@ mod tests {
             Err(QuantityError::Numeric),
             "one past i128::MAX"
         );
+    }
+
+    /// Found by `tests/fuzz_quantity.rs`: when the scales were too far apart to align, zeros
+    /// compared unequal, negative values compared by magnitude alone, and values of the same
+    /// decimal exponent compared equal.
+    #[test]
+    fn order_holds_across_scales_too_far_apart_to_align() {
+        assert_eq!(q("e40"), q("0"));
+        assert_eq!(q("0e40").cmp(&q("0n")), Ordering::Equal);
+        assert!(q("-1e50") < q("-1n"));
+        assert!(q("-1n") > q("-1e50"));
+        assert!(q("1e50") > q("1n"));
+        let big = q("100000000000000000000000000000000000000e2");
+        assert!(q("2e40") > big);
+        assert!(q("-2e40") < q("-100000000000000000000000000000000000000e2"));
+        assert_eq!(q("1e40"), big);
     }
 
     #[test]

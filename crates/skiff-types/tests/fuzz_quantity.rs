@@ -136,6 +136,16 @@ proptest! {
         }
     }
 
+    /// Quantities far apart in scale (where exact alignment overflows) still order by value.
+    #[test]
+    fn order_follows_value_across_far_scales(
+        a in (prop_oneof![any::<i64>(), -1000i64..1000], -9i32..=90),
+        b in (prop_oneof![any::<i64>(), -1000i64..1000], -9i32..=90),
+    ) {
+        let (qa, qb) = (q(&format!("{}e{}", a.0, a.1)), q(&format!("{}e{}", b.0, b.1)));
+        prop_assert_eq!(qa.cmp(&qb), reference_cmp(a, b), "{:?} vs {:?}", a, b);
+    }
+
     /// Quantities order as their exact values do, and their integer views round up.
     #[test]
     fn order_follows_value(a in exact_quantity(), b in exact_quantity()) {
@@ -152,6 +162,28 @@ proptest! {
             prop_assert_eq!(sum.cmp(&q(&sum.canonical())), Ordering::Equal);
             prop_assert_eq!(sum.milli_value(), ceil(a.1 + b.1, 1_000_000));
         }
+    }
+}
+
+/// Reference order of `m × 10^e` values: sign, then decimal exponent of the leading digit, then
+/// the digits themselves (exact for any size).
+fn reference_cmp((ma, ea): (i64, i32), (mb, eb): (i64, i32)) -> Ordering {
+    let sign = ma.signum().cmp(&mb.signum());
+    if sign != Ordering::Equal || ma == 0 {
+        return sign;
+    }
+    let digits = |m: i64| m.unsigned_abs().to_string();
+    let (da, db) = (digits(ma), digits(mb));
+    let magnitude = (ea + da.len() as i32)
+        .cmp(&(eb + db.len() as i32))
+        .then_with(|| {
+            let len = da.len().max(db.len());
+            format!("{da:0<len$}").cmp(&format!("{db:0<len$}"))
+        });
+    if ma < 0 {
+        magnitude.reverse()
+    } else {
+        magnitude
     }
 }
 
