@@ -37,8 +37,6 @@ pub enum Format {
     DecimalExponent,
 }
 
-/// Significant decimal digits kept; beyond this a quantity is refused as not representable.
-const MAX_DIGITS: usize = 36;
 /// Smallest unit upstream keeps: values are rounded up to nano units.
 const NANO_SCALE: i32 = -9;
 
@@ -72,10 +70,28 @@ impl Ord for Quantity {
             rescale(other.mantissa, other.scale, scale),
         ) {
             (Some(a), Some(b)) => a.cmp(&b),
-            // One side overflowed at the common scale: compare signs, then magnitudes.
-            _ => self.signum().cmp(&other.signum()).then_with(|| {
-                (self.scale + digits(self.mantissa)).cmp(&(other.scale + digits(other.mantissa)))
-            }),
+            // One side overflowed at the common scale: compare signs, then magnitudes (decimal
+            // exponent, then digits), reversed for negative values. Zeros are equal whatever
+            // their scale.
+            _ => {
+                let sign = self.signum().cmp(&other.signum());
+                if sign != Ordering::Equal || self.mantissa == 0 {
+                    return sign;
+                }
+                let magnitude = (self.scale + digits(self.mantissa))
+                    .cmp(&(other.scale + digits(other.mantissa)))
+                    .then_with(|| {
+                        let a = self.mantissa.unsigned_abs().to_string();
+                        let b = other.mantissa.unsigned_abs().to_string();
+                        let len = a.len().max(b.len());
+                        format!("{a:0<len$}").cmp(&format!("{b:0<len$}"))
+                    });
+                if self.mantissa < 0 {
+                    magnitude.reverse()
+                } else {
+                    magnitude
+                }
+            }
         }
     }
 }
@@ -224,7 +240,6 @@ impl Quantity {
         };
         let keep = total.saturating_sub(drop);
         let mut mantissa: i128 = 0;
-        let mut significant = 0usize;
         let mut round_up = false;
         for (i, c) in num.bytes().chain(denom.bytes()).enumerate() {
             let d = i128::from(c - b'0');
@@ -232,16 +247,15 @@ impl Quantity {
                 round_up |= d != 0;
                 continue;
             }
-            if significant > 0 || d != 0 {
-                significant += 1;
-                if significant > MAX_DIGITS {
-                    return Err(QuantityError::Numeric);
-                }
-            }
-            mantissa = mantissa * 10 + d;
+            // Refused only when the value does not fit: every canonical form this type prints
+            // (at most an `i128` mantissa) must parse back.
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(d))
+                .ok_or(QuantityError::Numeric)?;
         }
         if round_up {
-            mantissa += 1;
+            mantissa = mantissa.checked_add(1).ok_or(QuantityError::Numeric)?;
         }
         if binary_exp > 0 {
             mantissa = mantissa
@@ -427,7 +441,9 @@ impl Quantity {
                         12 => "T",
                         15 => "P",
                         18 => "E",
-                        _ => "",
+                        0 => "",
+                        // The mantissa was too large to align the exponent to a suffix.
+                        _ => return format!("{number}e{exponent}"),
                     };
                     format!("{number}{suffix}")
                 }
@@ -593,6 +609,47 @@ mod tests {
         assert_eq!(diff.canonical(), "512Mi");
         assert_eq!(Quantity::from_milli(1500).canonical(), "1500m");
         assert_eq!(Quantity::from_bytes_binary(2 << 30).canonical(), "2Gi");
+    }
+
+    /// Found by `tests/fuzz_quantity.rs`: a 36-digit mantissa whose canonical form needs 37
+    /// digits was accepted, but its canonical (stored) form was refused on the next parse.
+    #[test]
+    fn canonical_forms_of_long_mantissas_parse_back() {
+        for input in [
+            "100000000000000000000000000000000001E1",
+            "1701411834604692317316873037158841057",
+            "12345678901234567890123456789012345670k",
+            // Too large to align its exponent to a suffix: printed with an exponent.
+            "1701411834604692317316873037158841057.2",
+        ] {
+            let quantity = q(input);
+            let canonical = quantity.canonical();
+            assert_eq!(q(&canonical), quantity, "{input} → {canonical}");
+            assert_eq!(q(&canonical).canonical(), canonical, "{input}");
+        }
+        let sum = q("1000000000E").checked_add(&q("100n")).expect("fits");
+        assert_eq!(q(&sum.canonical()), sum);
+        assert_eq!(
+            Quantity::parse("170141183460469231731687303715884105728"),
+            Err(QuantityError::Numeric),
+            "one past i128::MAX"
+        );
+    }
+
+    /// Found by `tests/fuzz_quantity.rs`: when the scales were too far apart to align, zeros
+    /// compared unequal, negative values compared by magnitude alone, and values of the same
+    /// decimal exponent compared equal.
+    #[test]
+    fn order_holds_across_scales_too_far_apart_to_align() {
+        assert_eq!(q("e40"), q("0"));
+        assert_eq!(q("0e40").cmp(&q("0n")), Ordering::Equal);
+        assert!(q("-1e50") < q("-1n"));
+        assert!(q("-1n") > q("-1e50"));
+        assert!(q("1e50") > q("1n"));
+        let big = q("100000000000000000000000000000000000000e2");
+        assert!(q("2e40") > big);
+        assert!(q("-2e40") < q("-100000000000000000000000000000000000000e2"));
+        assert_eq!(q("1e40"), big);
     }
 
     #[test]

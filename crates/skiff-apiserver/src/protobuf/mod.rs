@@ -310,4 +310,6 @@ fn special(name: &str, bytes: &[u8], depth: usize) -> Result<Value, ProtobufErro
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

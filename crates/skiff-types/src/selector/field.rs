@@ -162,14 +162,14 @@ fn split_terms(s: &str) -> Vec<&str> {
 
 /// Finds the first unescaped operator (`!=`, `==`, `=`, tried in that order at each position).
 fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
-    let b = term.as_bytes();
     let mut escaped = false;
-    for i in 0..b.len() {
+    // Character boundaries only: slicing inside a multi-byte character would panic.
+    for (i, c) in term.char_indices() {
         if escaped {
             escaped = false;
             continue;
         }
-        if b[i] == b'\\' {
+        if c == '\\' {
             escaped = true;
             continue;
         }

@@ -286,3 +286,17 @@ fn field_parse_errors_name_the_bad_part() {
     let e = FieldSelector::parse(r"a=b\x").unwrap_err().to_string();
     assert_eq!(e, r"invalid field selector: invalid escape sequence: \x");
 }
+
+/// Found by `tests/fuzz_selector.rs`: a non-ASCII character before the operator made the term
+/// splitter slice inside it and panic (with `panic = "abort"`, one `?fieldSelector=` stopped the
+/// server).
+#[test]
+fn field_selector_with_non_ascii_field_is_parsed_not_a_panic() {
+    let e = FieldSelector::parse("ວ").unwrap_err().to_string();
+    assert_eq!(e, "invalid selector: 'ວ'; can't understand 'ວ'");
+    let s = FieldSelector::parse("métadata.name=é,\\é!=x").unwrap();
+    assert_eq!(s.requirements()[1].field, "métadata.name");
+    assert_eq!(s.requirements()[1].value, "é");
+    assert_eq!(s.requirements()[0].field, "\\é");
+    assert_eq!(s.requirements()[0].operator, FieldOperator::NotEquals);
+}
