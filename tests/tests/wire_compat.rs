@@ -130,8 +130,8 @@ async fn every_served_kind_carries_upstreams_zero_valued_fields() {
     // A status written without the zero fields (as a sparse client would) gets them.
     let pod_path = "/api/v1/namespaces/default/pods/wire-pod";
     let mut pod = admin.get(pod_path).await.json();
-    pod["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
-        "containerStatuses": [{"name": "c"}]});
+    pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
+    pod["status"]["containerStatuses"] = json!([{"name": "c"}]);
     let updated = admin.put_json(&format!("{pod_path}/status"), &pod).await;
     assert_eq!(updated.status, 200, "{}", updated.text());
     let status = &updated.json()["status"];

@@ -13,6 +13,7 @@ mod bootstrap;
 mod discovery;
 mod handlers;
 mod health;
+mod idle;
 mod limits;
 mod metrics;
 mod negotiate;

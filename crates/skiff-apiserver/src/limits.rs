@@ -15,10 +15,12 @@ use crate::{ApiError, Authenticated};
 pub struct ServeLimits {
     /// TLS handshake must finish within this.
     pub handshake_timeout: Duration,
-    /// HTTP/1 request headers must arrive within this, counted from when the connection is
-    /// ready for the next request, so it also closes idle keep-alive connections (upstream's
+    /// HTTP/1 request headers, once they start, must be complete within this (upstream's
     /// `ReadHeaderTimeout` is 32 s).
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress that receives nothing for this long is
+    /// closed, also one that never sends a request (upstream's `IdleTimeout` is 90 s).
+    pub idle_timeout: Duration,
     /// Open connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// Non-mutating requests in flight at most (0: no limit); more → 429.
@@ -34,6 +36,7 @@ impl Default for ServeLimits {
         ServeLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(32),
+            idle_timeout: Duration::from_secs(90),
             max_connections: 4096,
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -131,13 +132,25 @@ async fn connection(
                 None
             }
         });
+    let activity = crate::idle::Activity::new();
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let mut request = request.map(Body::new);
         if let Some(identity) = &identity {
             request.extensions_mut().insert(identity.clone());
         }
         let mut router = router.clone();
-        async move { router.call(request).await }
+        // In progress until its response body is finished or dropped.
+        let guard = requests.request();
+        async move {
+            let response = router.call(request).await?;
+            Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _ = &guard;
+                    frame
+                }))
+            }))
+        }
     });
     // ALPN decides the protocol: sniffing the first bytes instead would wait, without any
     // timeout, on a client that sends nothing.
@@ -159,10 +172,36 @@ async fn connection(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     // With upgrades: exec/attach/port-forward switch the connection to WebSocket or SPDY.
-    if let Err(error) = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .await
-    {
+    let io = TokioIo::new(crate::idle::Watched::new(tls, activity.clone()));
+    let served = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(served);
+    let mut shutting_down = false;
+    let result = loop {
+        let deadline = activity.idle_deadline(limits.idle_timeout);
+        let idle = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => tokio::time::sleep(IDLE_CHECK).await,
+            }
+        };
+        tokio::select! {
+            result = served.as_mut() => break result,
+            _ = idle, if !shutting_down => {
+                let expired = activity
+                    .idle_deadline(limits.idle_timeout)
+                    .is_some_and(|at| at <= tokio::time::Instant::now());
+                if expired {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    served.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
+
+/// How often a connection with a request in progress looks at its idle state again.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
