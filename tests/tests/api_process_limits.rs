@@ -73,7 +73,7 @@ async fn a_failed_commit_makes_readyz_fail_with_the_reason() {
     let size = std::fs::metadata(&db).expect("database file").len();
     let old = set_limit(libc::RLIMIT_FSIZE, size);
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
-                     "data": {"a": "x".repeat(2 * 1024 * 1024)}});
+                     "data": {"a": "x".repeat(900 * 1024)}});
     let reply = admin
         .post_json("/api/v1/namespaces/default/configmaps", &big)
         .await;
