@@ -111,7 +111,7 @@ pub(crate) fn is_long_running(path: &str, query: Option<&str>) -> bool {
     let watch_param = crate::query::Query::parse(query)
         .flag("watch")
         .unwrap_or(false);
-    let streaming = segments.iter().any(|s| *s == "proxy")
+    let streaming = segments.contains(&"proxy")
         || segments
             .last()
             .is_some_and(|s| matches!(*s, "attach" | "exec" | "log" | "portforward"));
