@@ -38,13 +38,18 @@ impl TestApi {
 
     /// Starts with `options` (e.g. a short bookmark interval).
     pub async fn start_with(options: StoreOptions) -> TestApi {
+        TestApi::start_configured(options, ApiConfig::default()).await
+    }
+
+    /// Starts with store `options` and API `config` (e.g. short connection limits).
+    pub async fn start_configured(options: StoreOptions, config: ApiConfig) -> TestApi {
         crate::install_crypto();
         let dir = crate::temp_dir("api");
         let pki =
             ServerPki::load_or_create(&dir.path().join("tls"), &ServingNames::new("localhost", []))
                 .expect("PKI");
         let store = Store::open(&dir.path().join("state.redb"), options).expect("open store");
-        let api = ApiServer::new(store.clone(), ApiConfig::default());
+        let api = ApiServer::new(store.clone(), config);
         api.bootstrap().await.expect("bootstrap");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -12,6 +12,9 @@ mod body;
 mod bootstrap;
 mod discovery;
 mod handlers;
+mod health;
+mod idle;
+mod limits;
 mod metrics;
 mod negotiate;
 mod node_authorizer;
@@ -29,7 +32,7 @@ mod service;
 mod service_ips;
 mod status;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use skiff_store::Store;
 
@@ -39,6 +42,8 @@ pub use auth::{
 };
 pub use body::MAX_BODY_BYTES;
 pub use bootstrap::SYSTEM_NAMESPACES;
+pub use health::HealthCheck;
+pub use limits::ServeLimits;
 pub use node_authorizer::NodeAuthorizer;
 pub use node_proxy::{
     NodeProxy, NodeProxyError, NodeReader, NodeWriter, PodExecOptions, PodLogOptions, ProxyFuture,
@@ -61,6 +66,8 @@ pub struct ApiConfig {
     /// The node certificates still good; a request with a revoked one is unauthenticated
     /// (401). `None`: node certificates are not checked beyond their chain.
     pub node_certificates: Option<skiff_pki::NodeCertificates>,
+    /// Connection timeouts and caps, in-flight request limits.
+    pub limits: ServeLimits,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +77,7 @@ impl Default for ApiConfig {
             max_body_bytes: MAX_BODY_BYTES,
             service_cidr: ServiceCidr::default(),
             node_certificates: None,
+            limits: ServeLimits::default(),
         }
     }
 }
@@ -79,6 +87,7 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("max_body_bytes", &self.max_body_bytes)
             .field("service_cidr", &self.service_cidr)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +105,10 @@ struct Inner {
     openapi: OnceLock<openapi::OpenApiDocs>,
     node_proxy: OnceLock<Arc<dyn NodeProxy>>,
     service_ips: service_ips::ServiceIps,
+    inflight: limits::InFlight,
+    store_health: health::StoreHealth,
+    /// Checks the server added besides `ping` and `store`.
+    health_checks: RwLock<Vec<HealthCheck>>,
 }
 
 impl ApiServer {
@@ -104,6 +117,9 @@ impl ApiServer {
         ApiServer {
             inner: Arc::new(Inner {
                 service_ips: service_ips::ServiceIps::new(config.service_cidr),
+                inflight: limits::InFlight::new(&config.limits),
+                store_health: health::StoreHealth::default(),
+                health_checks: RwLock::new(Vec::new()),
                 store,
                 config,
                 discovery: discovery::Discovery::new(),
@@ -149,6 +165,45 @@ impl ApiServer {
     /// The node certificates this server checks requests against, if it does.
     pub fn node_certificates(&self) -> Option<&skiff_pki::NodeCertificates> {
         self.config().node_certificates.as_ref()
+    }
+
+    /// Adds a check to `/healthz`, `/livez` and `/readyz` (after `ping` and `store`, which
+    /// fails while the last store write failed for the store's own reasons).
+    pub fn add_health_check(&self, check: HealthCheck) {
+        self.inner
+            .health_checks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check);
+    }
+
+    /// Every health check, in output order.
+    pub(crate) fn health_checks(&self) -> Vec<HealthCheck> {
+        let store = self.clone();
+        let mut checks = vec![
+            HealthCheck::new("ping", || Ok(())),
+            HealthCheck::new("store", move || {
+                store.inner.store_health.check(&store.inner.store)
+            }),
+        ];
+        checks.extend(
+            self.inner
+                .health_checks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        checks
+    }
+
+    /// Notes the outcome of a failed store write for the `store` health check.
+    pub(crate) fn note_store_error(&self, error: &skiff_store::StoreError) {
+        self.inner.store_health.note(&self.inner.store, error);
+    }
+
+    pub(crate) fn inflight(&self) -> &limits::InFlight {
+        &self.inner.inflight
     }
 
     pub(crate) fn config(&self) -> &ApiConfig {

@@ -177,8 +177,12 @@ fn content_type_text(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// The format of a create/update body; protobuf and unknown types → 415.
+/// The format of a create/update body; unknown types → 415. No or an empty `Content-Type` is
+/// JSON: upstream then takes the first supported media type.
 pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    if content_type_text(headers).trim().is_empty() {
+        return Ok(BodyFormat::Json);
+    }
     match content_type(headers).map(|m| m.essence) {
         Some(e) if e == "application/json" => Ok(BodyFormat::Json),
         Some(e) if e == "application/yaml" || e == "application/x-yaml" => Ok(BodyFormat::Yaml),
@@ -266,5 +270,16 @@ mod tests {
         assert_eq!(patch_kind(&h).unwrap(), PatchKind::Strategic);
         h.remove(http::header::CONTENT_TYPE);
         assert_eq!(patch_kind(&h).unwrap_err().code, 415);
+        assert_eq!(
+            body_format(&h).unwrap(),
+            BodyFormat::Json,
+            "no Content-Type"
+        );
+        h.insert(http::header::CONTENT_TYPE, "".parse().unwrap());
+        assert_eq!(
+            body_format(&h).unwrap(),
+            BodyFormat::Json,
+            "empty Content-Type"
+        );
     }
 }

@@ -2,6 +2,12 @@
 
 use crate::ApiError;
 
+/// Longest duration, in seconds, the API takes from a request (100 years). Larger
+/// `timeoutSeconds`, `gracePeriodSeconds` or `sinceSeconds` are clamped to it: they mean
+/// "forever" to the client, and a bounded value keeps every deadline computed from them
+/// (`now + duration`, here or in the agents) from overflowing.
+pub const MAX_DURATION_SECONDS: i64 = 100 * 365 * 24 * 60 * 60;
+
 /// Decoded `key=value` pairs of a query string, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -67,6 +73,13 @@ impl Query {
         }
     }
 
+    /// A duration in seconds (`timeoutSeconds`, `gracePeriodSeconds`...): malformed → 400;
+    /// clamped to [`MAX_DURATION_SECONDS`] (negative values are left to the caller, whose
+    /// messages differ per parameter).
+    pub fn seconds(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        Ok(self.integer(key)?.map(clamp_seconds))
+    }
+
     /// `dryRun=All` → true; absent → false; other values → 400 as upstream.
     pub fn dry_run(&self) -> Result<bool, ApiError> {
         let mut dry = false;
@@ -107,6 +120,11 @@ pub enum FieldValidation {
     Warn,
     /// Accept and drop them silently.
     Ignore,
+}
+
+/// Clamps a duration in seconds from a request to [`MAX_DURATION_SECONDS`].
+pub fn clamp_seconds(seconds: i64) -> i64 {
+    seconds.min(MAX_DURATION_SECONDS)
 }
 
 fn decode(s: &str) -> String {
@@ -150,5 +168,11 @@ mod tests {
         assert!(Query::parse(Some("limit=abc")).integer("limit").is_err());
         assert!(Query::parse(Some("dryRun=Some")).dry_run().is_err());
         assert!(Query::parse(Some("dryRun=All")).dry_run().unwrap());
+        let huge = Query::parse(Some("timeoutSeconds=9223372036854775807&g=-3"));
+        assert_eq!(
+            huge.seconds("timeoutSeconds").unwrap(),
+            Some(MAX_DURATION_SECONDS)
+        );
+        assert_eq!(huge.seconds("g").unwrap(), Some(-3));
     }
 }

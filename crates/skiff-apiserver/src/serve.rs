@@ -1,5 +1,11 @@
 //! The HTTPS accept loop: TLS with rustls, the verified client certificate turned into an
 //! [`Authenticated`] identity on every request of the connection, HTTP/1.1 and HTTP/2.
+//!
+//! Connection hygiene ([`crate::ServeLimits`]): at most `max_connections` open connections
+//! (further clients wait in the listen backlog), a TLS handshake timeout, an HTTP/1 header
+//! read timeout that also closes idle keep-alive connections (slow-loris clients), HTTP/2
+//! stream limits and keep-alive pings. Accept errors (out of file descriptors) back off and
+//! retry: serving only ends at shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,19 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower::Service;
 
-use crate::{ApiServer, Identity};
+use crate::{ApiServer, Identity, ServeLimits};
 
 /// The authenticated user of a request (request extension).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Arc<Identity>);
 
-/// Why serving stopped.
+/// Why serving stopped. (Accept errors no longer stop it: they are retried.)
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The listening socket failed.
@@ -32,7 +40,8 @@ pub enum ServeError {
     },
 }
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and longest pause after a failed accept (doubling in between).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
 impl ApiServer {
     /// Serves HTTPS on `listener` until `shutdown` resolves, then closes every connection.
@@ -48,29 +57,42 @@ impl ApiServer {
             .unwrap_or_default();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let router = self.router();
+        let limits = Arc::new(self.config().limits.clone());
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
-        let mut consecutive_errors = 0u32;
+        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
+            // A free connection slot first: at the cap, clients wait in the kernel's backlog.
+            let slot = tokio::select! {
+                _ = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => {
                     let (tcp, peer) = match accepted {
-                        Ok(pair) => { consecutive_errors = 0; pair }
+                        Ok(pair) => { backoff = ACCEPT_BACKOFF.0; pair }
                         Err(source) => {
-                            // Out of file descriptors and similar: back off, keep serving.
-                            consecutive_errors += 1;
-                            tracing::warn!(%source, "accept failed");
-                            if consecutive_errors > 1000 {
-                                return Err(ServeError::Accept { addr, source });
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // Out of file descriptors and similar: the pending client stays in
+                            // the backlog; back off (up to a second) and try again, forever.
+                            tracing::warn!(%addr, %source, retry_in = ?backoff, "accept failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                             continue;
                         }
                     };
                     let _ = tcp.set_nodelay(true);
                     let certificates = self.config().node_certificates.clone();
-                    connections.spawn(connection(acceptor.clone(), router.clone(), certificates, tcp, peer));
+                    let (acceptor, router, limits) = (acceptor.clone(), router.clone(), limits.clone());
+                    connections.spawn(async move {
+                        connection(acceptor, router, limits, certificates, tcp, peer).await;
+                        drop(slot);
+                    });
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -84,11 +106,12 @@ impl ApiServer {
 async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
+    limits: Arc<ServeLimits>,
     certificates: Option<skiff_pki::NodeCertificates>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -118,6 +141,8 @@ async fn connection(
         let (node, serial) = skiff_pki::node_certificate(leaf)?;
         Some((certificates, node, serial))
     });
+    let activity = crate::idle::Activity::new();
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let mut request = request.map(Body::new);
         let revoked = node_certificate
@@ -127,19 +152,68 @@ async fn connection(
             request.extensions_mut().insert(identity.clone());
         }
         let mut router = router.clone();
-        async move { router.call(request).await }
+        // In progress until its response body is finished or dropped.
+        let guard = requests.request();
+        async move {
+            let response = router.call(request).await?;
+            Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _ = &guard;
+                    frame
+                }))
+            }))
+        }
     });
+    // ALPN decides the protocol: sniffing the first bytes instead would wait, without any
+    // timeout, on a client that sends nothing.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(1000)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     // With upgrades: exec/attach/port-forward switch the connection to WebSocket or SPDY.
-    if let Err(error) = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .await
-    {
+    let io = TokioIo::new(crate::idle::Watched::new(tls, activity.clone()));
+    let served = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(served);
+    let mut shutting_down = false;
+    let result = loop {
+        let deadline = activity.idle_deadline(limits.idle_timeout);
+        let idle = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => tokio::time::sleep(IDLE_CHECK).await,
+            }
+        };
+        tokio::select! {
+            result = served.as_mut() => break result,
+            _ = idle, if !shutting_down => {
+                let expired = activity
+                    .idle_deadline(limits.idle_timeout)
+                    .is_some_and(|at| at <= tokio::time::Instant::now());
+                if expired {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    served.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
+
+/// How often a connection with a request in progress looks at its idle state again.
+const IDLE_CHECK: Duration = Duration::from_secs(1);

@@ -22,6 +22,7 @@ pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod wire_fields;
 
 /// The Kubernetes release whose API skiff serves (reported by `/version` and `skiff version`).
 pub const KUBERNETES_VERSION: &str = "v1.33.0";

@@ -92,9 +92,11 @@ pub async fn delete_options(call: &Call, body: Body) -> Result<DeleteOptions, Ap
             }
         }
     }
-    if let Some(g) = call.query.integer("gracePeriodSeconds")? {
+    if let Some(g) = call.query.seconds("gracePeriodSeconds")? {
         options.grace_period = Some(g);
     }
+    // Agents turn the grace period into a deadline (`now + grace`): keep it bounded.
+    options.grace_period = options.grace_period.map(crate::query::clamp_seconds);
     if let Some(p) = call.query.non_empty("propagationPolicy") {
         options.propagation = Some(parse_propagation(p)?);
     }
@@ -219,7 +221,7 @@ pub async fn delete_object(
         match result {
             Ok(value) => return value,
             Err(skiff_store::StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
-            Err(e) => return Err(super::store_error(info, e)),
+            Err(e) => return Err(super::write_error(api, info, e)),
         }
     }
 }
@@ -316,7 +318,7 @@ fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     requested
         .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
         .unwrap_or(DEFAULT_POD_GRACE)
-        .max(0)
+        .clamp(0, crate::query::MAX_DURATION_SECONDS)
 }
 
 /// DELETE of a collection: deletes every object matching the selectors, returns them.

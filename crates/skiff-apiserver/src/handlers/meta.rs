@@ -21,6 +21,24 @@ pub fn decode_body(call: &Call, bytes: &[u8]) -> Result<Value, ApiError> {
     body::decode_object(bytes, format)
 }
 
+/// Takes a body's missing `apiVersion` and `kind` from the URL, as upstream's decoder does
+/// with the endpoint's default group, version and kind (create, update).
+pub fn default_type_meta(object: &mut Value, api_version: &str, kind: &str) {
+    let Some(fields) = object.as_object_mut() else {
+        return;
+    };
+    for (field, value) in [("apiVersion", api_version), ("kind", kind)] {
+        let missing = match fields.get(field) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if missing {
+            fields.insert(field.to_string(), json!(value));
+        }
+    }
+}
+
 /// Checks `apiVersion` and `kind` of a body against what the endpoint takes, as upstream's
 /// decoder does (400 when missing or different).
 pub fn check_type_meta(object: &Value, api_version: &str, kind: &str) -> Result<(), ApiError> {

@@ -12,10 +12,12 @@ mod write;
 
 pub(crate) use write::{create_object, update_object, Part};
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
+use futures::FutureExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use skiff_metrics::apiserver::RequestLabels;
 use skiff_store::StoreError;
@@ -94,8 +96,15 @@ impl Call {
 
     /// Maps a store error to the API's `Status`, naming this request's object.
     pub fn store_error(&self, error: StoreError) -> ApiError {
+        self.api.note_store_error(&error);
         store_error(self.request.info, error)
     }
+}
+
+/// Maps a store error of a write to a `Status`, noting it for the `store` health check.
+pub(crate) fn write_error(api: &ApiServer, info: &ResourceInfo, error: StoreError) -> ApiError {
+    api.note_store_error(&error);
+    store_error(info, error)
 }
 
 /// Maps a store error to a `Status`.
@@ -164,9 +173,41 @@ pub(crate) async fn dispatch(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let mut labels = crate::metrics::non_resource(&method);
-    let response = match route(api, request, &mut labels).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let permit = api.inflight().admit(
+        &method,
+        &path,
+        request.uri().query(),
+        request.extensions().get::<Authenticated>(),
+    );
+    let _permit = match permit {
+        Ok(permit) => permit,
+        Err(error) => {
+            let response = error.into_response();
+            skiff_metrics::global().apiserver.record(
+                &labels,
+                response.status().as_u16(),
+                started.elapsed(),
+            );
+            return response;
+        }
+    };
+    // A panic in a handler ends this request with 500, never the server (upstream's
+    // `WithPanicRecovery`). Panics while streaming a body end that stream's task only.
+    let routed = AssertUnwindSafe(route(api, request, &mut labels))
+        .catch_unwind()
+        .await;
+    let response = match routed {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(panic) => {
+            tracing::error!(
+                %method,
+                %path,
+                panic = panic_message(panic.as_ref()),
+                "request handler panicked"
+            );
+            ApiError::internal(PANIC_MESSAGE).into_response()
+        }
     };
     skiff_metrics::global().apiserver.record(
         &labels,
@@ -183,14 +224,17 @@ pub(crate) async fn dispatch(
     response
 }
 
-fn health(path: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from("ok"));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    let _ = path;
-    response
+/// Upstream's answer to a request whose handler panicked.
+pub(crate) const PANIC_MESSAGE: &str =
+    "This request caused apiserver to panic. Look in the logs for details.";
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 fn only_get(method: &Method) -> Result<(), ApiError> {
@@ -213,7 +257,14 @@ async fn route(
     match first {
         "healthz" | "livez" | "readyz" => {
             only_get(request.method())?;
-            return Ok(health(&path));
+            let only = path.trim_matches('/').split_once('/').map(|(_, name)| name);
+            let query = Query::parse(request.uri().query());
+            return Ok(crate::health::respond(
+                first,
+                only,
+                &api.health_checks(),
+                &query,
+            ));
         }
         "version" if path == "/version" || path == "/version/" => {
             only_get(request.method())?;

@@ -102,7 +102,7 @@ fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
 pub async fn log(call: &Call) -> Result<Response<Body>, ApiError> {
     let (pod, _) = meta::load(call, &call.key())?;
     let (node, container) = target(call, &pod, call.query.get("container"))?;
-    let mut since_seconds = call.query.integer("sinceSeconds")?;
+    let mut since_seconds = call.query.seconds("sinceSeconds")?;
     if let Some(since) = call.query.non_empty("sinceTime") {
         let at: jiff::Timestamp = since.parse().map_err(|_| {
             ApiError::bad_request(format!("sinceTime {since:?} is not an RFC 3339 time"))

@@ -43,24 +43,44 @@ pub fn decode_patch(kind: PatchKind, bytes: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-/// Applies a patch of `kind` to `current`.
+/// Applies a patch of `kind` to `current`. `max_bytes` (the request body limit) bounds what
+/// a patch may grow: the bytes JSON patch `copy` operations duplicate (upstream's
+/// `AccumulatedCopySizeLimit`), and the patched object itself (413), so repeated patches
+/// cannot grow an object past what a create could have sent.
 pub fn apply_patch(
     info: &ResourceInfo,
     kind: PatchKind,
     current: &Value,
     patch: &Value,
+    max_bytes: usize,
 ) -> Result<Value, ApiError> {
     let result = match kind {
-        PatchKind::Json => patch::json_patch(current, patch),
+        PatchKind::Json => patch::json_patch_limited(current, patch, max_bytes),
         PatchKind::Merge => Ok(patch::json_merge_patch(current, patch)),
         PatchKind::Strategic | PatchKind::Apply => patch::strategic_merge(info, current, patch),
     };
-    result.map_err(patch_error)
+    let patched = result.map_err(patch_error)?;
+    let size = patch::encoded_len(&patched);
+    if size > max_bytes {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: the patched object is {size} bytes, limit is {max_bytes}"
+            ),
+        ));
+    }
+    Ok(patched)
 }
 
 fn patch_error(error: PatchError) -> ApiError {
     match error.status_code() {
         422 => ApiError::new(422, "Invalid", error.to_string()),
+        413 => ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {error}"),
+        ),
         _ => ApiError::bad_request(error.to_string()),
     }
 }
@@ -98,7 +118,13 @@ pub async fn patch(call: &Call, body: Body) -> Result<Response<Body>, ApiError> 
     loop {
         attempt += 1;
         let (current, _) = meta::load(call, &key)?;
-        let mut patched = apply_patch(info, kind, &current, &patch)?;
+        let mut patched = apply_patch(
+            info,
+            kind,
+            &current,
+            &patch,
+            call.api.config().max_body_bytes,
+        )?;
         if !patched.is_object() {
             return Err(ApiError::bad_request(
                 "the patched object is not a JSON object",
@@ -182,7 +208,13 @@ async fn apply(
             }
         }
         let pinned = meta_str(&patch, "resourceVersion").is_some_and(|rv| !rv.is_empty());
-        let mut patched = apply_patch(info, PatchKind::Apply, &current, &patch)?;
+        let mut patched = apply_patch(
+            info,
+            PatchKind::Apply,
+            &current,
+            &patch,
+            call.api.config().max_body_bytes,
+        )?;
         let warnings = check_fields(call, info, &mut patched)?;
         match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
             Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,

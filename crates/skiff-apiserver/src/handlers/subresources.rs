@@ -55,7 +55,8 @@ pub fn get_scale(call: &Call) -> Result<Response<Body>, ApiError> {
 /// PUT `.../scale`.
 pub async fn update_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
-    let scale = meta::decode_body(call, &bytes)?;
+    let mut scale = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut scale, "autoscaling/v1", "Scale");
     meta::check_type_meta(&scale, "autoscaling/v1", "Scale")?;
     validation::check_types_of("autoscaling/v1", "Scale", &scale).map_err(meta::decode_error)?;
     if meta_str(&scale, "name").is_some_and(|n| !n.is_empty() && n != call.name()) {
@@ -79,6 +80,7 @@ pub async fn patch_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiE
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let patch = decode_patch(kind, &bytes)?;
     let info = call.info();
+    let max_bytes = call.api.config().max_body_bytes;
     apply_scale(call, move |current| {
         // Scale has no merge-keyed lists: a strategic merge patch is a merge patch here.
         let kind = if kind == PatchKind::Strategic {
@@ -86,7 +88,7 @@ pub async fn patch_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiE
         } else {
             kind
         };
-        apply_patch(info, kind, current, &patch)
+        apply_patch(info, kind, current, &patch, max_bytes)
     })
     .await
 }
@@ -152,7 +154,8 @@ async fn apply_scale(
 /// `PodScheduled` condition), once.
 pub async fn binding(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
-    let binding = meta::decode_body(call, &bytes)?;
+    let mut binding = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut binding, "v1", "Binding");
     meta::check_type_meta(&binding, "v1", "Binding")?;
     validation::check_types_of("v1", "Binding", &binding).map_err(meta::decode_error)?;
     let name = call.name().to_string();
@@ -270,7 +273,8 @@ fn set_scheduled_condition(pod: &mut Value) {
 /// budgets are served, so evictions are always allowed).
 pub async fn eviction(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
-    let eviction = meta::decode_body(call, &bytes)?;
+    let mut eviction = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut eviction, "policy/v1", "Eviction");
     meta::check_type_meta(&eviction, "policy/v1", "Eviction")?;
     validation::check_types_of("policy/v1", "Eviction", &eviction).map_err(meta::decode_error)?;
     let opts = &eviction["deleteOptions"];

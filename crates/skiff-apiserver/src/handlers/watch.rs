@@ -44,7 +44,9 @@ pub fn watch(call: &Call) -> Result<Response<Body>, ApiError> {
             ));
         }
     }
-    let timeout = match query.integer("timeoutSeconds")? {
+    // Clamped, and the deadline computed with checked arithmetic: a huge timeoutSeconds once
+    // overflowed `now + timeout` and panicked.
+    let timeout = match query.seconds("timeoutSeconds")? {
         Some(t) if t > 0 => Duration::from_secs(t as u64),
         Some(t) if t < 0 => {
             return Err(ApiError::bad_request(
@@ -201,11 +203,18 @@ struct StreamState {
     deadline: tokio::time::Instant,
 }
 
+/// `now + timeout`; the default watch length if that does not fit in an instant.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + DEFAULT_TIMEOUT)
+}
+
 fn stream_body(watcher: Watcher, encoder: Encoder, timeout: Duration) -> Body {
     let state = StreamState {
         watcher,
         encoder,
-        deadline: tokio::time::Instant::now() + timeout,
+        deadline: deadline_after(timeout),
     };
     let stream = futures::stream::unfold(state, |mut state| async move {
         let event = tokio::time::timeout_at(state.deadline, state.watcher.next()).await;

@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use skiff_store::{Key, Object, Preconditions};
 use skiff_types::registry::ResourceInfo;
-use skiff_types::{defaults, strategy, validation};
+use skiff_types::{defaults, strategy, validation, wire_fields};
 
 use super::meta::{self, check_fields, invalid};
 use super::Call;
@@ -20,6 +20,7 @@ pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let dry_run = call.query.dry_run()?;
     let mut object = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut object, &info.api_version(), info.kind);
     meta::check_type_meta(&object, &info.api_version(), info.kind)?;
     let warnings = check_fields(call, info, &mut object)?;
     meta::check_namespace_and_name(call, &mut object, None)?;
@@ -59,14 +60,43 @@ pub async fn create_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
     namespace: Option<&str>,
-    mut object: Value,
+    object: Value,
     dry_run: bool,
 ) -> Result<Written, ApiError> {
+    create_object_named(
+        api,
+        info,
+        namespace,
+        object,
+        dry_run,
+        objects::generate_name,
+    )
+    .await
+}
+
+/// Names tried for one `generateName` before giving up (upstream retries a collision too).
+const GENERATE_NAME_ATTEMPTS: usize = 8;
+
+/// [`create_object`] with the `generateName` suffix source given (tests force collisions).
+pub(crate) async fn create_object_named(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    mut object: Value,
+    dry_run: bool,
+    mut generate: impl FnMut(&str) -> String,
+) -> Result<Written, ApiError> {
+    let prefix = meta_str(&object, "name")
+        .filter(|n| !n.is_empty())
+        .is_none()
+        .then(|| meta_str(&object, "generateName").filter(|n| !n.is_empty()))
+        .flatten()
+        .map(str::to_string);
     let name = match meta_str(&object, "name").filter(|n| !n.is_empty()) {
         Some(name) => name.to_string(),
-        None => match meta_str(&object, "generateName").filter(|n| !n.is_empty()) {
+        None => match prefix.as_deref() {
             Some(prefix) => {
-                let name = objects::generate_name(prefix);
+                let name = generate(prefix);
                 objects::set_meta(&mut object, "name", json!(name));
                 name
             }
@@ -105,6 +135,7 @@ pub async fn create_object(
     }
     // Held until the Service is stored, so no other create takes its address meanwhile.
     let _cluster_ip = assign_cluster_ips(api, info, &name, None, &mut object, dry_run)?;
+    wire_fields::fill_zero_fields(&info.api_version(), info.kind, &mut object);
     if dry_run {
         objects::set_meta(
             &mut object,
@@ -114,17 +145,56 @@ pub async fn create_object(
         objects::set_meta(&mut object, "generation", json!(1));
         return Ok(Written::Preview(object));
     }
-    let key = Key::new(
+    let mut key = Key::new(
         info.storage_name(),
         namespace.filter(|_| info.namespaced),
         name,
     );
-    let stored = api
-        .store()
-        .create(&key, object)
-        .await
-        .map_err(|e| super::store_error(info, e))?;
+    let mut attempt = 1;
+    let stored = loop {
+        match api.store().create(&key, object.clone()).await {
+            Ok(stored) => break stored,
+            // A generated name that is taken: another suffix, as upstream.
+            Err(skiff_store::StoreError::AlreadyExists { .. }) if prefix.is_some() => {
+                if attempt >= GENERATE_NAME_ATTEMPTS {
+                    return Err(generate_name_conflict(info, &key.name));
+                }
+                attempt += 1;
+                let name = generate(prefix.as_deref().unwrap_or_default());
+                objects::set_meta(&mut object, "name", json!(name));
+                key = Key::new(
+                    info.storage_name(),
+                    namespace.filter(|_| info.namespaced),
+                    name,
+                );
+            }
+            Err(e) => return Err(super::write_error(api, info, e)),
+        }
+    };
     Ok(Written::Stored(stored))
+}
+
+/// Upstream's 409 when no generated name was free (`NewGenerateNameConflict`).
+fn generate_name_conflict(info: &ResourceInfo, name: &str) -> ApiError {
+    let resource = if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    };
+    let mut error = ApiError::new(
+        409,
+        "AlreadyExists",
+        format!(
+            "{resource} \"{name}\" already exists, the server was not able to generate a unique name for the object"
+        ),
+    )
+    .about(crate::Subject {
+        group: info.group,
+        kind: info.plural,
+        name,
+    });
+    error.details_mut().retry_after_seconds = Some(1);
+    error
 }
 
 /// Allocates or checks a Service's cluster IPs (other kinds: nothing to do).
@@ -202,6 +272,13 @@ pub async fn update_object(
         Part::Status => strategy::prepare_for_status_update(info, old, &mut new),
     }
     defaults::apply_defaults(info, &mut new);
+    // Zero-valued fields upstream always writes; also on the stored object compared against,
+    // which may predate them.
+    let api_version = info.api_version();
+    wire_fields::fill_zero_fields(&api_version, info.kind, &mut new);
+    let mut old_filled = old.clone();
+    wire_fields::fill_zero_fields(&api_version, info.kind, &mut old_filled);
+    let old = &old_filled;
     let result = match part {
         Part::Main => validation::validate_update(info, old, &new),
         Part::Status => validation::validate_status_update(info, old, &new),
@@ -229,7 +306,7 @@ pub async fn update_object(
         .store()
         .update(key, new)
         .await
-        .map_err(|e| super::store_error(info, e))?;
+        .map_err(|e| super::write_error(api, info, e))?;
     if delete_now {
         let uid = meta_str(old, "uid").map(str::to_string);
         if let Some(deleted) = finish_deletion(api, info, key, uid, &stored).await? {
@@ -273,7 +350,7 @@ async fn finish_deletion(
                 revision = current.revision();
             }
             Err(skiff_store::StoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(super::store_error(info, e)),
+            Err(e) => return Err(super::write_error(api, info, e)),
         }
     }
     Err(ApiError::internal(format!(
@@ -289,6 +366,7 @@ pub async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let dry_run = call.query.dry_run()?;
     let mut object = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut object, &info.api_version(), info.kind);
     meta::check_type_meta(&object, &info.api_version(), info.kind)?;
     let warnings = check_fields(call, info, &mut object)?;
     meta::check_namespace_and_name(call, &mut object, Some(call.name()))?;
@@ -310,6 +388,7 @@ pub async fn finalize(call: &Call, body: Body) -> Result<Response<Body>, ApiErro
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let dry_run = call.query.dry_run()?;
     let mut object = meta::decode_body(call, &bytes)?;
+    meta::default_type_meta(&mut object, &info.api_version(), info.kind);
     meta::check_type_meta(&object, &info.api_version(), info.kind)?;
     meta::check_namespace_and_name(call, &mut object, Some(call.name()))?;
     let key = call.key();
@@ -372,4 +451,65 @@ pub async fn finalize(call: &Call, body: Body) -> Result<Response<Body>, ApiErro
         return Ok(render::json_bytes(StatusCode::OK, deleted.json().to_vec()));
     }
     Ok(render::json_bytes(StatusCode::OK, stored.json().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_store::{Store, StoreOptions};
+
+    fn configmap() -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"generateName": "cm-", "namespace": "default"}})
+    }
+
+    #[tokio::test]
+    async fn generated_name_collisions_retry_then_409() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb"), StoreOptions::default()).unwrap();
+        let api = ApiServer::new(store, crate::ApiConfig::default());
+        api.bootstrap().await.unwrap();
+        let info = skiff_types::registry::find("", "v1", "configmaps").unwrap();
+        let always = |prefix: &str| format!("{prefix}taken");
+        create_object_named(&api, info, Some("default"), configmap(), false, always)
+            .await
+            .expect("first use of the name");
+
+        // Taken twice, then free: the create retries and succeeds under the third name.
+        let mut tries = 0;
+        let third_free = |prefix: &str| {
+            tries += 1;
+            if tries < 3 {
+                format!("{prefix}taken")
+            } else {
+                format!("{prefix}free")
+            }
+        };
+        let created =
+            create_object_named(&api, info, Some("default"), configmap(), false, third_free)
+                .await
+                .expect("retried");
+        let Written::Stored(object) = created else {
+            panic!("not stored")
+        };
+        assert_eq!(object.key().name, "cm-free");
+
+        // Always taken: 409 AlreadyExists with upstream's message after the attempts.
+        let mut calls = 0;
+        let taken = |prefix: &str| {
+            calls += 1;
+            format!("{prefix}taken")
+        };
+        let error = create_object_named(&api, info, Some("default"), configmap(), false, taken)
+            .await
+            .err()
+            .expect("conflict");
+        assert_eq!((error.code, error.reason), (409, "AlreadyExists"));
+        assert_eq!(
+            error.message,
+            "configmaps \"cm-taken\" already exists, the server was not able to generate a unique name for the object"
+        );
+        assert_eq!(calls, GENERATE_NAME_ATTEMPTS);
+        assert_eq!(api.store().count("configmaps", Some("default")), 2);
+    }
 }

@@ -13,6 +13,11 @@ pub use strategic::strategic_merge_typed;
 /// Upstream refuses JSON patches with more operations than this.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// Default bound on the bytes a JSON patch's `copy` operations may add together (upstream sets
+/// json-patch's `AccumulatedCopySizeLimit` to the largest request body, 3 MiB; CVE-2019-1002100:
+/// without it, a few dozen copies of a large value take gigabytes).
+pub const DEFAULT_COPY_SIZE_LIMIT: usize = 3 * 1024 * 1024;
+
 /// Why a patch could not be applied. Messages follow upstream where upstream has one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PatchError {
@@ -75,18 +80,30 @@ pub enum PatchError {
         /// Operations in the patch.
         got: usize,
     },
+    /// The values a JSON patch's `copy` operations duplicate add up to more than the limit.
+    #[error("Unable to complete the copy, the accumulated size increase of copy is {accumulated}, exceeding the limit {limit}")]
+    CopySizeExceeded {
+        /// Bytes copied so far, including the operation that went over.
+        accumulated: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A JSON patch operation failed (missing path, failed `test`...).
     #[error("{0}")]
     JsonPatchFailed(String),
 }
 
 impl PatchError {
-    /// HTTP status upstream answers with: 422 for JSON patch operations that fail and for lists
-    /// of lists, 400 for malformed patches. (Upstream answers some malformed strategic merge
-    /// patches with 500; skiff reports them as the client errors they are.)
+    /// HTTP status upstream answers with: 422 for JSON patch operations that fail (a copy over
+    /// the size limit included) and for lists of lists, 413 for too many operations, 400 for
+    /// malformed patches. (Upstream answers some malformed strategic merge patches with 500;
+    /// skiff reports them as the client errors they are.)
     pub fn status_code(&self) -> u16 {
         match self {
-            PatchError::ListOfLists | PatchError::JsonPatchFailed(_) => 422,
+            PatchError::ListOfLists
+            | PatchError::JsonPatchFailed(_)
+            | PatchError::CopySizeExceeded { .. } => 422,
+            PatchError::TooManyOperations { .. } => 413,
             _ => 400,
         }
     }
@@ -112,8 +129,20 @@ pub fn json_merge_patch(original: &Value, patch: &Value) -> Value {
     doc
 }
 
-/// Applies a JSON patch (RFC 6902). The patch must be an array of operations.
+/// Applies a JSON patch (RFC 6902) with the default copy size limit. The patch must be an
+/// array of operations.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    json_patch_limited(original, patch, DEFAULT_COPY_SIZE_LIMIT)
+}
+
+/// Applies a JSON patch (RFC 6902), refusing more than [`MAX_JSON_PATCH_OPERATIONS`]
+/// operations and `copy` operations that together duplicate more than `copy_size_limit` bytes
+/// of JSON (checked before each copy runs, so a copy bomb fails before it allocates).
+pub fn json_patch_limited(
+    original: &Value,
+    patch: &Value,
+    copy_size_limit: usize,
+) -> Result<Value, PatchError> {
     if let Value::Array(ops) = patch {
         if ops.len() > MAX_JSON_PATCH_OPERATIONS {
             return Err(PatchError::TooManyOperations {
@@ -124,9 +153,45 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> 
     }
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
+    // A copy of the original: a failed patch is simply dropped, no undo log needed.
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &ops.0).map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
+    let mut copied = 0usize;
+    for (index, op) in ops.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            if let Some(source) = doc.pointer(copy.from.as_str()) {
+                copied = copied.saturating_add(encoded_len(source));
+                if copied > copy_size_limit {
+                    return Err(PatchError::CopySizeExceeded {
+                        accumulated: copied,
+                        limit: copy_size_limit,
+                    });
+                }
+            }
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = index;
+            PatchError::JsonPatchFailed(e.to_string())
+        })?;
+    }
     Ok(doc)
+}
+
+/// Bytes of `value` encoded as compact JSON, counted without building the text.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to a writer that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 #[cfg(test)]

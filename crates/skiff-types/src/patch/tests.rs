@@ -476,3 +476,43 @@ fn set_element_order_for_scalar_lists() {
         json!(["c.io/z", "b.io/y", "a.io/x"])
     );
 }
+
+#[test]
+fn json_patch_copy_bomb_is_refused_before_it_allocates() {
+    // CVE-2019-1002100: each copy doubles the document; 60 of them would need exabytes.
+    let original = json!({"data": {"a": "x".repeat(100 * 1024)}});
+    let mut ops = vec![json!({"op": "copy", "from": "/data", "path": "/data/b"})];
+    for i in 0..60 {
+        ops.push(json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}));
+    }
+    let started = std::time::Instant::now();
+    let err = json_patch(&original, &Value::Array(ops)).expect_err("copy bomb");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(
+        matches!(err, PatchError::CopySizeExceeded { limit, .. } if limit == DEFAULT_COPY_SIZE_LIMIT),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("Unable to complete the copy, the accumulated size increase of copy is "));
+    assert_eq!(err.status_code(), 422);
+
+    // Copies below the limit still work, and the limit counts encoded JSON bytes.
+    let small = json!({"a": {"b": "12345"}});
+    let ok = json_patch_limited(
+        &small,
+        &json!([{"op": "copy", "from": "/a", "path": "/c"}]),
+        encoded_len(&small["a"]),
+    )
+    .expect("exactly at the limit");
+    assert_eq!(ok["c"], json!({"b": "12345"}));
+    let over = json_patch_limited(
+        &small,
+        &json!([{"op": "copy", "from": "/a", "path": "/c"}, {"op": "copy", "from": "/a", "path": "/d"}]),
+        encoded_len(&small["a"]) + 1,
+    );
+    assert!(
+        matches!(over, Err(PatchError::CopySizeExceeded { .. })),
+        "{over:?}"
+    );
+}
