@@ -105,12 +105,14 @@ mod tests {
             compacted_revision: 7,
             db_size_bytes: 4096,
             watchers: 3,
+            fs_free_bytes: 1 << 30,
         }));
         for family in [
             "# TYPE apiserver_request counter",
             "# TYPE apiserver_request_duration_seconds histogram",
             "# TYPE skiff_store_commit_duration_seconds histogram",
             "# TYPE skiff_store_commit_batch_size histogram",
+            "skiff_store_fs_free_bytes 1073741824",
             "# TYPE scheduler_schedule_attempts counter",
             "# TYPE scheduler_scheduling_attempt_duration_seconds histogram",
             "# TYPE skiff_link_sessions gauge",

@@ -56,6 +56,8 @@ pub struct StoreGauges {
     pub db_size_bytes: u64,
     /// Registered watchers.
     pub watchers: u64,
+    /// Free bytes of the filesystem holding the database (checked every 30 s).
+    pub fs_free_bytes: u64,
 }
 
 impl StoreGauges {
@@ -76,6 +78,11 @@ impl StoreGauges {
             "skiff_store_db_size_bytes",
             "Size of the store's database file in bytes",
             gauge(self.db_size_bytes),
+        );
+        registry.register(
+            "skiff_store_fs_free_bytes",
+            "Free bytes of the filesystem holding the store's database",
+            gauge(self.fs_free_bytes),
         );
         registry.register(
             "skiff_store_watchers",

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub flannel_backend: String,
     /// How often agents send heartbeats (and renew their Lease).
     pub node_heartbeat_interval: std::time::Duration,
+    /// Encrypt Secrets at rest (`DIR/server/cred/encryption-config.json` holds the keys).
+    pub secrets_encryption: bool,
+    /// How long Events are kept after their last activity.
+    pub event_ttl: std::time::Duration,
     /// Images handed over to agents that lack them (the binary gives the server's image store,
     /// the one `skiff image import --data-dir DIR` fills); `None`: agents use registries only.
     pub images: Option<std::sync::Arc<dyn skiff_link::quic::ImageSource>>,

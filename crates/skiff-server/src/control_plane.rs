@@ -10,6 +10,8 @@ use skiff_pki::{ServerPki, ServingNames};
 use skiff_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
+use crate::data_dir::{secure_dir, DataDirLock};
+use crate::secrets_encryption::EncryptionFiles;
 use crate::{ServerConfig, ServerError};
 
 /// Where the server keeps its files under the data directory.
@@ -23,6 +25,8 @@ pub struct ServerPaths {
     pub database: PathBuf,
     /// `DIR/server/admin.kubeconfig`.
     pub admin_kubeconfig: PathBuf,
+    /// `DIR/server/cred`: the secrets-encryption keys and rotation state.
+    pub cred: PathBuf,
 }
 
 impl ServerPaths {
@@ -33,6 +37,7 @@ impl ServerPaths {
             tls: root.join("tls"),
             database: root.join("db").join("state.redb"),
             admin_kubeconfig: root.join("admin.kubeconfig"),
+            cred: root.join("cred"),
             root,
         }
     }
@@ -56,6 +61,10 @@ pub struct ControlPlane {
     pub local_url: String,
     /// URL other machines reach the server at (the `skiff agent --server` of the banner).
     pub join_url: String,
+    /// Whether Secrets are encrypted at rest.
+    pub encrypted: bool,
+    /// Held while the control plane runs: one server per data directory.
+    _lock: DataDirLock,
 }
 
 pub(crate) fn host_name() -> Option<String> {
@@ -65,23 +74,19 @@ pub(crate) fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn create_dir(path: &Path) -> Result<(), ServerError> {
-    std::fs::create_dir_all(path).map_err(|source| ServerError::Io {
-        action: "create directory",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 impl ControlPlane {
     /// Creates directories and certificates, opens the store, creates the system objects,
     /// binds the API port and writes the admin kubeconfig.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
         let started = Instant::now();
         let paths = ServerPaths::new(&config.data_dir);
-        create_dir(&paths.root)?;
+        // Permissions and the lock come before any write: a second server on a live data
+        // directory must leave the first one's files untouched.
+        secure_dir(&config.data_dir)?;
+        secure_dir(&paths.root)?;
+        let lock = DataDirLock::acquire(&paths.root)?;
         if let Some(db_dir) = paths.database.parent() {
-            create_dir(db_dir)?;
+            secure_dir(db_dir)?;
         }
 
         // Bound to every address without an advertised one: agents will dial the host's
@@ -106,15 +111,20 @@ impl ControlPlane {
         }
         let pki = ServerPki::load_or_create(&paths.tls, &names)?;
 
+        let encryption = EncryptionFiles::new(&paths).prepare(config.secrets_encryption)?;
+        let encrypted = encryption.is_some();
         let database = paths.database.clone();
-        let store =
-            tokio::task::spawn_blocking(move || Store::open(&database, StoreOptions::default()))
-                .await
-                .map_err(|e| ServerError::Task(e.to_string()))?
-                .map_err(|source| ServerError::Store {
-                    path: paths.database.clone(),
-                    source: Box::new(source),
-                })?;
+        let options = StoreOptions {
+            encryption,
+            ..StoreOptions::default()
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open(&database, options))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(|source| ServerError::Store {
+                path: paths.database.clone(),
+                source: Box::new(source),
+            })?;
         tracing::info!(
             path = %paths.database.display(),
             revision = store.revision(),
@@ -184,6 +194,8 @@ impl ControlPlane {
             listen_address,
             local_url,
             join_url,
+            encrypted,
+            _lock: lock,
         })
     }
 

@@ -8,8 +8,11 @@ mod banner;
 mod config;
 mod control_plane;
 mod controllers;
+pub mod data_dir;
 pub mod deploy;
+pub mod event_ttl;
 pub mod nodes;
+pub mod secrets_encryption;
 
 pub use config::ServerConfig;
 pub use control_plane::{ControlPlane, ServerPaths};
@@ -28,6 +31,12 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The data directory is unsafe or in use.
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    /// The secrets encryption keys are unusable.
+    #[error("secrets encryption: {0}")]
+    Encryption(#[from] secrets_encryption::EncryptionFileError),
     /// The certificates could not be created or loaded.
     #[error("PKI: {0}")]
     Pki(#[from] skiff_pki::PkiError),
@@ -100,6 +109,14 @@ pub async fn run_with_local_agent(
     local_agent: Option<LocalAgent>,
 ) -> Result<(), ServerError> {
     let plane = ControlPlane::start(&config).await?;
+    // Background upkeep of the store, stopped with the control plane.
+    let mut upkeep = vec![event_ttl::spawn(plane.store.clone(), config.event_ttl)];
+    if plane.encrypted {
+        upkeep.push(secrets_encryption::spawn_rotation_watcher(
+            plane.store.clone(),
+            secrets_encryption::EncryptionFiles::new(&plane.paths),
+        ));
+    }
     let controllers = controllers::start(
         &plane.api,
         controllers::config(&config.controllers, &config.cluster_cidr),
@@ -202,6 +219,9 @@ pub async fn run_with_local_agent(
     deployer.shutdown().await;
     link.shutdown().await;
     controllers.shutdown().await;
+    for task in upkeep {
+        task.abort();
+    }
     let _ = stop_api.send(true);
     api.await.map_err(|e| ServerError::Task(e.to_string()))?
 }

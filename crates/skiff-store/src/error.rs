@@ -68,8 +68,8 @@ pub enum StoreError {
         /// The field at fault and why.
         message: String,
     },
-    /// The data directory could not be created.
-    #[error("cannot create the store directory {path}: {source}")]
+    /// The database's directory or file could not be created or made private.
+    #[error("cannot prepare the store file {path}: {source}")]
     Io {
         /// The directory.
         path: String,
@@ -83,6 +83,24 @@ pub enum StoreError {
     /// The database holds a record this version cannot decode.
     #[error("corrupt store record: {0}")]
     Corrupt(String),
+    /// An encrypted record cannot be read, or the encryption configuration is invalid.
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
+    /// The database file is damaged; it was left as found.
+    #[error(
+        "the database file {path} is corrupt ({detail}); it was left untouched. Stop here: do \
+         not delete it. Restore a copy (see \"Recovering a corrupt datastore\" in \
+         docs/operations.md) or move it aside to start an empty cluster"
+    )]
+    CorruptFile {
+        /// The database file.
+        path: String,
+        /// What redb found.
+        detail: String,
+    },
+    /// The store refuses writes until it recovers (see [`crate::Store::health`]).
+    #[error("the datastore cannot write: {0}")]
+    Unavailable(String),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -13,20 +13,30 @@
 //! * Watchers are indexed by resource, namespace and `metadata.name`/`spec.nodeName`, so a
 //!   write costs O(interested watchers).
 
+mod context;
 mod continue_token;
 mod db;
+mod encryption;
 mod error;
+mod filter;
 mod history;
 mod key;
 mod list;
 mod meta;
 mod object;
 mod options;
+mod registry;
+mod snapshots;
 mod state;
+mod stats;
 mod store;
 mod watch;
 mod writer;
 
+pub use encryption::{
+    Encryption, EncryptionConfig, EncryptionError, KeyList, NamedKey, Provider, ResourceEncryption,
+    AESGCM_PREFIX,
+};
 pub use error::StoreError;
 pub use key::Key;
 pub use object::Object;
@@ -34,8 +44,8 @@ pub use options::{
     ListOptions, ListPage, Preconditions, ResourceVersionMatch, StoreOptions, WatchEvent,
     WatchOptions,
 };
+pub use stats::CommitStats;
 pub use store::Store;
 pub use watch::Watcher;
-pub use writer::CommitStats;
 
 pub use skiff_types::selector::{FieldSelector, LabelSelector};

@@ -7,56 +7,14 @@
 //! carries the previous state). Both stay valid until R is compacted away, then the token is
 //! answered with [`StoreError::ContinueExpired`] (410), as upstream.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use crate::context::Shared;
 use crate::continue_token;
+use crate::filter::Filter;
 use crate::history::Event;
 use crate::state::{ItemMap, KeyRange};
-use crate::store::Shared;
-use crate::watch::Filter;
 use crate::{ListOptions, ListPage, ResourceVersionMatch, StoreError};
-
-/// Snapshots kept for paginated lists.
-const SNAPSHOT_CACHE_ENTRIES: usize = 8;
-/// How long an unused snapshot is kept.
-const SNAPSHOT_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// Recently served states at older revisions, for the next pages of paginated lists.
-#[derive(Default)]
-pub(crate) struct SnapshotCache {
-    entries: VecDeque<(Arc<str>, u64, ItemMap, Instant)>,
-}
-
-impl SnapshotCache {
-    fn get(&mut self, resource: &str, revision: u64) -> Option<ItemMap> {
-        let now = Instant::now();
-        self.entries
-            .retain(|(_, _, _, t)| now.duration_since(*t) < SNAPSHOT_CACHE_TTL);
-        let e = self
-            .entries
-            .iter_mut()
-            .find(|(r, rev, _, _)| **r == *resource && *rev == revision)?;
-        e.3 = now;
-        Some(e.2.clone())
-    }
-
-    fn put(&mut self, resource: &str, revision: u64, items: ItemMap) {
-        if self.get(resource, revision).is_some() {
-            return;
-        }
-        if self.entries.len() >= SNAPSHOT_CACHE_ENTRIES {
-            self.entries.pop_front();
-        }
-        self.entries
-            .push_back((Arc::from(resource), revision, items, Instant::now()));
-    }
-
-    pub(crate) fn forget_before(&mut self, revision: u64) {
-        self.entries.retain(|(_, r, _, _)| *r >= revision);
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Purpose {

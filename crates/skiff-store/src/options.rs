@@ -1,10 +1,11 @@
 //! Options and results of the public operations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_types::selector::{FieldSelector, LabelSelector};
 
-use crate::Object;
+use crate::{Encryption, Object};
 
 /// How the store runs. `Default` suits a server; tests shorten the intervals.
 #[derive(Debug, Clone)]
@@ -26,6 +27,11 @@ pub struct StoreOptions {
     /// Page cache of the database (redb's default is 1 GiB; the store keeps current state in
     /// memory itself, so a small cache suffices).
     pub db_cache_bytes: usize,
+    /// Encryption at rest of chosen resources (None: everything plain; encrypted records
+    /// then fail the open).
+    pub encryption: Option<Arc<Encryption>>,
+    /// Below this much free space on the database's filesystem, the store logs a warning.
+    pub low_disk_warning_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +44,8 @@ impl Default for StoreOptions {
             watch_queue_capacity: 10_000,
             bookmark_interval: Duration::from_secs(5),
             db_cache_bytes: 16 * 1024 * 1024,
+            encryption: None,
+            low_disk_warning_bytes: 256 * 1024 * 1024,
         }
     }
 }

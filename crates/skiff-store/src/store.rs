@@ -9,44 +9,21 @@ use std::thread::JoinHandle;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::context::{Hub, Shared};
 use crate::db::Db;
+use crate::encryption::Encryption;
+use crate::filter::Filter;
 use crate::history::History;
-use crate::list::{self, SnapshotCache};
+use crate::list;
+use crate::registry::Registry;
+use crate::snapshots::SnapshotCache;
 use crate::state::Published;
-use crate::watch::{Filter, Registry, Watcher};
-use crate::writer::{CommitStats, Request, WriteOp, Writer};
+use crate::stats::CommitStats;
+use crate::watch::Watcher;
+use crate::writer::{Request, WriteOp, Writer};
 use crate::{
     meta, Key, ListOptions, ListPage, Object, Preconditions, StoreError, StoreOptions, WatchOptions,
 };
-
-/// History and watchers, behind one lock (the writer publishes under it).
-#[derive(Default)]
-pub(crate) struct Hub {
-    pub history: History,
-    pub registry: Registry,
-}
-
-/// What the store handle, the writer thread and the watchers share.
-pub(crate) struct Shared {
-    pub state: RwLock<Published>,
-    pub hub: Mutex<Hub>,
-    /// The newest revision whose events have been handed to watchers.
-    pub dispatched: AtomicU64,
-    pub compacted: AtomicU64,
-    pub closed: AtomicBool,
-    pub options: StoreOptions,
-    pub snapshots: Mutex<SnapshotCache>,
-    pub stats: Mutex<CommitStats>,
-}
-
-impl Shared {
-    pub(crate) fn current_revision(&self) -> u64 {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .revision
-    }
-}
 
 /// The datastore: a handle that is cheap to clone. Reads (`get`, `list`, `count`, `watch`)
 /// are served from memory; writes go to one writer thread that commits them durably in
@@ -76,15 +53,22 @@ impl Store {
     /// Opens the database at `path` (creating it and its directory if missing), loads the
     /// current objects and history into memory, and starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                path: dir.display().to_string(),
-                source: Arc::new(e),
-            })?;
-        }
+        private_file(path)?;
         let started = std::time::Instant::now();
-        let db = Db::open(path, options.db_cache_bytes)?;
-        let loaded = db.load()?;
+        let corrupt = |e: StoreError| corrupt_file(path, e);
+        let encryption = options.encryption.clone();
+        // An existing file is read before it is opened for writing, so a damaged one is
+        // refused without a byte changed.
+        let existing = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let preloaded = match existing {
+            true => Db::load_read_only(path, encryption.as_deref()).map_err(corrupt)?,
+            false => None,
+        };
+        let db = Db::open(path, options.db_cache_bytes).map_err(corrupt)?;
+        let loaded = match preloaded {
+            Some(loaded) => loaded,
+            None => db.load(encryption.as_deref()).map_err(corrupt)?,
+        };
         let mut state = Published::default();
         let mut revision = loaded.revision;
         let n_objects = loaded.objects.len();
@@ -126,9 +110,13 @@ impl Store {
             options,
             snapshots: Mutex::new(SnapshotCache::default()),
             stats: Mutex::new(CommitStats::default()),
+            health: Mutex::new(None),
+            free_bytes: AtomicU64::new(
+                crate::writer::free_bytes(path.parent().unwrap_or(Path::new("."))).unwrap_or(0),
+            ),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(db, shared.clone(), rx);
+        let writer = Writer::new(db, path.to_path_buf(), encryption, shared.clone(), rx);
         let handle = std::thread::Builder::new()
             .name("skiff-store-writer".into())
             .spawn(move || writer.run())
@@ -339,6 +327,7 @@ impl Store {
             revision: self.revision(),
             compacted_revision: self.compacted_revision(),
             db_size_bytes: std::fs::metadata(&self.inner.path).map_or(0, |m| m.len()),
+            fs_free_bytes: self.shared().free_bytes.load(Ordering::Relaxed),
             watchers: self.watcher_count() as u64,
         }
     }
@@ -350,6 +339,31 @@ impl Store {
             .stats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the store can write: `Err` with the reason while commits fail (disk full, I/O
+    /// errors), `Ok` again after the next successful commit. The writer reopens the database
+    /// by itself once the cause is gone; nothing acknowledged is lost meanwhile.
+    pub fn health(&self) -> Result<(), String> {
+        match &*self
+            .shared()
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Switches to `encryption` (None: store everything plain) and rewrites every stored
+    /// object and history record whose encryption differs — values sealed with a key other
+    /// than the new primary, or plain ones of newly covered resources. Writes wait meanwhile;
+    /// reads go on. Returns how many records were rewritten. The old keys must still be in
+    /// `encryption` (as later keys) to read what they sealed.
+    pub async fn reencrypt(&self, encryption: Option<Arc<Encryption>>) -> Result<u64, StoreError> {
+        self.request(|reply| Request::Reencrypt(encryption, reply))
+            .await
     }
 
     /// Drops history at or below `revision` (clamped to the current revision) from memory and
@@ -369,6 +383,53 @@ impl Store {
             }
         }
     }
+}
+
+/// Names the file in errors that mean it is damaged.
+fn corrupt_file(path: &Path, e: StoreError) -> StoreError {
+    let detail = match &e {
+        StoreError::Database(db) => match &**db {
+            redb::Error::Corrupted(m) => m.clone(),
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
+            _ => return e,
+        },
+        StoreError::Corrupt(m) => m.clone(),
+        _ => return e,
+    };
+    StoreError::CorruptFile {
+        path: path.display().to_string(),
+        detail,
+    }
+}
+
+/// Creates the database's directory (0700) and file (0600) if missing, and makes an existing
+/// file 0600: it holds every Secret, so only the server's user may read it. redb would create
+/// the file with the umask's mode (0644), readable by every local user.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |e| StoreError::Io {
+            path: p,
+            source: Arc::new(e),
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io(path))
 }
 
 impl std::fmt::Debug for Store {

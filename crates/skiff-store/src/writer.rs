@@ -7,19 +7,21 @@
 //! publishes nothing.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::context::Shared;
 use crate::db::{Change, Db};
+use crate::encryption::Encryption;
 use crate::history::{Event, EventKind};
 use crate::meta::{self, Merged};
 use crate::object::set_resource_version;
-use crate::store::Shared;
 use crate::{Key, Object, Preconditions, StoreError};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -44,26 +46,24 @@ pub(crate) enum WriteOp {
 pub(crate) enum Request {
     Write(WriteOp, Reply<Object>),
     Compact(u64, Reply<()>),
+    Reencrypt(Option<Arc<Encryption>>, Reply<u64>),
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Figures about group commit, for benchmarks and logs.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CommitStats {
-    /// Transactions committed.
-    pub commits: u64,
-    /// Write requests answered.
-    pub writes: u64,
-    /// Largest batch seen.
-    pub max_batch: u64,
-}
-
 pub(crate) struct Writer {
-    db: Db,
+    /// None after a failed commit: the database is reopened before the next transaction (redb
+    /// refuses every write after an I/O error until reopened).
+    db: Option<Db>,
+    path: PathBuf,
+    encryption: Option<Arc<Encryption>>,
     shared: Arc<Shared>,
     rx: Receiver<Request>,
     next_compaction: Instant,
+    next_disk_check: Instant,
 }
+
+/// How often the free space of the database's filesystem is looked at.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -73,13 +73,84 @@ fn now_ms() -> u64 {
 }
 
 impl Writer {
-    pub(crate) fn new(db: Db, shared: Arc<Shared>, rx: Receiver<Request>) -> Self {
+    pub(crate) fn new(
+        db: Db,
+        path: PathBuf,
+        encryption: Option<Arc<Encryption>>,
+        shared: Arc<Shared>,
+        rx: Receiver<Request>,
+    ) -> Self {
         let next_compaction = Instant::now() + shared.options.compaction_interval;
         Writer {
-            db,
+            db: Some(db),
+            path,
+            encryption,
             shared,
             rx,
             next_compaction,
+            next_disk_check: Instant::now(),
+        }
+    }
+
+    /// The database, reopened first if the last commit failed. The reopened file must be at
+    /// the revision memory is at: a failed commit is never published, so a file ahead of
+    /// memory (a commit reported failed that reached the disk anyway) cannot be reconciled
+    /// here and writes stay refused until a restart loads it.
+    fn db(&mut self) -> Result<&Db, StoreError> {
+        if self.db.is_none() {
+            let db = Db::open(&self.path, self.shared.options.db_cache_bytes)?;
+            let on_disk = db.stored_revision()?;
+            let in_memory = self.shared.current_revision();
+            if on_disk != in_memory {
+                return Err(StoreError::Unavailable(format!(
+                    "after a failed commit the database file is at revision {on_disk}, memory \
+                     at {in_memory}; restart the server to load the file"
+                )));
+            }
+            tracing::info!(path = %self.path.display(), revision = on_disk, "reopened the database after a failed commit");
+            self.db = Some(db);
+        }
+        self.db.as_ref().ok_or(StoreError::Closed)
+    }
+
+    /// Records the outcome of a transaction for [`crate::Store::health`]; a failure closes
+    /// the database so the next transaction starts from a fresh handle.
+    fn note(&mut self, result: &Result<(), StoreError>) {
+        let mut health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if health.take().is_some() {
+                    tracing::info!("the datastore writes again");
+                }
+            }
+            Err(e) => {
+                *health = Some(e.to_string());
+                drop(health);
+                self.db = None;
+            }
+        }
+    }
+
+    /// Updates the free-space gauge and warns when the database's filesystem runs low.
+    fn check_disk(&mut self) {
+        if Instant::now() < self.next_disk_check {
+            return;
+        }
+        self.next_disk_check = Instant::now() + DISK_CHECK_INTERVAL;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let Some(free) = free_bytes(dir) else { return };
+        self.shared.free_bytes.store(free, Ordering::Relaxed);
+        let threshold = self.shared.options.low_disk_warning_bytes;
+        if free < threshold {
+            tracing::warn!(
+                path = %dir.display(),
+                free_bytes = free,
+                threshold_bytes = threshold,
+                "low disk space for the datastore: writes fail once it is full"
+            );
         }
     }
 
@@ -121,6 +192,10 @@ impl Writer {
                         self.commit_batch(std::mem::take(&mut writes));
                         let _ = reply.send(self.compact(rev));
                     }
+                    Request::Reencrypt(encryption, reply) => {
+                        self.commit_batch(std::mem::take(&mut writes));
+                        let _ = reply.send(self.reencrypt(encryption));
+                    }
                     Request::Shutdown(reply) => {
                         self.commit_batch(std::mem::take(&mut writes));
                         shutdown.push(reply);
@@ -129,6 +204,7 @@ impl Writer {
                 }
             }
             self.commit_batch(writes);
+            self.check_disk();
             if Instant::now() >= self.next_compaction {
                 self.auto_compact();
             }
@@ -255,7 +331,11 @@ impl Writer {
                 })
                 .collect();
             let started = Instant::now();
-            let committed = self.db.commit(&changes, rev);
+            let encryption = self.encryption.clone();
+            let committed = self
+                .db()
+                .and_then(|db| db.commit(&changes, rev, encryption.as_deref()));
+            self.note(&committed);
             skiff_metrics::global()
                 .store
                 .commit(started.elapsed(), outcomes.len());
@@ -332,7 +412,9 @@ impl Writer {
             return Ok(());
         }
         let started = Instant::now();
-        self.db.compact(upto)?;
+        let compacted = self.db().and_then(|db| db.compact(upto));
+        self.note(&compacted);
+        compacted?;
         let remaining = {
             let mut hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
             hub.history.compact(upto);
@@ -353,6 +435,25 @@ impl Writer {
         );
         Ok(())
     }
+}
+
+impl Writer {
+    fn reencrypt(&mut self, encryption: Option<Arc<Encryption>>) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let rewritten = self.db().and_then(|db| db.rekey(encryption.as_deref()));
+        self.note(&rewritten.as_ref().map(|_| ()).map_err(Clone::clone));
+        let rewritten = rewritten?;
+        // From now on new writes use the new primary key.
+        self.encryption = encryption;
+        tracing::info!(rewritten, took = ?started.elapsed(), "re-encrypted the datastore");
+        Ok(rewritten)
+    }
+}
+
+/// Free bytes (for unprivileged users) of the filesystem holding `dir`.
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Sets the revision into the value and serializes it into a stored object.

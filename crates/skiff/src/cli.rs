@@ -35,6 +35,8 @@ pub enum Command {
     Version,
     /// Manage join tokens (bootstrap-token Secrets in kube-system).
     Token(TokenArgs),
+    /// Secrets encryption at rest: show its status, rotate its key.
+    SecretsEncrypt(SecretsEncryptArgs),
     /// Developer and benchmark tools.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -243,6 +245,13 @@ pub struct ServerArgs {
     #[arg(long, env = "SKIFF_NODE_HEARTBEAT_INTERVAL", default_value = "10s",
         value_parser = skiff_server::parse_duration, value_name = "DURATION")]
     pub node_heartbeat_interval: std::time::Duration,
+    /// Encrypt Secrets at rest (AES-GCM; keys in DIR/server/cred/encryption-config.json).
+    #[arg(long, env = "SKIFF_SECRETS_ENCRYPTION")]
+    pub secrets_encryption: bool,
+    /// How long Events are kept after their last activity.
+    #[arg(long, env = "SKIFF_EVENT_TTL", default_value = "1h",
+        value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+    pub event_ttl: std::time::Duration,
     #[command(flatten)]
     pub controllers: ControllerArgs,
 }
@@ -346,6 +355,29 @@ pub enum TokenCommand {
         /// Token id (the 6 characters before the dot) or the whole token.
         #[arg(value_name = "ID")]
         id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsEncryptArgs {
+    #[command(subcommand)]
+    pub command: SecretsEncryptCommand,
+    /// Data directory of the server.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR", global = true)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsEncryptCommand {
+    /// Print whether Secrets are encrypted, the rotation stage and the keys.
+    Status,
+    /// Make a new key the primary one, re-encrypt every stored Secret with it and drop the old
+    /// keys (the running server does it without downtime; with no server running, this
+    /// command does).
+    RotateKeys {
+        /// How long to wait for a running server to finish.
+        #[arg(long, default_value = "2m", value_parser = skiff_server::parse_duration, value_name = "DURATION")]
+        timeout: std::time::Duration,
     },
 }
 

@@ -15,6 +15,11 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .transpose()
         .context("cannot run the node in its --netns namespace")?;
     logging::init(&args.common)?;
+    // Before anything is written: the data directory and the local node's must be private.
+    skiff_server::data_dir::secure_dir(&args.common.data_dir)?;
+    if !args.disable_agent {
+        skiff_server::data_dir::secure_dir(&args.common.data_dir.join("agent"))?;
+    }
     args.flannel_backend
         .parse::<skiff_net::Backend>()
         .context("invalid --flannel-backend")?;
@@ -62,6 +67,8 @@ pub fn run(args: ServerArgs) -> Result<()> {
         flannel_backend: args.flannel_backend,
         node_heartbeat_interval: args.node_heartbeat_interval,
         controllers: args.controllers.settings(),
+        secrets_encryption: args.secrets_encryption,
+        event_ttl: args.event_ttl,
         images: Some(images),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

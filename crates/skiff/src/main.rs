@@ -5,6 +5,7 @@ mod cmd_agent;
 mod cmd_check_config;
 mod cmd_debug;
 mod cmd_image;
+mod cmd_secrets_encrypt;
 mod cmd_server;
 mod cmd_token;
 mod cmd_version;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Version => cmd_version::run(),
         Command::Token(args) => cmd_token::run(args),
         Command::Debug(command) => cmd_debug::run(command),
+        Command::SecretsEncrypt(args) => cmd_secrets_encrypt::run(args),
         Command::CheckConfig(args) => match cmd_check_config::run(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
