@@ -145,7 +145,7 @@ async fn slow_loris_connections_are_closed_while_others_are_served() {
         .write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .await
         .unwrap();
-    let mut silent = raw_tls(&server, b"http/1.1").await;
+    let silent = raw_tls(&server, b"http/1.1").await;
     let mut idle = raw_tls(&server, b"http/1.1").await;
     idle.write_all(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
