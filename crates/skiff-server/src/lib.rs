@@ -127,6 +127,9 @@ pub async fn run_with_local_agent(
         config.token.clone(),
     );
     link_settings.heartbeat_interval = config.node_heartbeat_interval;
+    if !config.disable_agent {
+        link_settings.control_plane_node = Some(config.node_name.clone());
+    }
     link_settings.images = config.images.clone();
     link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
         cluster_cidr: config.cluster_cidr.clone(),

@@ -63,6 +63,9 @@ pub struct NodeLinkSettings {
     /// Validity of the node certificates issued at join and renewal (agents renew at two
     /// thirds of it).
     pub node_cert_validity: Duration,
+    /// The server's own local node, if it runs one: the server gives it the control-plane
+    /// role label itself (a node may not claim `node-role.kubernetes.io/*`, as upstream).
+    pub control_plane_node: Option<String>,
 }
 
 impl NodeLinkSettings {
@@ -79,6 +82,7 @@ impl NodeLinkSettings {
             join_rate_limit: JoinRateLimit::default(),
             work_limits: NodeWorkLimits::default(),
             node_cert_validity: skiff_pki::NODE_CERT_VALIDITY,
+            control_plane_node: None,
         }
     }
 }

@@ -47,6 +47,9 @@ const DEFAULT_CONDITIONS: [(&str, &str, &str, &str); 4] = [
 /// controllers), where labels outside that set are refused as upstream's create check does;
 /// `podCIDR(s)` and `unschedulable` are never taken from the agent; the status (capacity,
 /// allocatable, addresses, nodeInfo, conditions) is the agent's.
+/// The role label upstream gives control-plane nodes.
+const CONTROL_PLANE_ROLE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+
 pub(crate) async fn register(
     shared: &Shared,
     as_node: &kube::Client,
@@ -80,7 +83,12 @@ pub(crate) async fn register(
         None => {
             // Created with the server's identity, so NodeRestriction's create check is made
             // here: the agent proposes labels and taints, the server assigns the rest.
-            let labels = serde_json::to_value(&reported.metadata.labels).unwrap_or_default();
+            // The control-plane role of the server's own node is the server's to assign.
+            let mut proposed = reported.metadata.labels.clone().unwrap_or_default();
+            if shared.settings.control_plane_node.as_deref() == Some(name) {
+                proposed.remove(CONTROL_PLANE_ROLE_LABEL);
+            }
+            let labels = serde_json::to_value(&proposed).unwrap_or_default();
             skiff_apiserver::node_restriction::check_node_create(
                 name,
                 &json!({"metadata": {"labels": labels}}),
