@@ -465,7 +465,12 @@ fn node_in_another_netns_joins_survives_restarts_and_migrates() {
         .skiff(&["token", "revoke", &revoked_id])
         .status
         .success());
-    failing("revoked", revoked, "n-revoked", "the join token is not valid");
+    failing(
+        "revoked",
+        revoked,
+        "n-revoked",
+        "the join token is not valid",
+    );
     let short = server.skiff(&["token", "create", "--ttl", "1s"]);
     let short = String::from_utf8_lossy(&short.stdout).trim().to_string();
     std::thread::sleep(Duration::from_millis(2100));
