@@ -22,6 +22,23 @@ fn mode(p: &Path) -> u32 {
         & 0o7777
 }
 
+/// A server started: the API answers before the node link has written `node-token`; wait for
+/// it so the files are complete before the test looks at them.
+fn started(data: &Path) -> SkiffProcess {
+    let server = SkiffProcess::start(data);
+    let token = data.join("server/node-token");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !token.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} was not written",
+            token.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -65,7 +82,7 @@ fn skiff(args: &[&str]) -> (bool, String) {
 fn data_directory_is_private_and_unsafe_modes_are_refused() {
     let dir = skiff_tests::temp_dir("at-rest-modes");
     let data = dir.path().join("data");
-    let mut server = SkiffProcess::start(&data);
+    let mut server = started(&data);
     let server_dir = data.join("server");
     for d in [
         &data,
@@ -87,7 +104,7 @@ fn data_directory_is_private_and_unsafe_modes_are_refused() {
 
     // Readable by others: tightened with a log line.
     std::fs::set_permissions(&server_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut server = SkiffProcess::start(&data);
+    let mut server = started(&data);
     assert_eq!(mode(&server_dir), 0o700);
     assert!(server.log().contains("tightened"), "{}", server.log());
     server.stop();
@@ -107,7 +124,7 @@ fn data_directory_is_private_and_unsafe_modes_are_refused() {
 fn a_second_server_on_a_live_data_directory_exits_and_touches_nothing() {
     let dir = skiff_tests::temp_dir("at-rest-lock");
     let data = dir.path().join("data");
-    let mut first = SkiffProcess::start(&data);
+    let mut first = started(&data);
     let tls = snapshot(&data.join("server/tls"));
     let server = snapshot(&data.join("server"));
     // Another port, so only the data directory is shared.
@@ -264,7 +281,7 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_downtime() {
 fn a_corrupt_database_is_refused_with_the_recovery_path() {
     let dir = skiff_tests::temp_dir("at-rest-corrupt");
     let data = dir.path().join("data");
-    let mut server = SkiffProcess::start(&data);
+    let mut server = started(&data);
     server.stop();
     let db = data.join("server/db/state.redb");
     let mut bytes = std::fs::read(&db).unwrap();
