@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config libseccomp-dev   # libcontainer's seccomp support
   busybox-static                               # test images (images/busybox/build.sh)
-  iproute2 nftables iptables                   # pod networking and the multi-node harness
+  iproute2 nftables iptables iputils-ping      # pod networking and the multi-node harness
   runc crun skopeo umoci docker-registry       # reference runtimes, registry tests
   jq curl
   apache2-utils openssl                        # registry tests (htpasswd, token signing)
