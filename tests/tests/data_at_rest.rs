@@ -125,7 +125,16 @@ fn a_second_server_on_a_live_data_directory_exits_and_touches_nothing() {
     let dir = skiff_tests::temp_dir("at-rest-lock");
     let data = dir.path().join("data");
     let mut first = started(&data);
-    let tls = snapshot(&data.join("server/tls"));
+    // The first server's own node joins after the API answers; wait until its files settle.
+    let mut tls = snapshot(&data.join("server/tls"));
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(2));
+        let again = snapshot(&data.join("server/tls"));
+        if again == tls {
+            break;
+        }
+        tls = again;
+    }
     let server = snapshot(&data.join("server"));
     // Another port, so only the data directory is shared.
     let err = match SkiffProcess::start_on(&data, skiff_tests::free_port()) {
