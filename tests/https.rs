@@ -11,7 +11,7 @@ use serde_json::Value;
 use skiff_pki::CertKeyPair;
 
 /// An HTTP/1.1-over-TLS client trusting the cluster CA, with an optional client certificate.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpsClient {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::https::HttpsClient;
 
 /// A running in-process API server.
+#[derive(Debug)]
 pub struct TestApi {
     /// Data directory (removed on drop).
     pub dir: tempfile::TempDir,

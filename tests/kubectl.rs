@@ -21,6 +21,7 @@ pub fn find(version: &str) -> Option<PathBuf> {
 }
 
 /// A kubectl bound to one server, with its own HOME (and so its own discovery cache).
+#[derive(Debug)]
 pub struct Kubectl {
     bin: PathBuf,
     kubeconfig: PathBuf,

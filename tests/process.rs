@@ -46,6 +46,7 @@ pub fn skiff_bin() -> PathBuf {
 }
 
 /// A running `skiff server --disable-agent`.
+#[derive(Debug)]
 pub struct SkiffProcess {
     child: Option<Child>,
     /// The data directory.

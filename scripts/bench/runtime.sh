@@ -82,7 +82,7 @@ fi
 echo "measuring ($RUNS runs, $PODS pods)..." >&2
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')"
 echo
-"$driver" bench --root "$work/skiff" --store "$work/store" --runs "$RUNS" --pods "$PODS" \
+"$driver" bench --root "$work/skiff" --store "$work/store" --image-archive "$work/busybox.tar" --runs "$RUNS" --pods "$PODS" \
   --runc-bundle "$work/bundles" "${ctr_args[@]}" &
 driver_pid=$!
 wait "$driver_pid"

@@ -91,6 +91,7 @@ impl ClusterSpec {
 }
 
 /// A running test cluster.
+#[derive(Debug)]
 pub struct Cluster {
     /// The server node.
     pub server: Node,

@@ -339,7 +339,7 @@ fn events_expire_after_the_event_ttl() {
 
 /// Standard base64 (the form Secrets' `data` is stored in), without a dependency.
 mod base64_like {
-    pub fn encode(input: &[u8]) -> String {
+    pub(crate) fn encode(input: &[u8]) -> String {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in input.chunks(3) {

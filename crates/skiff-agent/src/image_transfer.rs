@@ -21,6 +21,7 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
 const PROGRESS_EVERY: u64 = 32 << 20;
 
 /// Fetches images from the server over the link, once the link is up (agent side).
+#[derive(Debug)]
 pub struct LinkImages {
     link: Arc<OnceCell<Arc<AgentLink>>>,
 }

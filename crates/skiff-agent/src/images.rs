@@ -66,6 +66,12 @@ pub struct ImagePuller {
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+impl std::fmt::Debug for ImagePuller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImagePuller").finish_non_exhaustive()
+    }
+}
+
 /// The policy upstream defaults to when none is given: `Always` for `:latest` or untagged
 /// images, `IfNotPresent` otherwise.
 pub fn default_policy(image: &str) -> &'static str {

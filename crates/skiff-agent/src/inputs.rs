@@ -26,6 +26,7 @@ pub trait ObjectSource: Send + Sync + 'static {
 }
 
 /// No server to ask (tests, or a node that never reached its server).
+#[derive(Debug)]
 pub struct Offline;
 
 impl ObjectSource for Offline {

@@ -37,6 +37,7 @@ pub enum Desired {
 }
 
 /// What every worker shares.
+#[derive(Debug)]
 pub struct WorkerContext {
     /// The container runtime.
     pub runtime: Runtime,

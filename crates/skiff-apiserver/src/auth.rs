@@ -121,6 +121,14 @@ pub struct UnionAuthorizer {
     authorizers: Vec<Arc<dyn Authorizer>>,
 }
 
+impl std::fmt::Debug for UnionAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnionAuthorizer")
+            .field("authorizers", &self.authorizers.len())
+            .finish()
+    }
+}
+
 impl UnionAuthorizer {
     /// Combines `authorizers`.
     pub fn new(authorizers: Vec<Arc<dyn Authorizer>>) -> Self {

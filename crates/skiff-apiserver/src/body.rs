@@ -13,7 +13,7 @@ use crate::ApiError;
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
-pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -32,7 +32,7 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
 
 /// Decodes a body as a JSON value (`format` from `Content-Type`). Empty or malformed → 400
 /// with the parser's position.
-pub fn decode(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
+pub(crate) fn decode(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -47,7 +47,7 @@ pub fn decode(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
 }
 
 /// Decodes YAML (JSON is YAML too) into a JSON value.
-pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?;
     serde_saphyr::from_str::<Value>(text)
@@ -55,7 +55,7 @@ pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Decodes a body that must hold a JSON object (create, update, apply).
-pub fn decode_object(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
+pub(crate) fn decode_object(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
     let value = decode(bytes, format)?;
     if !value.is_object() {
         return Err(ApiError::bad_request(format!(
@@ -67,7 +67,7 @@ pub fn decode_object(bytes: &[u8], format: BodyFormat) -> Result<Value, ApiError
 }
 
 /// The JSON type name of a value, for messages.
-pub fn json_type(value: &Value) -> &'static str {
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

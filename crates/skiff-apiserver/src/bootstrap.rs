@@ -13,7 +13,7 @@ use crate::{ApiError, ApiServer};
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 /// Namespaces that may not be deleted (upstream's NamespaceLifecycle admission).
-pub const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+pub(crate) const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 pub(crate) async fn run(api: &ApiServer) -> Result<(), ApiError> {
     let namespaces = registry::find("", "v1", "namespaces")

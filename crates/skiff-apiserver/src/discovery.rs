@@ -10,7 +10,7 @@ use crate::negotiate::MediaType;
 
 /// Every discovery document, rendered once.
 #[derive(Debug, Clone)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// `/version`.
     pub version: Bytes,
     /// `/api` (APIVersions).
@@ -27,7 +27,7 @@ pub struct Discovery {
 
 impl Discovery {
     /// Renders the documents.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let group_versions = registry::group_versions();
         let resource_lists = group_versions
             .iter()
@@ -92,7 +92,7 @@ impl Discovery {
     }
 
     /// The APIResourceList of one group version.
-    pub fn resource_list(&self, group: &str, version: &str) -> Option<Bytes> {
+    pub(crate) fn resource_list(&self, group: &str, version: &str) -> Option<Bytes> {
         self.resource_lists
             .iter()
             .find(|(g, v, _)| g == group && v == version)
@@ -108,7 +108,7 @@ impl Default for Discovery {
 
 /// If the client asks for aggregated discovery (before plain JSON), the apidiscovery version
 /// it wants (`v2` or `v2beta1`), else `None` (legacy documents).
-pub fn wants_aggregated(headers: &http::HeaderMap) -> Option<&'static str> {
+pub(crate) fn wants_aggregated(headers: &http::HeaderMap) -> Option<&'static str> {
     for value in headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -137,7 +137,7 @@ pub fn wants_aggregated(headers: &http::HeaderMap) -> Option<&'static str> {
 }
 
 /// Content type of an aggregated discovery answer.
-pub fn aggregated_content_type(version: &str) -> String {
+pub(crate) fn aggregated_content_type(version: &str) -> String {
     format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
 }
 
@@ -155,7 +155,7 @@ fn grouped(
 }
 
 /// `/version`, reporting the Kubernetes release skiff serves.
-pub fn version_info() -> Value {
+pub(crate) fn version_info() -> Value {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -208,7 +208,7 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
 }
 
 /// Subresources a resource serves, as discovery reports them.
-pub fn subresources_of(info: &ResourceInfo) -> Vec<&'static str> {
+pub(crate) fn subresources_of(info: &ResourceInfo) -> Vec<&'static str> {
     let mut subs: Vec<&'static str> = info.subresources.to_vec();
     if info.group.is_empty() && info.plural == "namespaces" && !subs.contains(&"finalize") {
         subs.push("finalize");

@@ -59,7 +59,7 @@ pub(crate) struct StoreHealth {
 
 impl StoreHealth {
     /// Notes a store error of a write, if it is the store's fault rather than the request's.
-    pub fn note(&self, store: &Store, error: &StoreError) {
+    pub(crate) fn note(&self, store: &Store, error: &StoreError) {
         if is_client_error(error) {
             return;
         }
@@ -68,7 +68,7 @@ impl StoreHealth {
     }
 
     /// The `store` check.
-    pub fn check(&self, store: &Store) -> Result<(), String> {
+    pub(crate) fn check(&self, store: &Store) -> Result<(), String> {
         let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         match failure.as_ref() {
             Some((revision, _)) if store.revision() > *revision => {

@@ -20,7 +20,7 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    pub(crate) fn new() -> Arc<Activity> {
         Arc::new(Activity {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -34,14 +34,14 @@ impl Activity {
     }
 
     /// A request started; the guard ends it when dropped (with its response body).
-    pub fn request(self: &Arc<Self>) -> RequestGuard {
+    pub(crate) fn request(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.clone())
     }
 
     /// When the connection becomes idle-expired if nothing happens meanwhile; `None` while
     /// a request is in progress.
-    pub fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+    pub(crate) fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
@@ -67,7 +67,7 @@ pub(crate) struct Watched<T> {
 }
 
 impl<T> Watched<T> {
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
         Watched { inner, activity }
     }
 }

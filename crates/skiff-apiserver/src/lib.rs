@@ -98,6 +98,12 @@ pub struct ApiServer {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     store: Store,
     config: ApiConfig,

@@ -55,7 +55,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub fn new(limits: &ServeLimits) -> InFlight {
+    pub(crate) fn new(limits: &ServeLimits) -> InFlight {
         let pool = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
         InFlight {
             readonly: pool(limits.max_requests_inflight),
@@ -65,7 +65,7 @@ impl InFlight {
 
     /// A permit for this request, `None` when it is not limited (long-running, or from
     /// `system:masters` as upstream), or 429 with `Retry-After: 1` when its pool is full.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         method: &Method,
         path: &str,

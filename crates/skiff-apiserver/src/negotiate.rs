@@ -7,7 +7,7 @@ use crate::ApiError;
 
 /// A parsed media type: `application/json;as=Table;v=v1;g=meta.k8s.io`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaType {
+pub(crate) struct MediaType {
     /// `application/json` (lower case, no parameters).
     pub essence: String,
     /// Parameters, names lower case.
@@ -16,7 +16,7 @@ pub struct MediaType {
 
 impl MediaType {
     /// Parses one media type; `None` if it has no `/`.
-    pub fn parse(text: &str) -> Option<MediaType> {
+    pub(crate) fn parse(text: &str) -> Option<MediaType> {
         let mut parts = text.split(';');
         let essence = parts.next()?.trim().to_ascii_lowercase();
         if !essence.contains('/') {
@@ -35,7 +35,7 @@ impl MediaType {
     }
 
     /// The value of parameter `name`.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(k, _)| k == name)
@@ -45,7 +45,7 @@ impl MediaType {
 
 /// Representations of objects the server can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// The object (or list) as JSON.
     Json,
     /// A `meta.k8s.io` `Table` of the given version (`v1` or `v1beta1`).
@@ -56,7 +56,7 @@ pub enum Output {
 
 /// Version of `meta.k8s.io` tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableVersion {
+pub(crate) enum TableVersion {
     /// `meta.k8s.io/v1`.
     V1,
     /// `meta.k8s.io/v1beta1`.
@@ -65,7 +65,7 @@ pub enum TableVersion {
 
 impl TableVersion {
     /// `apiVersion` of the table.
-    pub fn api_version(self) -> &'static str {
+    pub(crate) fn api_version(self) -> &'static str {
         match self {
             TableVersion::V1 => "meta.k8s.io/v1",
             TableVersion::V1beta1 => "meta.k8s.io/v1beta1",
@@ -77,7 +77,7 @@ const JSON_TYPES: &[&str] = &["application/json", "application/*", "*/*"];
 
 /// Chooses the representation from `Accept`, in the client's order of preference. No header or
 /// an empty one means JSON. Only protobuf or other unknown types → 406.
-pub fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
+pub(crate) fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
     let values: Vec<&str> = headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -116,7 +116,7 @@ pub fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
 }
 
 /// Whether the client accepts plain JSON (used by endpoints with one representation).
-pub fn accepts_json(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_json(headers: &HeaderMap) -> bool {
     let mut any = false;
     for value in headers
         .get_all(http::header::ACCEPT)
@@ -140,7 +140,7 @@ pub fn accepts_json(headers: &HeaderMap) -> bool {
 
 /// What a request body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
+pub(crate) enum BodyFormat {
     /// `application/json`.
     Json,
     /// `application/yaml`.
@@ -151,7 +151,7 @@ pub enum BodyFormat {
 
 /// Patch kinds, by `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchKind {
+pub(crate) enum PatchKind {
     /// `application/json-patch+json` (RFC 6902).
     Json,
     /// `application/merge-patch+json` (RFC 7386).
@@ -179,7 +179,7 @@ fn content_type_text(headers: &HeaderMap) -> String {
 
 /// The format of a create/update body; unknown types → 415. No or an empty `Content-Type` is
 /// JSON: upstream then takes the first supported media type.
-pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     if content_type_text(headers).trim().is_empty() {
         return Ok(BodyFormat::Json);
     }
@@ -195,7 +195,7 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 }
 
 /// The kind of a PATCH body; other types → 415 naming the accepted ones.
-pub fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
+pub(crate) fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
     match content_type(headers).map(|m| m.essence).as_deref() {
         Some("application/json-patch+json") => Ok(PatchKind::Json),
         Some("application/merge-patch+json") => Ok(PatchKind::Merge),

@@ -3,12 +3,12 @@
 use serde_json::{Map, Value};
 
 /// `metadata.<field>` as a string.
-pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get("metadata")?.get(field)?.as_str()
 }
 
 /// `metadata`, created if missing (the object must be a JSON object).
-pub fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
+pub(crate) fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
     let obj = object.as_object_mut()?;
     let meta = obj
         .entry("metadata")
@@ -20,14 +20,14 @@ pub fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 /// Sets `metadata.<field>`.
-pub fn set_meta(object: &mut Value, field: &str, value: Value) {
+pub(crate) fn set_meta(object: &mut Value, field: &str, value: Value) {
     if let Some(meta) = meta_mut(object) {
         meta.insert(field.to_string(), value);
     }
 }
 
 /// Removes `metadata.<field>`.
-pub fn remove_meta(object: &mut Value, field: &str) -> Option<Value> {
+pub(crate) fn remove_meta(object: &mut Value, field: &str) -> Option<Value> {
     object
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
@@ -35,7 +35,7 @@ pub fn remove_meta(object: &mut Value, field: &str) -> Option<Value> {
 }
 
 /// `metadata.finalizers` as strings.
-pub fn finalizers(object: &Value) -> Vec<String> {
+pub(crate) fn finalizers(object: &Value) -> Vec<String> {
     object
         .get("metadata")
         .and_then(|m| m.get("finalizers"))
@@ -50,7 +50,7 @@ pub fn finalizers(object: &Value) -> Vec<String> {
 }
 
 /// Whether `metadata.deletionTimestamp` is set.
-pub fn is_deleting(object: &Value) -> bool {
+pub(crate) fn is_deleting(object: &Value) -> bool {
     object
         .get("metadata")
         .and_then(|m| m.get("deletionTimestamp"))
@@ -58,7 +58,7 @@ pub fn is_deleting(object: &Value) -> bool {
 }
 
 /// `metadata.deletionGracePeriodSeconds`.
-pub fn deletion_grace(object: &Value) -> Option<i64> {
+pub(crate) fn deletion_grace(object: &Value) -> Option<i64> {
     object
         .get("metadata")?
         .get("deletionGracePeriodSeconds")?
@@ -67,7 +67,7 @@ pub fn deletion_grace(object: &Value) -> Option<i64> {
 
 /// The current time as upstream writes timestamps (RFC 3339, whole seconds, UTC), plus
 /// `offset_seconds`.
-pub fn timestamp(offset_seconds: i64) -> String {
+pub(crate) fn timestamp(offset_seconds: i64) -> String {
     let second = jiff::Timestamp::now()
         .as_second()
         .saturating_add(offset_seconds);
@@ -81,7 +81,7 @@ pub fn timestamp(offset_seconds: i64) -> String {
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// `generateName` plus five random characters, truncated as upstream (prefix at most 58).
-pub fn generate_name(prefix: &str) -> String {
+pub(crate) fn generate_name(prefix: &str) -> String {
     let mut prefix: String = prefix.to_string();
     if prefix.len() > 58 {
         let mut cut = 58;
@@ -97,7 +97,7 @@ pub fn generate_name(prefix: &str) -> String {
 }
 
 /// Renders a `metav1.LabelSelector` as the string form (`a=b,c in (d,e)`), as `Scale.status.selector`.
-pub fn selector_string(selector: Option<&Value>) -> String {
+pub(crate) fn selector_string(selector: Option<&Value>) -> String {
     let Some(selector) = selector else {
         return String::new();
     };

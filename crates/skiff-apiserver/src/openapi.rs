@@ -24,7 +24,7 @@ use crate::discovery::subresources_of;
 
 /// The rendered documents.
 #[derive(Debug, Clone)]
-pub struct OpenApiDocs {
+pub(crate) struct OpenApiDocs {
     /// `/openapi/v2`, JSON.
     pub v2: Bytes,
     /// `/openapi/v2`, gnostic protobuf (definitions only).
@@ -37,7 +37,7 @@ pub struct OpenApiDocs {
 
 impl OpenApiDocs {
     /// Generates every document (tens of milliseconds; done once, on first use).
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut v3 = Vec::new();
         let mut index = Map::new();
         for (group, version) in registry::group_versions() {
@@ -61,7 +61,7 @@ impl OpenApiDocs {
     }
 
     /// The v3 document at `path` (`api/v1`, `apis/apps/v1`) and its hash.
-    pub fn v3_document(&self, path: &str) -> Option<(&str, &Bytes)> {
+    pub(crate) fn v3_document(&self, path: &str) -> Option<(&str, &Bytes)> {
         self.v3
             .iter()
             .find(|(p, _, _)| p == path)

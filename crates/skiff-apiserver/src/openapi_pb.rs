@@ -7,13 +7,13 @@
 use serde_json::{Map, Value};
 
 /// What clients put in `Accept` for the protobuf document.
-pub const ACCEPT_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+pub(crate) const ACCEPT_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 /// Content type of the answer (the accept type is not a valid MIME type for Go's parser, so
 /// upstream answers with this one too).
-pub const CONTENT_TYPE: &str = "application/octet-stream";
+pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Whether `Accept` asks for the protobuf form.
-pub fn wanted(headers: &http::HeaderMap) -> bool {
+pub(crate) fn wanted(headers: &http::HeaderMap) -> bool {
     headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -220,7 +220,7 @@ fn schema(s: &Map<String, Value>) -> Writer {
 }
 
 /// Encodes the JSON v2 document as gnostic protobuf.
-pub fn encode(document: &Value) -> Vec<u8> {
+pub(crate) fn encode(document: &Value) -> Vec<u8> {
     let mut doc = Writer::default();
     doc.string(1, document["swagger"].as_str().unwrap_or("2.0"));
     let mut info = Writer::default();

@@ -6,17 +6,17 @@ use crate::ApiError;
 /// `timeoutSeconds`, `gracePeriodSeconds` or `sinceSeconds` are clamped to it: they mean
 /// "forever" to the client, and a bounded value keeps every deadline computed from them
 /// (`now + duration`, here or in the agents) from overflowing.
-pub const MAX_DURATION_SECONDS: i64 = 100 * 365 * 24 * 60 * 60;
+pub(crate) const MAX_DURATION_SECONDS: i64 = 100 * 365 * 24 * 60 * 60;
 
 /// Decoded `key=value` pairs of a query string, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Query {
+pub(crate) struct Query {
     pairs: Vec<(String, String)>,
 }
 
 impl Query {
     /// Parses a raw query string (`a=1&b=x%20y`).
-    pub fn parse(raw: Option<&str>) -> Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
         let pairs = raw
             .unwrap_or("")
             .split('&')
@@ -30,7 +30,7 @@ impl Query {
     }
 
     /// The first value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(k, _)| k == key)
@@ -38,7 +38,7 @@ impl Query {
     }
 
     /// All values of `key`.
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
             .filter(move |(k, _)| k == key)
@@ -46,12 +46,12 @@ impl Query {
     }
 
     /// The value of `key` if present and not empty.
-    pub fn non_empty(&self, key: &str) -> Option<&str> {
+    pub(crate) fn non_empty(&self, key: &str) -> Option<&str> {
         self.get(key).filter(|v| !v.is_empty())
     }
 
     /// A boolean parameter: `true`/`1` → true, `false`/`0`/empty → false; others → 400.
-    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+    pub(crate) fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {
             None | Some("") | Some("false") | Some("0") | Some("False") => Ok(false),
             Some("true") | Some("1") | Some("True") => Ok(true),
@@ -62,7 +62,7 @@ impl Query {
     }
 
     /// A non-negative integer parameter; malformed → 400 naming it.
-    pub fn integer(&self, key: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn integer(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.non_empty(key) {
             None => Ok(None),
             Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
@@ -76,12 +76,12 @@ impl Query {
     /// A duration in seconds (`timeoutSeconds`, `gracePeriodSeconds`...): malformed → 400;
     /// clamped to [`MAX_DURATION_SECONDS`] (negative values are left to the caller, whose
     /// messages differ per parameter).
-    pub fn seconds(&self, key: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn seconds(&self, key: &str) -> Result<Option<i64>, ApiError> {
         Ok(self.integer(key)?.map(clamp_seconds))
     }
 
     /// `dryRun=All` → true; absent → false; other values → 400 as upstream.
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
+    pub(crate) fn dry_run(&self) -> Result<bool, ApiError> {
         let mut dry = false;
         for v in self.all("dryRun") {
             match v {
@@ -98,7 +98,7 @@ impl Query {
     }
 
     /// `fieldValidation` (`Strict`, `Warn`, `Ignore`); default Warn as upstream.
-    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+    pub(crate) fn field_validation(&self) -> Result<FieldValidation, ApiError> {
         match self.non_empty("fieldValidation") {
             None => Ok(FieldValidation::Warn),
             Some("Strict") => Ok(FieldValidation::Strict),
@@ -113,7 +113,7 @@ impl Query {
 
 /// What to do about unknown fields in a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldValidation {
+pub(crate) enum FieldValidation {
     /// 400 with `strict decoding error: unknown field ...`.
     Strict,
     /// Accept, drop them, and answer with `Warning` headers.
@@ -123,7 +123,7 @@ pub enum FieldValidation {
 }
 
 /// Clamps a duration in seconds from a request to [`MAX_DURATION_SECONDS`].
-pub fn clamp_seconds(seconds: i64) -> i64 {
+pub(crate) fn clamp_seconds(seconds: i64) -> i64 {
     seconds.min(MAX_DURATION_SECONDS)
 }
 

@@ -14,7 +14,7 @@ use crate::query::Query;
 use crate::ApiError;
 
 /// A JSON response with `code` and `body`.
-pub fn json_bytes(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn json_bytes(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = code;
     response.headers_mut().insert(
@@ -25,12 +25,12 @@ pub fn json_bytes(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// A JSON response with `code` and `value`.
-pub fn json_value(code: StatusCode, value: &Value) -> Response<Body> {
+pub(crate) fn json_value(code: StatusCode, value: &Value) -> Response<Body> {
     json_bytes(code, value.to_string())
 }
 
 /// `includeObject` for tables (default Metadata); invalid → 400.
-pub fn include_object(query: &Query) -> Result<IncludeObject, ApiError> {
+pub(crate) fn include_object(query: &Query) -> Result<IncludeObject, ApiError> {
     match query.non_empty("includeObject") {
         None => Ok(IncludeObject::Metadata),
         Some(v) => IncludeObject::parse(v).ok_or_else(|| {
@@ -54,7 +54,7 @@ fn table_value(
 }
 
 /// `PartialObjectMetadata` of an object.
-pub fn partial_metadata(object: &Value) -> Value {
+pub(crate) fn partial_metadata(object: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
@@ -63,7 +63,7 @@ pub fn partial_metadata(object: &Value) -> Value {
 }
 
 /// One object in the representation the client asked for.
-pub fn object(
+pub(crate) fn object(
     code: StatusCode,
     info: &ResourceInfo,
     bytes: &[u8],
@@ -93,7 +93,7 @@ pub fn object(
 }
 
 /// An object response from a value (results of writes).
-pub fn object_value(
+pub(crate) fn object_value(
     code: StatusCode,
     info: &ResourceInfo,
     value: &Value,
@@ -123,7 +123,7 @@ fn list_meta(page: &ListPage) -> Value {
 }
 
 /// A list page in the representation the client asked for.
-pub fn list(
+pub(crate) fn list(
     info: &ResourceInfo,
     page: &ListPage,
     output: Output,
@@ -166,7 +166,7 @@ pub fn list(
 }
 
 /// `{"kind":"PodList","apiVersion":"v1","metadata":{...},"items":[...]}` from stored bytes.
-pub fn list_json(info: &ResourceInfo, page: &ListPage) -> Bytes {
+pub(crate) fn list_json(info: &ResourceInfo, page: &ListPage) -> Bytes {
     let size: usize = page.items.iter().map(|o| o.json().len() + 1).sum();
     let mut out = BytesMut::with_capacity(size + 256);
     out.put_slice(b"{\"kind\":");

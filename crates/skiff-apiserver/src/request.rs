@@ -13,7 +13,7 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 /// A request for a resource (as opposed to discovery, openapi or health endpoints).
 #[derive(Debug, Clone)]
-pub struct ResourceRequest {
+pub(crate) struct ResourceRequest {
     /// The resource.
     pub info: &'static ResourceInfo,
     /// Namespace from the URL (for namespaced resources; `None` = all namespaces).
@@ -28,7 +28,7 @@ pub struct ResourceRequest {
 
 /// Kubernetes verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     /// GET one object.
     Get,
     /// GET a collection.
@@ -49,7 +49,7 @@ pub enum Verb {
 
 impl Verb {
     /// The verb as authorizers and discovery name it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
             Verb::List => "list",
@@ -65,7 +65,7 @@ impl Verb {
 
 /// Parses the path below the API prefix. `group` is `""` for `/api/v1`. Returns 404 for paths
 /// that name nothing served and 405 for verbs a resource does not support.
-pub fn parse(
+pub(crate) fn parse(
     method: &Method,
     group: &str,
     version: &str,

@@ -12,7 +12,7 @@ use tower::Service;
 use crate::{Authenticated, Identity};
 
 /// Answers requests with the API as `identity`, without TLS or sockets. Clone it freely.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct InProcessService {
     router: axum::Router,
     identity: Arc<Identity>,

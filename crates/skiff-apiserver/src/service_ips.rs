@@ -116,7 +116,7 @@ enum AllocationError {
 
 /// Why a Service got no address.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AssignError {
+pub(crate) enum AssignError {
     /// The addresses it asks for cannot be had (422, naming `spec.clusterIPs`).
     Invalid(ValidationErrors),
     /// No address is left in the range (upstream answers 500).
@@ -131,14 +131,14 @@ struct Pending {
 
 /// The allocator of one API server.
 #[derive(Clone)]
-pub struct ServiceIps {
+pub(crate) struct ServiceIps {
     cidr: ServiceCidr,
     pending: Arc<Mutex<Pending>>,
 }
 
 /// An address held until the Service carrying it is stored (or the create failed): dropping it
 /// ends the reservation.
-pub struct Reservation {
+pub(crate) struct Reservation {
     addresses: Vec<u32>,
     pending: Arc<Mutex<Pending>>,
 }
@@ -154,7 +154,7 @@ impl Drop for Reservation {
 
 impl ServiceIps {
     /// An allocator over `cidr`.
-    pub fn new(cidr: ServiceCidr) -> Self {
+    pub(crate) fn new(cidr: ServiceCidr) -> Self {
         ServiceIps {
             cidr,
             pending: Arc::default(),
@@ -162,14 +162,14 @@ impl ServiceIps {
     }
 
     /// The range.
-    pub fn cidr(&self) -> ServiceCidr {
+    pub(crate) fn cidr(&self) -> ServiceCidr {
         self.cidr
     }
 
     /// Gives `service` (create, or update from `old`) its cluster IPs: a free address when it
     /// needs one and has none, or a check of the addresses it asks for. `dry_run` checks and
     /// fills in without reserving. Returns the reservation to keep until the Service is stored.
-    pub fn assign(
+    pub(crate) fn assign(
         &self,
         store: &Store,
         old: Option<&Value>,

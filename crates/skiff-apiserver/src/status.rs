@@ -304,7 +304,7 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// A `Status` reporting success (returned by some deletes).
-pub fn success_status(subject: Subject<'_>, uid: Option<&str>) -> Value {
+pub(crate) fn success_status(subject: Subject<'_>, uid: Option<&str>) -> Value {
     let mut details = json!({"name": subject.name, "group": subject.group, "kind": subject.kind});
     if let Some(uid) = uid {
         details["uid"] = json!(uid);

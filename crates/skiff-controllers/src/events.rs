@@ -73,7 +73,7 @@ struct Aggregated {
 }
 
 /// Records events as one component (`default-scheduler`, `replicaset-controller`, ...).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Recorder {
     component: Arc<str>,
     tx: mpsc::Sender<Pending>,

@@ -141,6 +141,17 @@ where
     indexes: Arc<RwLock<Indexes<K>>>,
 }
 
+impl<K> std::fmt::Debug for Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informer")
+            .field("kind", &K::kind(&()))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K> Clone for Informer<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,

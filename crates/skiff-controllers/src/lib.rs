@@ -19,6 +19,8 @@ pub mod daemonset;
 pub mod deployment;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod garbage_collector;
 pub mod informer;
 pub mod job;
@@ -106,7 +108,14 @@ pub struct Clients {
     pub controller_manager: Client,
 }
 
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
 /// The running scheduler and controllers.
+#[derive(Debug)]
 pub struct Running {
     tasks: JoinSet<()>,
     scheduler_stats: Arc<scheduler::Stats>,

@@ -30,6 +30,12 @@ pub struct Allocator {
     inner: Mutex<AllocatorState>,
 }
 
+impl std::fmt::Debug for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allocator").finish_non_exhaustive()
+    }
+}
+
 struct AllocatorState {
     cidrs: PodCidrAllocator,
     restored: bool,

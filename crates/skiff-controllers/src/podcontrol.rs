@@ -71,6 +71,12 @@ pub struct PodControl {
     expectations: Arc<Expectations>,
 }
 
+impl std::fmt::Debug for PodControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodControl").finish_non_exhaustive()
+    }
+}
+
 /// Whether an error means the namespace is being deleted (creations then stop quietly).
 fn namespace_terminating(error: &kube::Error) -> bool {
     match error {
@@ -226,8 +232,10 @@ impl PodControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, phase: &str, ready: bool) -> Arc<Pod> {
+        Arc::new(crate::fixtures::pod(name, phase, "", ready))
+    }
 
     #[test]
     fn batches_double_from_one() {
@@ -242,25 +250,6 @@ mod tests {
         for (total, want) in cases {
             assert_eq!(slow_start_batches(*total), *want, "{total} pods");
         }
-    }
-
-    fn pod(name: &str, phase: &str, ready: bool) -> Arc<Pod> {
-        Arc::new(Pod {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
     }
 
     #[test]

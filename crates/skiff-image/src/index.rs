@@ -18,9 +18,9 @@ use crate::manifest::OCI_INDEX;
 use crate::reference::Reference;
 
 /// Full image name, as containerd's `ctr` and CRI write it.
-pub const ANNOTATION_NAME: &str = "io.containerd.image.name";
+pub(crate) const ANNOTATION_NAME: &str = "io.containerd.image.name";
 /// OCI layout tag annotation.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 const ANNOTATION_ID: &str = "dev.skiff.image.id";
 const ANNOTATION_REPO_DIGEST: &str = "dev.skiff.image.repo-digest";
 

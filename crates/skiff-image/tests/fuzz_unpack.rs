@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use skiff_image::unpack::unpack_layer;
 use skiff_image::{DevicePolicy, SetidPolicy, UnpackPolicy};
 
@@ -404,19 +403,16 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("gzip")
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/fuzz_unpack.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/fuzz_unpack.txt` (committed, replayed
+/// before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    let mut config = if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    };
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_unpack.txt"
-    ))));
-    config
+    skiff_testkit::fuzz::config(
+        cases,
+        Some(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/fuzz_unpack.txt"
+        )),
+    )
 }
 
 proptest! {

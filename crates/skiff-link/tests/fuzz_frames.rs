@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use skiff_link::proto::exec::{ExecFrameDecoder, MAX_EXEC_FRAME};
 use skiff_link::proto::image::{BlobHeader, ImageWant};
 use skiff_link::proto::{
@@ -363,19 +362,16 @@ where
         .collect()
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/fuzz_frames.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/fuzz_frames.txt` (committed, replayed
+/// before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    let mut config = if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    };
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_frames.txt"
-    ))));
-    config
+    skiff_testkit::fuzz::config(
+        cases,
+        Some(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/fuzz_frames.txt"
+        )),
+    )
 }
 
 proptest! {

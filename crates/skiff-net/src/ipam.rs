@@ -19,7 +19,7 @@ pub(crate) struct Ipam {
 
 impl Ipam {
     /// The range of `pod_cidr` (at most a /30) minus network, gateway and broadcast.
-    pub fn new(pod_cidr: Ipv4Net) -> Self {
+    pub(crate) fn new(pod_cidr: Ipv4Net) -> Self {
         let network = u32::from(pod_cidr.network());
         let broadcast = u32::from(pod_cidr.broadcast());
         Self {
@@ -30,17 +30,17 @@ impl Ipam {
 
     /// How many pod addresses the range holds.
     #[cfg(test)]
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         (self.last - self.first + 1) as usize
     }
 
     /// Whether `ip` may be handed to a pod.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, ip: Ipv4Addr) -> bool {
         (self.first..=self.last).contains(&u32::from(ip))
     }
 
     /// The next address after `after` (wrapping) that is not in `used`.
-    pub fn next_free(
+    pub(crate) fn next_free(
         &self,
         used: &BTreeSet<Ipv4Addr>,
         after: Option<Ipv4Addr>,

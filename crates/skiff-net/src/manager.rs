@@ -29,6 +29,12 @@ pub struct PodNetwork {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for PodNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodNetwork").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     config: NetworkConfig,
     ns: NetNs,

@@ -106,7 +106,7 @@ pub(crate) fn errno(err: &rtnetlink::Error) -> Option<i32> {
 
 impl Netlink {
     /// Opens a netlink socket inside `ns` and drives it on the current tokio runtime.
-    pub async fn connect(ns: &NetNs) -> Result<Self, NetError> {
+    pub(crate) async fn connect(ns: &NetNs) -> Result<Self, NetError> {
         let fd = ns
             .run(|| Socket::new(NETLINK_ROUTE).map(IntoRawFd::into_raw_fd))?
             .map_err(|source| NetError::Netns {
@@ -121,12 +121,12 @@ impl Netlink {
         Ok(Self { handle, driver })
     }
 
-    pub fn handle(&self) -> &Handle {
+    pub(crate) fn handle(&self) -> &Handle {
         &self.handle
     }
 
     /// All links of the namespace.
-    pub async fn links(&self) -> Result<Vec<Link>, NetError> {
+    pub(crate) async fn links(&self) -> Result<Vec<Link>, NetError> {
         let messages: Vec<LinkMessage> = self
             .handle
             .link()
@@ -139,7 +139,7 @@ impl Netlink {
     }
 
     /// The link called `name`, if it exists.
-    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetError> {
+    pub(crate) async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetError> {
         let result: Result<Vec<LinkMessage>, _> = self
             .handle
             .link()
@@ -156,7 +156,7 @@ impl Netlink {
     }
 
     /// Deletes the link with `index`; a link that is already gone is not an error.
-    pub async fn delete_link(&self, index: u32, name: &str) -> Result<(), NetError> {
+    pub(crate) async fn delete_link(&self, index: u32, name: &str) -> Result<(), NetError> {
         match self.handle.link().del(index).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
@@ -165,7 +165,7 @@ impl Netlink {
     }
 
     /// Deletes the link called `name` if it exists; returns whether it did.
-    pub async fn delete_link_by_name(&self, name: &str) -> Result<bool, NetError> {
+    pub(crate) async fn delete_link_by_name(&self, name: &str) -> Result<bool, NetError> {
         match self.link_by_name(name).await? {
             Some(link) => {
                 self.delete_link(link.index, name).await?;
@@ -176,7 +176,10 @@ impl Netlink {
     }
 
     /// All IPv4 addresses of the namespace (or of one link).
-    pub async fn ipv4_addresses(&self, index: Option<u32>) -> Result<Vec<LinkAddr>, NetError> {
+    pub(crate) async fn ipv4_addresses(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<LinkAddr>, NetError> {
         let mut request = self.handle.address().get();
         if let Some(index) = index {
             request = request.set_link_index_filter(index);
@@ -204,7 +207,7 @@ impl Netlink {
     }
 
     /// Makes `addr/prefix_len` the only IPv4 address of link `index`.
-    pub async fn set_only_ipv4(
+    pub(crate) async fn set_only_ipv4(
         &self,
         index: u32,
         addr: Ipv4Addr,
@@ -250,7 +253,7 @@ impl Netlink {
     }
 
     /// Sets link `index` up.
-    pub async fn set_up(&self, index: u32, what: &str) -> Result<(), NetError> {
+    pub(crate) async fn set_up(&self, index: u32, what: &str) -> Result<(), NetError> {
         self.handle
             .link()
             .set(rtnetlink::LinkUnspec::new_with_index(index).up().build())
@@ -260,7 +263,7 @@ impl Netlink {
     }
 
     /// IPv4 routes of the main table carrying skiff's protocol mark.
-    pub async fn skiff_routes(&self) -> Result<Vec<RouteMessage>, NetError> {
+    pub(crate) async fn skiff_routes(&self) -> Result<Vec<RouteMessage>, NetError> {
         let routes: Vec<RouteMessage> = self
             .handle
             .route()
@@ -277,7 +280,7 @@ impl Netlink {
     }
 
     /// Deletes a route; one that is already gone is not an error.
-    pub async fn delete_route(&self, route: RouteMessage) -> Result<(), NetError> {
+    pub(crate) async fn delete_route(&self, route: RouteMessage) -> Result<(), NetError> {
         let what = describe_route(&route);
         match self.handle.route().del(route).execute().await {
             Ok(()) => Ok(()),
@@ -287,7 +290,7 @@ impl Netlink {
     }
 
     /// Neighbour (ARP or FDB) entries of one link.
-    pub async fn neighbours(
+    pub(crate) async fn neighbours(
         &self,
         family: AddressFamily,
         index: u32,

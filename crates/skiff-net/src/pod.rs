@@ -40,7 +40,7 @@ pub(crate) struct PodPlumbing<'a> {
 
 impl PodPlumbing<'_> {
     /// Whether the pod's interfaces are already in place and correct.
-    pub async fn is_plumbed(
+    pub(crate) async fn is_plumbed(
         &self,
         pod_ns: &NetNs,
         veth: &str,
@@ -88,7 +88,7 @@ impl PodPlumbing<'_> {
     }
 
     /// Creates the veth pair and configures both ends (replacing a stale host end).
-    pub async fn plumb(
+    pub(crate) async fn plumb(
         &self,
         pod_ns: &NetNs,
         veth: &str,

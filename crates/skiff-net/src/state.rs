@@ -66,7 +66,7 @@ pub(crate) struct PodRecord {
 }
 
 impl NodeState {
-    pub fn new(
+    pub(crate) fn new(
         pod_cidr: Ipv4Net,
         cluster_cidr: Ipv4Net,
         node_ip: Ipv4Addr,
@@ -88,7 +88,7 @@ impl NodeState {
     }
 
     /// Addresses held by pods.
-    pub fn used_ips(&self) -> BTreeSet<Ipv4Addr> {
+    pub(crate) fn used_ips(&self) -> BTreeSet<Ipv4Addr> {
         self.pods.values().map(|p| p.ip).collect()
     }
 }

@@ -149,8 +149,7 @@ async fn a_restart_keeps_addresses_interfaces_and_connectivity() {
     moved.pod_cidr = "10.42.9.0/24".parse().unwrap();
     let err = PodNetwork::setup(moved)
         .await
-        .err()
-        .expect("pod CIDR change refused");
+        .expect_err("pod CIDR change refused");
     let text = err.to_string();
     assert!(
         text.contains("10.42.1.0/24") && text.contains("10.42.9.0/24"),
@@ -419,8 +418,7 @@ async fn pods_of_a_previous_boot_are_forgotten_and_a_torn_state_file_does_not_bl
     std::fs::write(&path, b"{\"version\": 1, \"pod_").unwrap();
     let err = PodNetwork::setup(n1.config(Backend::HostGw))
         .await
-        .err()
-        .expect("corrupt state refused")
+        .expect_err("corrupt state refused")
         .to_string();
     assert!(
         err.contains("network.json") && err.contains("corrupt"),

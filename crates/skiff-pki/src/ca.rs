@@ -12,7 +12,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::{CertKeyPair, Identity, PkiError, ServingNames};
 
 /// Validity of the CA certificate, in days (10 years, as upstream's kubeadm).
-pub const CA_VALIDITY_DAYS: i64 = 3650;
+pub(crate) const CA_VALIDITY_DAYS: i64 = 3650;
 /// Validity of serving and client certificates, in days.
 pub const LEAF_VALIDITY_DAYS: i64 = 365;
 /// Validity of node certificates: short, because they are renewed over the link (at two thirds

@@ -10,11 +10,11 @@ use crate::PkiError;
 /// Mode of private keys and files that embed them.
 pub const SECRET_MODE: u32 = 0o600;
 /// Mode of certificates.
-pub const PUBLIC_MODE: u32 = 0o644;
+pub(crate) const PUBLIC_MODE: u32 = 0o644;
 
 /// Creates `dir` (and missing parents) with mode 0700, or makes an existing one 0700: it
 /// holds private keys, which no other local user may list or read.
-pub fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
     use std::os::unix::fs::DirBuilderExt;
     let io = |action: &'static str| {
         move |source| PkiError::Io {
@@ -75,7 +75,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiEr
 }
 
 /// Flushes the directory entry of `path` to disk.
-pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -84,7 +84,7 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
 }
 
 /// Reads a whole file as UTF-8 text, `None` when it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

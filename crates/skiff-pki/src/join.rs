@@ -20,7 +20,7 @@ use crate::node_certificates::RevocationVerifier;
 use crate::{CertKeyPair, NodeCertificates, PkiError};
 
 /// Prefix of a full join token (k3s' token format version 10).
-pub const TOKEN_PREFIX: &str = "K10";
+pub(crate) const TOKEN_PREFIX: &str = "K10";
 /// Namespace of bootstrap-token Secrets.
 pub const TOKEN_NAMESPACE: &str = "kube-system";
 /// Prefix of bootstrap-token Secret names.

@@ -5,6 +5,7 @@ use base64::Engine;
 use crate::CertKeyPair;
 
 /// What goes into a single-cluster, single-user kubeconfig.
+#[derive(Debug)]
 pub struct KubeconfigParams<'a> {
     /// Name of the cluster and of the context.
     pub cluster_name: &'a str,

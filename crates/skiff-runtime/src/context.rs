@@ -40,6 +40,7 @@ pub trait SandboxNetwork: Send + Sync + 'static {
 }
 
 /// No network besides `lo` (tests, or pods that need no connectivity).
+#[derive(Debug)]
 pub struct LoopbackOnly;
 
 impl SandboxNetwork for LoopbackOnly {
@@ -122,19 +123,19 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// The pod's cgroup path.
-    pub fn pod_cgroup(&self, uid: &str) -> PathBuf {
+    pub(crate) fn pod_cgroup(&self, uid: &str) -> PathBuf {
         self.config.cgroup_parent.join(format!("pod{uid}"))
     }
 
     /// Drops the pod from the table.
-    pub fn forget(&self, uid: &str) {
+    pub(crate) fn forget(&self, uid: &str) {
         self.pods
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
     }
 
-    pub fn paths(&self, uid: &str) -> PodPaths {
+    pub(crate) fn paths(&self, uid: &str) -> PodPaths {
         PodPaths::new(&self.config.root, uid)
     }
 }

@@ -139,6 +139,12 @@ pub struct ExitMonitor {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for ExitMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExitMonitor").finish_non_exhaustive()
+    }
+}
+
 fn os_err(call: &'static str) -> RuntimeError {
     RuntimeError::sys(call, "exit monitor", nix::Error::last())
 }
@@ -642,7 +648,7 @@ mod tests {
     #[test]
     fn reports_exit_codes_of_processes_that_are_not_children() {
         if !nix::unistd::geteuid().is_root() {
-            crate::testing::skip_unless_root("exit monitor needs the proc connector (root)");
+            skiff_testkit::gate::skip("exit monitor needs the proc connector (root)");
             return;
         }
         let monitor = ExitMonitor::start().unwrap();
@@ -670,7 +676,7 @@ mod tests {
     #[test]
     fn exit_before_watch_is_still_reported() {
         if !nix::unistd::geteuid().is_root() {
-            crate::testing::skip_unless_root("exit monitor needs the proc connector (root)");
+            skiff_testkit::gate::skip("exit monitor needs the proc connector (root)");
             return;
         }
         let monitor = ExitMonitor::start().unwrap();
@@ -703,7 +709,7 @@ mod pidns_tests {
 
     #[test]
     fn killed_pid_namespace_init_with_children_reports_its_signal() {
-        if !crate::testing::require_root("needs the proc connector (root)") {
+        if !skiff_testkit::gate::require_root("needs the proc connector (root)") {
             return;
         }
         let monitor = ExitMonitor::start().unwrap();

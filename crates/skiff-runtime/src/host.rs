@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn root_can_subscribe_to_process_events() {
-        if !crate::testing::require_root("subscribing to the proc connector") {
+        if !skiff_testkit::gate::require_root("subscribing to the proc connector") {
             return;
         }
         proc_connector().expect("root subscribes to the proc connector");

@@ -59,6 +59,7 @@ impl Runtime {
 }
 
 /// A stream of log records.
+#[derive(Debug)]
 pub struct LogStream {
     rx: mpsc::Receiver<LogRecord>,
 }

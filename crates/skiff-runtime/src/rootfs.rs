@@ -36,7 +36,7 @@ fn escape(path: &Path) -> Result<String> {
 
 impl Rootfs {
     /// Paths under the container instance directory `dir`.
-    pub fn at(dir: &Path) -> Rootfs {
+    pub(crate) fn at(dir: &Path) -> Rootfs {
         Rootfs {
             merged: dir.join("rootfs"),
             upper: dir.join("upper"),
@@ -45,7 +45,7 @@ impl Rootfs {
     }
 
     /// Mounts the layers (bottom first) with a fresh upper directory.
-    pub fn mount(&self, layers: &[PathBuf], image: &str) -> Result<()> {
+    pub(crate) fn mount(&self, layers: &[PathBuf], image: &str) -> Result<()> {
         if layers.is_empty() {
             return Err(RuntimeError::invalid(
                 image.to_owned(),
@@ -93,7 +93,7 @@ impl Rootfs {
     }
 
     /// Unmounts (idempotent).
-    pub fn unmount(&self) -> Result<()> {
+    pub(crate) fn unmount(&self) -> Result<()> {
         crate::fsutil::unmount_all_under(&self.merged)?;
         unmount(&self.merged)
     }
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn layers_stack_top_down_and_writes_stay_in_upper() {
-        if !crate::testing::require_root("overlay mounts need root") {
+        if !skiff_testkit::gate::require_root("overlay mounts need root") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,12 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
 impl Runtime {
     /// Opens the runtime: creates the state directories, detects cgroups, starts the exit
     /// monitor and the log pump. Pods left by a previous runtime are not touched until

@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn namespaces_outlive_their_thread_and_are_released() {
-        if !crate::testing::require_root("sandbox namespaces need root") {
+        if !skiff_testkit::gate::require_root("sandbox namespaces need root") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -169,7 +169,7 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// The compiled program of `profile`, compiling it on first use.
-    pub fn get(&self, profile: &LinuxSeccomp) -> Result<Program, String> {
+    pub(crate) fn get(&self, profile: &LinuxSeccomp) -> Result<Program, String> {
         let key = serde_json::to_vec(profile).map_err(|e| e.to_string())?;
         if let Some(p) = self
             .programs

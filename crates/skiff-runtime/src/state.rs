@@ -14,7 +14,7 @@ use crate::spec::NamespacePaths;
 
 /// How an instance ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Terminated {
+pub(crate) struct Terminated {
     /// Exit code (128 + signal for signals).
     pub exit_code: i32,
     /// The signal, if it was killed by one.
@@ -33,7 +33,7 @@ pub struct Terminated {
 
 /// One run of a container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Instance {
+pub(crate) struct Instance {
     /// libcontainer id (random hex).
     pub id: String,
     /// Sequence number, also the log file name (`<number>.log`) — equals the restart count
@@ -55,14 +55,14 @@ pub struct Instance {
 
 impl Instance {
     /// Whether the instance is running.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.terminated.is_none() && self.pid.is_some()
     }
 }
 
 /// Back-off state of a container (upstream `flowcontrol.Backoff` entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// Current delay in milliseconds.
     pub delay_ms: u64,
     /// When the delay was last advanced (a restart happened).
@@ -71,7 +71,7 @@ pub struct Backoff {
 
 /// Why a container is waiting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Waiting {
+pub(crate) struct Waiting {
     /// `ContainerCreating`, `PodInitializing`, `CrashLoopBackOff`, `CreateContainerConfigError`...
     pub reason: String,
     /// Details.
@@ -80,7 +80,7 @@ pub struct Waiting {
 
 /// Everything the runtime knows about one container of a pod.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerRecord {
+pub(crate) struct ContainerRecord {
     /// How many times it was restarted.
     pub restart_count: u32,
     /// The current (or last) instance.
@@ -105,7 +105,7 @@ pub struct ContainerRecord {
 
 impl ContainerRecord {
     /// Whether the current instance runs.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.instance
             .as_ref()
             .map(Instance::is_running)
@@ -113,14 +113,14 @@ impl ContainerRecord {
     }
 
     /// The termination of the current instance, if it ended.
-    pub fn terminated(&self) -> Option<&Terminated> {
+    pub(crate) fn terminated(&self) -> Option<&Terminated> {
         self.instance.as_ref().and_then(|i| i.terminated.as_ref())
     }
 }
 
 /// The sandbox's resources.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SandboxRecord {
+pub(crate) struct SandboxRecord {
     /// Namespace files (None = host namespace).
     pub namespaces: NamespacePaths,
     /// Shared /dev/shm tmpfs.
@@ -133,7 +133,7 @@ pub struct SandboxRecord {
 
 /// Why the pod is stopping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Termination {
+pub(crate) struct Termination {
     /// Grace period in milliseconds.
     pub grace_ms: u64,
     /// When the grace period ends (then SIGKILL).
@@ -144,7 +144,7 @@ pub struct Termination {
 
 /// The persisted record of one pod.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PodRecord {
+pub(crate) struct PodRecord {
     /// The pod as given to `run_pod`.
     pub pod: Pod,
     /// Images per container name.
@@ -176,62 +176,62 @@ pub struct PodRecord {
 
 /// Where a pod's files live.
 #[derive(Debug, Clone)]
-pub struct PodPaths {
+pub(crate) struct PodPaths {
     /// `<root>/pods/<uid>`.
     pub dir: PathBuf,
 }
 
 impl PodPaths {
     /// Paths of pod `uid` under the runtime root.
-    pub fn new(root: &Path, uid: &str) -> PodPaths {
+    pub(crate) fn new(root: &Path, uid: &str) -> PodPaths {
         PodPaths {
             dir: root.join("pods").join(uid),
         }
     }
     /// The record file.
-    pub fn record(&self) -> PathBuf {
+    pub(crate) fn record(&self) -> PathBuf {
         self.dir.join("pod.json")
     }
     /// Volumes directory.
-    pub fn volumes(&self) -> PathBuf {
+    pub(crate) fn volumes(&self) -> PathBuf {
         self.dir.join("volumes")
     }
     /// Directory of container `name`.
-    pub fn container(&self, name: &str) -> PathBuf {
+    pub(crate) fn container(&self, name: &str) -> PathBuf {
         self.dir.join("containers").join(name)
     }
     /// Directory of instance `number` of container `name`.
-    pub fn instance(&self, name: &str, number: u32) -> PathBuf {
+    pub(crate) fn instance(&self, name: &str, number: u32) -> PathBuf {
         self.container(name).join(number.to_string())
     }
     /// Generated spec template of container `name`.
-    pub fn spec_template(&self, name: &str) -> PathBuf {
+    pub(crate) fn spec_template(&self, name: &str) -> PathBuf {
         self.container(name).join("spec.json")
     }
     /// Log file of instance `number` of container `name`.
-    pub fn log(&self, name: &str, number: u32) -> PathBuf {
+    pub(crate) fn log(&self, name: &str, number: u32) -> PathBuf {
         self.dir
             .join("logs")
             .join(name)
             .join(format!("{number}.log"))
     }
     /// `/etc/hosts` of the pod.
-    pub fn hosts(&self) -> PathBuf {
+    pub(crate) fn hosts(&self) -> PathBuf {
         self.dir.join("etc/hosts")
     }
     /// `/etc/resolv.conf` of the pod.
-    pub fn resolv(&self) -> PathBuf {
+    pub(crate) fn resolv(&self) -> PathBuf {
         self.dir.join("etc/resolv.conf")
     }
     /// `/etc/hostname` of the pod.
-    pub fn hostname(&self) -> PathBuf {
+    pub(crate) fn hostname(&self) -> PathBuf {
         self.dir.join("etc/hostname")
     }
 }
 
 impl PodRecord {
     /// Saves the record atomically.
-    pub fn save(&self, paths: &PodPaths) -> Result<()> {
+    pub(crate) fn save(&self, paths: &PodPaths) -> Result<()> {
         let path = paths.record();
         let bytes = serde_json::to_vec(self).map_err(|source| RuntimeError::State {
             path: path.clone(),
@@ -241,19 +241,19 @@ impl PodRecord {
     }
 
     /// Loads a saved record.
-    pub fn load(paths: &PodPaths) -> Result<PodRecord> {
+    pub(crate) fn load(paths: &PodPaths) -> Result<PodRecord> {
         let path = paths.record();
         let bytes = std::fs::read(&path).map_err(|e| RuntimeError::io("read", &path, e))?;
         serde_json::from_slice(&bytes).map_err(|source| RuntimeError::State { path, source })
     }
 
     /// The pod's UID.
-    pub fn uid(&self) -> &str {
+    pub(crate) fn uid(&self) -> &str {
         self.pod.metadata.uid.as_deref().unwrap_or("")
     }
 
     /// `namespace/name` for messages.
-    pub fn display_name(&self) -> String {
+    pub(crate) fn display_name(&self) -> String {
         format!(
             "{}_{}({})",
             self.pod.metadata.name.as_deref().unwrap_or(""),
@@ -263,7 +263,7 @@ impl PodRecord {
     }
 
     /// The pod's restart policy.
-    pub fn restart_policy(&self) -> &str {
+    pub(crate) fn restart_policy(&self) -> &str {
         self.pod
             .spec
             .as_ref()
@@ -272,7 +272,7 @@ impl PodRecord {
     }
 
     /// Init containers in order.
-    pub fn init_containers(&self) -> &[Container] {
+    pub(crate) fn init_containers(&self) -> &[Container] {
         self.pod
             .spec
             .as_ref()
@@ -281,7 +281,7 @@ impl PodRecord {
     }
 
     /// App containers in order.
-    pub fn app_containers(&self) -> &[Container] {
+    pub(crate) fn app_containers(&self) -> &[Container] {
         self.pod
             .spec
             .as_ref()
@@ -290,7 +290,7 @@ impl PodRecord {
     }
 
     /// The container spec and JSON path of container `name`.
-    pub fn container_spec(&self, name: &str) -> Option<(&Container, String)> {
+    pub(crate) fn container_spec(&self, name: &str) -> Option<(&Container, String)> {
         if let Some((i, c)) = self
             .init_containers()
             .iter()
@@ -308,6 +308,6 @@ impl PodRecord {
 }
 
 /// Whether an init container is a sidecar (`restartPolicy: Always`).
-pub fn is_sidecar(c: &Container) -> bool {
+pub(crate) fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }

@@ -212,7 +212,7 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, at: Timestamp) -> PodCo
 
 /// The pod's status as the kubelet would report it (readiness = running: probes are the
 /// agent's business and may override `ready` and the Ready conditions).
-pub fn pod_status(record: &PodRecord) -> PodStatus {
+pub(crate) fn pod_status(record: &PodRecord) -> PodStatus {
     let init: Vec<ContainerStatus> = record
         .init_containers()
         .iter()

@@ -11,7 +11,7 @@ pub(crate) struct Phases {
 }
 
 impl Phases {
-    pub fn new(what: &'static str) -> Phases {
+    pub(crate) fn new(what: &'static str) -> Phases {
         let now = Instant::now();
         Phases {
             what,
@@ -22,7 +22,7 @@ impl Phases {
     }
 
     /// Ends the current phase, naming it.
-    pub fn mark(&mut self, phase: &'static str) {
+    pub(crate) fn mark(&mut self, phase: &'static str) {
         let now = Instant::now();
         self.marks
             .push((phase, now.duration_since(self.last).as_micros()));
@@ -30,7 +30,7 @@ impl Phases {
     }
 
     /// Logs the phases.
-    pub fn log(&self, subject: &str) {
+    pub(crate) fn log(&self, subject: &str) {
         if tracing::enabled!(tracing::Level::DEBUG) {
             let phases: Vec<String> = self
                 .marks

@@ -1009,7 +1009,7 @@ mod tests {
 
     #[test]
     fn secrets_live_on_tmpfs() {
-        if !crate::testing::require_root("tmpfs mounts need root") {
+        if !skiff_testkit::gate::require_root("tmpfs mounts need root") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -89,7 +89,7 @@ impl PodWorker {
     }
 
     /// Runs the worker until the pod is removed or the runtime shuts down.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         loop {
             let next = self.reconcile().await;
             if self.finished() {

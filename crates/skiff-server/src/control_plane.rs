@@ -44,6 +44,7 @@ impl ServerPaths {
 }
 
 /// The running pieces of the control plane.
+#[derive(Debug)]
 pub struct ControlPlane {
     /// File layout.
     pub paths: ServerPaths,

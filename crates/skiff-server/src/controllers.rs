@@ -13,9 +13,9 @@ use crate::ServerError;
 pub use skiff_controllers::util::duration::parse_duration;
 
 /// User the scheduler acts as.
-pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+pub(crate) const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// User the controllers act as.
-pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+pub(crate) const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 /// Group of the control loops' identities. skiff has no RBAC: like the admin, the in-process
 /// control loops may do everything.
 const CONTROL_PLANE_GROUP: &str = skiff_pki::ADMIN_GROUP;
@@ -50,7 +50,7 @@ impl Default for ControllerSettings {
 }
 
 /// The controllers' configuration for this server.
-pub fn config(settings: &ControllerSettings, cluster_cidr: &str) -> ControllerConfig {
+pub(crate) fn config(settings: &ControllerSettings, cluster_cidr: &str) -> ControllerConfig {
     ControllerConfig {
         node_monitor_period: settings.node_monitor_period,
         node_monitor_grace_period: settings.node_monitor_grace_period,
@@ -63,7 +63,7 @@ pub fn config(settings: &ControllerSettings, cluster_cidr: &str) -> ControllerCo
 }
 
 /// Starts the scheduler and the controllers against `api`.
-pub fn start(api: &ApiServer, config: ControllerConfig) -> Result<Running, ServerError> {
+pub(crate) fn start(api: &ApiServer, config: ControllerConfig) -> Result<Running, ServerError> {
     let client = |user: &str| {
         Client::new(
             api.service(Identity::new(user, [CONTROL_PLANE_GROUP])),

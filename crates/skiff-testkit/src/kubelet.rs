@@ -64,7 +64,7 @@ pub async fn create_ready_node(client: &Client, name: &str, labels: Value, taint
 
 /// Nodes gone silent (the fake kubelet and the heartbeats ignore them), and when each node's
 /// Lease was last renewed.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct Silenced {
     nodes: Arc<Mutex<HashSet<String>>>,
     renewals: Arc<Mutex<HashMap<String, Instant>>>,

@@ -13,6 +13,7 @@
 //! Only ever a dev-dependency (`tests/tests/architecture.rs` checks it).
 
 pub mod cmd;
+pub mod fuzz;
 pub mod gate;
 pub mod image;
 pub mod kubelet;

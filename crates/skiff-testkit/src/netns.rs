@@ -23,6 +23,7 @@ pub fn unique_id() -> u32 {
 }
 
 /// A named network namespace (`/run/netns/NAME`) with `lo` up, deleted on drop.
+#[derive(Debug)]
 pub struct Netns {
     /// `ip netns` name.
     pub name: String,

@@ -7,7 +7,6 @@
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
 use skiff_types::patch::{
     json_merge_patch, json_patch, schema, strategic_merge_typed, MAX_JSON_PATCH_OPERATIONS,
@@ -177,19 +176,16 @@ fn json_patch_doc() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/fuzz_patch.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/fuzz_patch.txt` (committed, replayed
+/// before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    let mut config = if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    };
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_patch.txt"
-    ))));
-    config
+    skiff_testkit::fuzz::config(
+        cases,
+        Some(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/fuzz_patch.txt"
+        )),
+    )
 }
 
 proptest! {

@@ -7,7 +7,6 @@
 use std::cmp::Ordering;
 
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use skiff_types::quantity::Quantity;
 
 const SUFFIXES: &[&str] = &[
@@ -90,19 +89,16 @@ fn q(s: &str) -> Quantity {
     Quantity::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/fuzz_quantity.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/fuzz_quantity.txt` (committed, replayed
+/// before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    let mut config = if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    };
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_quantity.txt"
-    ))));
-    config
+    skiff_testkit::fuzz::config(
+        cases,
+        Some(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/fuzz_quantity.txt"
+        )),
+    )
 }
 
 proptest! {

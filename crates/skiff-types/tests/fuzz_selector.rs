@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use skiff_types::selector::{
     FieldOperator, FieldRequirement, FieldSelector, LabelOperator, LabelRequirement, LabelSelector,
 };
@@ -207,19 +206,16 @@ fn selector_soup() -> impl Strategy<Value = String> {
     vec(token, 0..10).prop_map(|t| t.concat())
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/fuzz_selector.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/fuzz_selector.txt` (committed, replayed
+/// before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    let mut config = if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    };
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_selector.txt"
-    ))));
-    config
+    skiff_testkit::fuzz::config(
+        cases,
+        Some(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/fuzz_selector.txt"
+        )),
+    )
 }
 
 proptest! {

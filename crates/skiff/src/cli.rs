@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Default data directory of every subcommand.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/skiff";
 /// Config file read when `--config` is not given and the file exists.
-pub const DEFAULT_CONFIG_FILE: &str = "/etc/skiff/config.yaml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "/etc/skiff/config.yaml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,13 +17,13 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/skiff/config.yaml";
     version,
     about = "A Kubernetes-style cluster for small edge machines, in one binary"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the control plane (API, datastore, scheduler, controllers) and, unless disabled, a local node.
     Server(ServerArgs),
     /// Join this machine to a cluster as a worker node.
@@ -47,7 +47,7 @@ pub enum Command {
 
 /// Which command `check-config` checks the machine for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckRole {
+pub(crate) enum CheckRole {
     /// `skiff server` (also checks that the API port is free).
     Server,
     /// `skiff agent`.
@@ -55,7 +55,7 @@ pub enum CheckRole {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckConfigArgs {
+pub(crate) struct CheckConfigArgs {
     /// Config file to check (default: /etc/skiff/config.yaml when it exists).
     #[arg(long, env = "SKIFF_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -78,7 +78,7 @@ pub struct CheckConfigArgs {
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (coloured on a terminal).
     Text,
     /// One JSON object per line.
@@ -87,7 +87,7 @@ pub enum LogFormat {
 
 /// Flags shared by the long-running commands.
 #[derive(Debug, Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Directory holding all state of this machine.
     #[arg(long, env = "SKIFF_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -115,7 +115,7 @@ pub struct CommonArgs {
 
 /// Flags describing the node this process runs (the server's own node, or an agent).
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub(crate) struct NodeArgs {
     /// Node name (default: the host name).
     #[arg(long, env = "SKIFF_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
@@ -174,7 +174,7 @@ pub struct NodeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -257,7 +257,7 @@ pub struct ServerArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -281,7 +281,7 @@ pub struct AgentArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ImageCommand {
+pub(crate) enum ImageCommand {
     /// Import OCI or docker-save archives (optionally gzip/zstd compressed) into the image store.
     Import {
         /// Archive files to import.
@@ -326,7 +326,7 @@ pub enum ImageCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
     /// Data directory of the server (its admin kubeconfig is used).
@@ -338,7 +338,7 @@ pub struct TokenArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a join token and print it.
     Create {
         /// Lifetime (`30m`, `24h`, `7d`; `0` = never expires).
@@ -359,7 +359,7 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SecretsEncryptArgs {
+pub(crate) struct SecretsEncryptArgs {
     #[command(subcommand)]
     pub command: SecretsEncryptCommand,
     /// Data directory of the server.
@@ -368,7 +368,7 @@ pub struct SecretsEncryptArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SecretsEncryptCommand {
+pub(crate) enum SecretsEncryptCommand {
     /// Print whether Secrets are encrypted, the rotation stage and the keys.
     Status,
     /// Make a new key the primary one, re-encrypt every stored Secret with it and drop the old
@@ -382,13 +382,13 @@ pub enum SecretsEncryptCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DebugCommand {
+pub(crate) enum DebugCommand {
     /// Run many hollow nodes (real link sessions, no containers) from this process.
     HollowNodes(HollowNodesArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct HollowNodesArgs {
+pub(crate) struct HollowNodesArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// URL of the server, `https://HOST:PORT`.
@@ -414,7 +414,7 @@ pub struct HollowNodesArgs {
 /// Timings and limits of the scheduler and controllers (names as kube-controller-manager's
 /// flags; durations as Go writes them: `40s`, `5m`, `1m30s`).
 #[derive(Debug, Args)]
-pub struct ControllerArgs {
+pub(crate) struct ControllerArgs {
     /// How often the node lifecycle controller checks node health.
     #[arg(long, env = "SKIFF_NODE_MONITOR_PERIOD", default_value = "5s",
         value_parser = skiff_server::parse_duration, value_name = "DURATION")]
@@ -444,7 +444,7 @@ pub struct ControllerArgs {
 
 impl ControllerArgs {
     /// The settings the server takes.
-    pub fn settings(&self) -> skiff_server::ControllerSettings {
+    pub(crate) fn settings(&self) -> skiff_server::ControllerSettings {
         skiff_server::ControllerSettings {
             node_monitor_period: self.node_monitor_period,
             node_monitor_grace_period: self.node_monitor_grace_period,

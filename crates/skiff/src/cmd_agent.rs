@@ -7,7 +7,7 @@ use crate::logging;
 
 /// The agent's settings from the node flags (shared by `skiff agent` and the local agent of
 /// `skiff server`).
-pub fn agent_config(
+pub(crate) fn agent_config(
     data_dir: &std::path::Path,
     node: &NodeArgs,
     server: &str,
@@ -36,7 +36,7 @@ pub fn agent_config(
 }
 
 /// Runs the node agent until SIGINT or SIGTERM.
-pub fn run(args: AgentArgs) -> Result<()> {
+pub(crate) fn run(args: AgentArgs) -> Result<()> {
     let host_netns = args
         .node
         .netns
@@ -82,14 +82,14 @@ pub fn run(args: AgentArgs) -> Result<()> {
 }
 
 /// The machine's host name, lower-cased as Kubernetes node names must be.
-pub fn host_name() -> Result<String> {
+pub(crate) fn host_name() -> Result<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("cannot read the host name; pass --node-name")?;
     Ok(name.trim().to_lowercase())
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -12,7 +12,7 @@ use crate::cli::{CheckConfigArgs, CheckRole, Command, DEFAULT_CONFIG_FILE, DEFAU
 use crate::host_checks::{self, Check, Host, Role, Status};
 
 /// Runs the checks and prints the report; `Ok(false)` when something required is missing.
-pub fn run(args: CheckConfigArgs) -> Result<bool> {
+pub(crate) fn run(args: CheckConfigArgs) -> Result<bool> {
     let mut checks = Vec::new();
     let mut role = args.role.map(|r| match r {
         CheckRole::Server => Role::Server,

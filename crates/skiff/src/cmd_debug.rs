@@ -6,7 +6,7 @@ use skiff_link::hollow::{run_fleet, FleetEvent, HollowConfig};
 use crate::cli::{DebugCommand, HollowNodesArgs};
 
 /// Runs a debug command.
-pub fn run(command: DebugCommand) -> Result<()> {
+pub(crate) fn run(command: DebugCommand) -> Result<()> {
     match command {
         DebugCommand::HollowNodes(args) => hollow_nodes(args),
     }

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::ImageCommand;
 
 /// Runs an image subcommand.
-pub fn run(command: ImageCommand) -> Result<()> {
+pub(crate) fn run(command: ImageCommand) -> Result<()> {
     init_logging();
     match command {
         ImageCommand::Import { files, data_dir } => import(&open(&data_dir)?, &files),

@@ -7,7 +7,7 @@ use skiff_server::secrets_encryption::{rotate_keys, status_text, RotatedBy};
 use crate::cli::{SecretsEncryptArgs, SecretsEncryptCommand};
 
 /// Runs a secrets-encrypt command.
-pub fn run(args: SecretsEncryptArgs) -> Result<()> {
+pub(crate) fn run(args: SecretsEncryptArgs) -> Result<()> {
     match args.command {
         SecretsEncryptCommand::Status => {
             print!("{}", status_text(&args.data_dir)?);

@@ -6,7 +6,7 @@ use crate::cli::ServerArgs;
 use crate::logging;
 
 /// Runs the control plane until SIGINT or SIGTERM.
-pub fn run(args: ServerArgs) -> Result<()> {
+pub(crate) fn run(args: ServerArgs) -> Result<()> {
     let host_netns = args
         .node
         .netns

@@ -7,7 +7,7 @@ use skiff_server::nodes::tokens::{parse_ttl, TokenAdmin};
 use crate::cli::{TokenArgs, TokenCommand};
 
 /// Runs a token command.
-pub fn run(args: TokenArgs) -> Result<()> {
+pub(crate) fn run(args: TokenArgs) -> Result<()> {
     let kubeconfig = args
         .kubeconfig
         .clone()

@@ -22,7 +22,7 @@ const CONFIGURABLE: [&str; 2] = ["server", "agent"];
 
 /// Parses `argv` into a [`Cli`], layering in the config file. Help and version requests and
 /// command-line errors are printed by clap and end the process, as usual for a CLI.
-pub fn parse(argv: Vec<OsString>) -> Result<Cli> {
+pub(crate) fn parse(argv: Vec<OsString>) -> Result<Cli> {
     let command = Cli::command();
     // A required flag (`skiff agent --server`) may come from the config file: when only such a
     // flag is missing, read what was given leniently and decide once the file is layered in.

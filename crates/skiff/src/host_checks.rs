@@ -13,7 +13,7 @@ use skiff_runtime::host::{CgroupFacts, CgroupMode};
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
+pub(crate) enum Status {
     /// Present and usable.
     Ok,
     /// Works, but something is degraded or could not be verified.
@@ -24,7 +24,7 @@ pub enum Status {
 
 /// One line of the report.
 #[derive(Debug, Clone)]
-pub struct Check {
+pub(crate) struct Check {
     /// Group heading (`kernel`, `cgroups`, `system`).
     pub group: &'static str,
     /// What was checked.
@@ -58,7 +58,7 @@ impl Check {
 
 /// The machine as the checks read it.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub(crate) struct Host {
     /// `/`, or a fake tree holding `proc/`, `sys/`, `boot/`, `lib/modules/`.
     pub root: PathBuf,
     /// `uname -r`.
@@ -67,7 +67,7 @@ pub struct Host {
 
 /// A kernel configuration value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tristate {
+pub(crate) enum Tristate {
     /// Built in.
     Yes,
     /// Built as a module.
@@ -78,7 +78,7 @@ pub enum Tristate {
 
 /// The kernel's build configuration (`CONFIG_*`), where it was read from.
 #[derive(Debug, Clone, Default)]
-pub struct KernelConfig {
+pub(crate) struct KernelConfig {
     /// The file read, if one was found.
     pub source: Option<PathBuf>,
     options: BTreeMap<String, Tristate>,
@@ -86,7 +86,7 @@ pub struct KernelConfig {
 
 impl KernelConfig {
     /// Parses `CONFIG_X=y|m|...` and `# CONFIG_X is not set` lines.
-    pub fn parse(text: &str, source: Option<PathBuf>) -> KernelConfig {
+    pub(crate) fn parse(text: &str, source: Option<PathBuf>) -> KernelConfig {
         let mut options = BTreeMap::new();
         for line in text.lines() {
             let line = line.trim();
@@ -118,7 +118,7 @@ impl KernelConfig {
 
     /// The value of `CONFIG_<name>`; `None` without a config file. An option missing from a
     /// config file is not set.
-    pub fn get(&self, name: &str) -> Option<Tristate> {
+    pub(crate) fn get(&self, name: &str) -> Option<Tristate> {
         self.source.as_ref()?;
         Some(self.options.get(name).copied().unwrap_or(Tristate::No))
     }
@@ -127,7 +127,7 @@ impl KernelConfig {
 impl Host {
     /// The machine (or fake tree) at `root`; the kernel release comes from
     /// `root/proc/sys/kernel/osrelease`.
-    pub fn at(root: &Path) -> Host {
+    pub(crate) fn at(root: &Path) -> Host {
         let release = std::fs::read_to_string(root.join("proc/sys/kernel/osrelease"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
@@ -138,12 +138,12 @@ impl Host {
     }
 
     /// Whether this is the real machine (live checks of sockets apply to it).
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.root == Path::new("/")
     }
 
     /// A path under the root: `path("proc/filesystems")`.
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 
@@ -152,7 +152,7 @@ impl Host {
     }
 
     /// The kernel configuration from `/proc/config.gz` or `/boot/config-<release>`.
-    pub fn kernel_config(&self) -> KernelConfig {
+    pub(crate) fn kernel_config(&self) -> KernelConfig {
         let gz = self.path("proc/config.gz");
         if let Ok(file) = std::fs::File::open(&gz) {
             let mut text = String::new();
@@ -172,7 +172,7 @@ impl Host {
 
     /// Whether kernel module `name` is loaded (`/sys/module/<name>`) or installed for this
     /// kernel (`/lib/modules/<release>/modules.dep` or `modules.builtin`).
-    pub fn module_available(&self, name: &str) -> bool {
+    pub(crate) fn module_available(&self, name: &str) -> bool {
         if self.path(&format!("sys/module/{name}")).exists() {
             return true;
         }
@@ -290,7 +290,7 @@ fn runtime_evidence(host: &Host, feature: &str) -> Option<bool> {
 }
 
 /// The kernel checks.
-pub fn kernel_checks(host: &Host, config: &KernelConfig) -> Vec<Check> {
+pub(crate) fn kernel_checks(host: &Host, config: &KernelConfig) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.push(kernel_version(host));
     checks.push(match &config.source {
@@ -466,7 +466,7 @@ const MEMORY_FIX: &str = "enable the memory controller on the kernel command lin
 
 /// The cgroup checks: v1 (legacy or hybrid) or v2, and the controllers skiff uses, from the
 /// facts the runtime reads (`skiff_runtime::host`).
-pub fn cgroup_checks(host: &Host) -> Vec<Check> {
+pub(crate) fn cgroup_checks(host: &Host) -> Vec<Check> {
     let facts = CgroupFacts::read(&host.root);
     let hybrid = match facts.mode {
         Some(CgroupMode::Unified) => return v2_checks(&facts),
@@ -571,7 +571,7 @@ fn v2_checks(facts: &CgroupFacts) -> Vec<Check> {
 
 /// Which command the machine is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// `skiff server` (listens on the API port).
     Server,
     /// `skiff agent` (dials out only).
@@ -579,7 +579,7 @@ pub enum Role {
 }
 
 /// Checks of the running machine: privileges, tools, sockets, ports, the data directory.
-pub fn system_checks(role: Role, port: u16, data_dir: &Path) -> Vec<Check> {
+pub(crate) fn system_checks(role: Role, port: u16, data_dir: &Path) -> Vec<Check> {
     let mut checks = vec![
         root_check(),
         nft_check(),

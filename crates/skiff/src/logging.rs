@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{CommonArgs, LogFormat};
 
 /// Installs the global subscriber for a long-running command.
-pub fn init(common: &CommonArgs) -> Result<()> {
+pub(crate) fn init(common: &CommonArgs) -> Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) if !value.is_empty() => {
             EnvFilter::try_new(&value).with_context(|| format!("invalid RUST_LOG '{value}'"))?

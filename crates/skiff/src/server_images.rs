@@ -11,13 +11,13 @@ use skiff_link::quic::{ImageFuture, ImageSource, LogReader};
 
 /// Serves a store's images to agents.
 #[derive(Debug, Clone)]
-pub struct StoreImages {
+pub(crate) struct StoreImages {
     store: ImageStore,
 }
 
 impl StoreImages {
     /// Serves the images of `store`.
-    pub fn new(store: ImageStore) -> Self {
+    pub(crate) fn new(store: ImageStore) -> Self {
         StoreImages { store }
     }
 }

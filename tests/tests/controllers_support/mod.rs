@@ -9,17 +9,17 @@ use std::time::Duration;
 use kube::Client;
 use serde_json::Value;
 
-pub use skiff_testkit::kubelet::Silenced;
-pub use skiff_testkit::wait::wait_for;
+pub(crate) use skiff_testkit::kubelet::Silenced;
+pub(crate) use skiff_testkit::wait::wait_for;
 
 /// Creates a Ready node with 4 CPUs and 8 GiB, with `labels` and `taints`.
-pub async fn create_node(client: &Client, name: &str, labels: Value, taints: Value) {
+pub(crate) async fn create_node(client: &Client, name: &str, labels: Value, taints: Value) {
     skiff_testkit::kubelet::create_ready_node(client, name, labels, taints).await;
 }
 
 /// Plays the kubelet of every node: pods bound to a node become Running and Ready; pods being
 /// deleted are confirmed gone.
-pub fn kubelet(client: Client, silenced: Silenced) -> tokio::task::JoinHandle<()> {
+pub(crate) fn kubelet(client: Client, silenced: Silenced) -> tokio::task::JoinHandle<()> {
     skiff_testkit::kubelet::spawn_kubelet(
         client,
         Vec::new(),
@@ -29,7 +29,7 @@ pub fn kubelet(client: Client, silenced: Silenced) -> tokio::task::JoinHandle<()
 }
 
 /// Renews the Lease of each of `nodes` every 300 ms unless silenced.
-pub fn heartbeats(
+pub(crate) fn heartbeats(
     client: Client,
     nodes: Vec<String>,
     silenced: Silenced,

@@ -23,6 +23,7 @@ pub enum Outcome {
 }
 
 /// Where and how to probe one container.
+#[derive(Debug)]
 pub struct Target<'a> {
     /// The runtime (exec probes).
     pub runtime: Option<&'a Runtime>,

@@ -17,16 +17,16 @@ use crate::objects::{self, meta_str};
 use crate::{body, render, ApiError, ApiServer, Subject};
 
 /// Finalizer asking the garbage collector to orphan dependents.
-pub const ORPHAN_FINALIZER: &str = "orphan";
+pub(super) const ORPHAN_FINALIZER: &str = "orphan";
 /// Finalizer asking the garbage collector to delete dependents first.
-pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub(super) const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// Grace period of pods that do not say (upstream `DefaultTerminationGracePeriodSeconds`).
 const DEFAULT_POD_GRACE: i64 = 30;
 const MAX_ATTEMPTS: usize = 8;
 
 /// `DeleteOptions` from the body and the query string.
 #[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
+pub(super) struct DeleteOptions {
     pub grace_period: Option<i64>,
     pub propagation: Option<Propagation>,
     pub precondition_uid: Option<String>,
@@ -36,14 +36,14 @@ pub struct DeleteOptions {
 
 /// `propagationPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
+pub(super) enum Propagation {
     Orphan,
     Background,
     Foreground,
 }
 
 /// Reads delete options from an optional body (JSON or YAML `DeleteOptions`) and the query.
-pub async fn delete_options(call: &Call, body: Body) -> Result<DeleteOptions, ApiError> {
+pub(super) async fn delete_options(call: &Call, body: Body) -> Result<DeleteOptions, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let mut options = DeleteOptions {
         dry_run: call.query.dry_run()?,
@@ -134,7 +134,7 @@ fn parse_propagation(value: &str) -> Result<Propagation, ApiError> {
 }
 
 /// DELETE of one object.
-pub async fn delete(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn delete(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let options = delete_options(call, body).await?;
     let info = call.info();
     if info.group.is_empty()
@@ -153,7 +153,7 @@ pub async fn delete(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
 
 /// Deletes (or starts deleting) the object at `key` as `options` say; returns the object's
 /// last state (deleted) or its new state (deletion pending).
-pub async fn delete_object(
+pub(super) async fn delete_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
     key: &Key,
@@ -322,7 +322,7 @@ fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
 }
 
 /// DELETE of a collection: deletes every object matching the selectors, returns them.
-pub async fn delete_collection(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn delete_collection(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let info = call.info();
     let options = delete_options(call, body).await?;
     let list_options = ListOptions {

@@ -16,14 +16,14 @@ use crate::status::{StatusCause, Subject};
 use crate::{body, ApiError, ApiServer};
 
 /// Decodes a create/update body (JSON or YAML by `Content-Type`) into an object.
-pub fn decode_body(call: &Call, bytes: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn decode_body(call: &Call, bytes: &[u8]) -> Result<Value, ApiError> {
     let format = negotiate::body_format(&call.headers)?;
     body::decode_object(bytes, format)
 }
 
 /// Takes a body's missing `apiVersion` and `kind` from the URL, as upstream's decoder does
 /// with the endpoint's default group, version and kind (create, update).
-pub fn default_type_meta(object: &mut Value, api_version: &str, kind: &str) {
+pub(super) fn default_type_meta(object: &mut Value, api_version: &str, kind: &str) {
     let Some(fields) = object.as_object_mut() else {
         return;
     };
@@ -41,7 +41,11 @@ pub fn default_type_meta(object: &mut Value, api_version: &str, kind: &str) {
 
 /// Checks `apiVersion` and `kind` of a body against what the endpoint takes, as upstream's
 /// decoder does (400 when missing or different).
-pub fn check_type_meta(object: &Value, api_version: &str, kind: &str) -> Result<(), ApiError> {
+pub(super) fn check_type_meta(
+    object: &Value,
+    api_version: &str,
+    kind: &str,
+) -> Result<(), ApiError> {
     let got_kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let got_version = object
         .get("apiVersion")
@@ -71,14 +75,14 @@ pub fn check_type_meta(object: &Value, api_version: &str, kind: &str) -> Result<
 }
 
 /// A decode error of upstream's form → 400.
-pub fn decode_error(error: DecodeError) -> ApiError {
+pub(super) fn decode_error(error: DecodeError) -> ApiError {
     ApiError::bad_request(error.to_string())
 }
 
 /// Type checks `object` (400 on wrong JSON types) and handles unknown fields as the
 /// `fieldValidation` parameter says: Strict → 400; Warn → dropped, returned as warnings;
 /// Ignore → dropped.
-pub fn check_fields(
+pub(super) fn check_fields(
     call: &Call,
     info: &ResourceInfo,
     object: &mut Value,
@@ -103,7 +107,7 @@ pub fn check_fields(
 }
 
 /// 422 Invalid from validation errors, with upstream's message and causes.
-pub fn invalid(info: &ResourceInfo, name: &str, errors: &ValidationErrors) -> ApiError {
+pub(super) fn invalid(info: &ResourceInfo, name: &str, errors: &ValidationErrors) -> ApiError {
     let causes = errors
         .causes()
         .into_iter()
@@ -125,7 +129,7 @@ pub fn invalid(info: &ResourceInfo, name: &str, errors: &ValidationErrors) -> Ap
 }
 
 /// A single-field 422 (for checks the API server makes itself).
-pub fn invalid_field(
+pub(super) fn invalid_field(
     info: &ResourceInfo,
     name: &str,
     field: &str,
@@ -152,7 +156,7 @@ pub fn invalid_field(
 }
 
 /// Adds upstream-style `Warning` headers.
-pub fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+pub(super) fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
     for warning in warnings {
         let text = format!("299 - {}", Value::String(warning.clone()));
         if let Ok(value) = HeaderValue::from_str(&text) {
@@ -163,7 +167,7 @@ pub fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Respo
 }
 
 /// For creates in namespace `namespace`: it must exist (404) and not be terminating (403).
-pub fn check_namespace_open(api: &ApiServer, namespace: &str) -> Result<(), ApiError> {
+pub(super) fn check_namespace_open(api: &ApiServer, namespace: &str) -> Result<(), ApiError> {
     let key = Key::new("namespaces", None, namespace);
     let Some(ns) = api.store().get(&key) else {
         return Err(ApiError::not_found(Subject {
@@ -193,7 +197,7 @@ pub fn check_namespace_open(api: &ApiServer, namespace: &str) -> Result<(), ApiE
 
 /// Fills in or checks `metadata.namespace` against the URL (400 when they differ) and
 /// `metadata.name` against the URL on updates.
-pub fn check_namespace_and_name(
+pub(super) fn check_namespace_and_name(
     call: &Call,
     object: &mut Value,
     url_name: Option<&str>,
@@ -229,7 +233,7 @@ pub fn check_namespace_and_name(
 /// System metadata an update cannot change, carried over from the stored object as
 /// upstream's `BeforeUpdate` does: creationTimestamp, generation (the store bumps it),
 /// deletionTimestamp and deletionGracePeriodSeconds; uid when the client sent none.
-pub fn carry_system_metadata(old: &Value, new: &mut Value) {
+pub(super) fn carry_system_metadata(old: &Value, new: &mut Value) {
     for field in [
         "creationTimestamp",
         "deletionTimestamp",
@@ -251,7 +255,7 @@ pub fn carry_system_metadata(old: &Value, new: &mut Value) {
 }
 
 /// The stored object `key`, decoded.
-pub fn load(call: &Call, key: &Key) -> Result<(Value, u64), ApiError> {
+pub(super) fn load(call: &Call, key: &Key) -> Result<(Value, u64), ApiError> {
     let stored = call
         .api
         .store()
@@ -264,7 +268,7 @@ pub fn load(call: &Call, key: &Key) -> Result<(Value, u64), ApiError> {
 
 /// Whether an update that leaves the object with a deletion timestamp, no finalizers and a
 /// zero grace period should delete it (upstream `ShouldDeleteDuringUpdate`).
-pub fn should_delete_after_update(old: &Value, new: &Value) -> bool {
+pub(super) fn should_delete_after_update(old: &Value, new: &Value) -> bool {
     objects::is_deleting(old)
         && !objects::finalizers(old).is_empty()
         && objects::finalizers(new).is_empty()

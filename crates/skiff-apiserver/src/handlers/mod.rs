@@ -41,12 +41,12 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub fn info(&self) -> &'static ResourceInfo {
+    pub(crate) fn info(&self) -> &'static ResourceInfo {
         self.request.info
     }
 
     /// `details` naming this request's object.
-    pub fn subject<'a>(&'a self, name: &'a str) -> Subject<'a> {
+    pub(crate) fn subject<'a>(&'a self, name: &'a str) -> Subject<'a> {
         Subject {
             group: self.request.info.group,
             kind: self.request.info.plural,
@@ -54,16 +54,16 @@ impl Call {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.request.name.as_deref().unwrap_or_default()
     }
 
-    pub fn namespace(&self) -> Option<&str> {
+    pub(crate) fn namespace(&self) -> Option<&str> {
         self.request.namespace.as_deref()
     }
 
     /// The store key of the object named in the URL.
-    pub fn key(&self) -> skiff_store::Key {
+    pub(crate) fn key(&self) -> skiff_store::Key {
         skiff_store::Key::new(
             self.request.info.storage_name(),
             self.namespace(),
@@ -72,7 +72,7 @@ impl Call {
     }
 
     /// Asks the authorizer to admit the object this request is about to store (403 if not).
-    pub fn admit(&self, object: &serde_json::Value) -> Result<(), ApiError> {
+    pub(crate) fn admit(&self, object: &serde_json::Value) -> Result<(), ApiError> {
         let name = crate::objects::meta_str(object, "name")
             .filter(|n| !n.is_empty())
             .or(self.request.name.as_deref());
@@ -95,7 +95,7 @@ impl Call {
     }
 
     /// Maps a store error to the API's `Status`, naming this request's object.
-    pub fn store_error(&self, error: StoreError) -> ApiError {
+    pub(crate) fn store_error(&self, error: StoreError) -> ApiError {
         self.api.note_store_error(&error);
         store_error(self.request.info, error)
     }

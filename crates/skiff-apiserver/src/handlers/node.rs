@@ -99,7 +99,7 @@ fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
 }
 
 /// GET `pods/{name}/log`.
-pub async fn log(call: &Call) -> Result<Response<Body>, ApiError> {
+pub(super) async fn log(call: &Call) -> Result<Response<Body>, ApiError> {
     let (pod, _) = meta::load(call, &call.key())?;
     let (node, container) = target(call, &pod, call.query.get("container"))?;
     let mut since_seconds = call.query.seconds("sinceSeconds")?;
@@ -145,7 +145,7 @@ pub async fn log(call: &Call) -> Result<Response<Body>, ApiError> {
 }
 
 /// GET or POST `pods/{name}/exec`, upgraded to a WebSocket.
-pub async fn exec(
+pub(super) async fn exec(
     call: &Call,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ApiError> {

@@ -20,7 +20,7 @@ use crate::{body, render, ApiError};
 const MAX_ATTEMPTS: usize = 8;
 
 /// Decodes a patch body: JSON for the three patch kinds, YAML (or JSON) for apply.
-pub fn decode_patch(kind: PatchKind, bytes: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn decode_patch(kind: PatchKind, bytes: &[u8]) -> Result<Value, ApiError> {
     let value = match kind {
         PatchKind::Apply => body::decode_yaml(bytes)?,
         _ => serde_json::from_slice(bytes).map_err(|e| {
@@ -47,7 +47,7 @@ pub fn decode_patch(kind: PatchKind, bytes: &[u8]) -> Result<Value, ApiError> {
 /// a patch may grow: the bytes JSON patch `copy` operations duplicate (upstream's
 /// `AccumulatedCopySizeLimit`), and the patched object itself (413), so repeated patches
 /// cannot grow an object past what a create could have sent.
-pub fn apply_patch(
+pub(super) fn apply_patch(
     info: &ResourceInfo,
     kind: PatchKind,
     current: &Value,
@@ -101,7 +101,7 @@ fn pins_resource_version(kind: PatchKind, patch: &Value) -> bool {
 }
 
 /// PATCH of an object or its status.
-pub async fn patch(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn patch(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let info = call.info();
     let output = negotiate::output(&call.headers)?;
     let kind = negotiate::patch_kind(&call.headers)?;

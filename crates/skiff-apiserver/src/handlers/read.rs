@@ -9,7 +9,7 @@ use crate::query::Query;
 use crate::{negotiate, render, ApiError};
 
 /// GET of one object (or its status, which is the whole object as upstream).
-pub fn get(call: &Call) -> Result<Response<Body>, ApiError> {
+pub(super) fn get(call: &Call) -> Result<Response<Body>, ApiError> {
     let output = negotiate::output(&call.headers)?;
     let key = call.key();
     let object = call
@@ -27,7 +27,7 @@ pub fn get(call: &Call) -> Result<Response<Body>, ApiError> {
 }
 
 /// Parses `labelSelector` (400 naming the bad part).
-pub fn label_selector(query: &Query) -> Result<Option<LabelSelector>, ApiError> {
+pub(super) fn label_selector(query: &Query) -> Result<Option<LabelSelector>, ApiError> {
     query
         .non_empty("labelSelector")
         .map(|s| {
@@ -38,7 +38,7 @@ pub fn label_selector(query: &Query) -> Result<Option<LabelSelector>, ApiError> 
 }
 
 /// Parses `fieldSelector` (400 naming the bad part).
-pub fn field_selector(query: &Query) -> Result<Option<FieldSelector>, ApiError> {
+pub(super) fn field_selector(query: &Query) -> Result<Option<FieldSelector>, ApiError> {
     query
         .non_empty("fieldSelector")
         .map(|s| {
@@ -49,7 +49,7 @@ pub fn field_selector(query: &Query) -> Result<Option<FieldSelector>, ApiError> 
 }
 
 /// Parses `resourceVersion`: absent or empty → None; otherwise a decimal revision.
-pub fn resource_version(query: &Query) -> Result<Option<u64>, ApiError> {
+pub(super) fn resource_version(query: &Query) -> Result<Option<u64>, ApiError> {
     match query.non_empty("resourceVersion") {
         None => Ok(None),
         Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
@@ -61,7 +61,7 @@ pub fn resource_version(query: &Query) -> Result<Option<u64>, ApiError> {
 }
 
 /// List options from the query string, checked as upstream's `ValidateListOptions`.
-pub fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
+pub(super) fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
     let limit = query.integer("limit")?;
     if limit.is_some_and(|l| l < 0) {
         return Err(ApiError::bad_request(
@@ -109,7 +109,7 @@ pub fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
 }
 
 /// GET of a collection.
-pub fn list(call: &Call) -> Result<Response<Body>, ApiError> {
+pub(super) fn list(call: &Call) -> Result<Response<Body>, ApiError> {
     let output = negotiate::output(&call.headers)?;
     let options = list_options(&call.query)?;
     let info = call.info();

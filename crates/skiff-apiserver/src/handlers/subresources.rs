@@ -47,13 +47,13 @@ fn scale_of(object: &Value) -> Value {
 }
 
 /// GET `.../scale`.
-pub fn get_scale(call: &Call) -> Result<Response<Body>, ApiError> {
+pub(super) fn get_scale(call: &Call) -> Result<Response<Body>, ApiError> {
     let (object, _) = meta::load(call, &call.key())?;
     Ok(render::json_value(StatusCode::OK, &scale_of(&object)))
 }
 
 /// PUT `.../scale`.
-pub async fn update_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn update_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let mut scale = meta::decode_body(call, &bytes)?;
     meta::default_type_meta(&mut scale, "autoscaling/v1", "Scale");
@@ -70,7 +70,7 @@ pub async fn update_scale(call: &Call, body: Body) -> Result<Response<Body>, Api
 }
 
 /// PATCH `.../scale`: the patch applies to the Scale, whose replicas then go to the parent.
-pub async fn patch_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn patch_scale(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let kind = negotiate::patch_kind(&call.headers)?;
     if kind == PatchKind::Apply {
         return Err(ApiError::unsupported_media_type(
@@ -152,7 +152,7 @@ async fn apply_scale(
 
 /// POST `pods/{name}/binding`: assigns the pod to a node (sets `spec.nodeName` and the
 /// `PodScheduled` condition), once.
-pub async fn binding(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn binding(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let mut binding = meta::decode_body(call, &bytes)?;
     meta::default_type_meta(&mut binding, "v1", "Binding");
@@ -271,7 +271,7 @@ fn set_scheduled_condition(pod: &mut Value) {
 
 /// POST `pods/{name}/eviction`: deletes the pod as its DeleteOptions say (no disruption
 /// budgets are served, so evictions are always allowed).
-pub async fn eviction(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn eviction(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let mut eviction = meta::decode_body(call, &bytes)?;
     meta::default_type_meta(&mut eviction, "policy/v1", "Eviction");

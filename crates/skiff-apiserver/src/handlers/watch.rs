@@ -23,7 +23,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// GET of a collection with `watch=true`.
-pub fn watch(call: &Call) -> Result<Response<Body>, ApiError> {
+pub(super) fn watch(call: &Call) -> Result<Response<Body>, ApiError> {
     let output = negotiate::output(&call.headers)?;
     let info = call.info();
     let query = &call.query;

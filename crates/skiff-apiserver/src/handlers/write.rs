@@ -14,7 +14,7 @@ use crate::objects::{self, meta_str};
 use crate::{body, render, ApiError, ApiServer};
 
 /// POST to a collection.
-pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let info = call.info();
     let output = negotiate::output(&call.headers)?;
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
@@ -32,14 +32,14 @@ pub async fn create(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
 
 /// What a write produced: the stored object (answered with its stored bytes), or the object a
 /// dry run would have stored.
-pub enum Written {
+pub(crate) enum Written {
     Stored(Object),
     Preview(Value),
 }
 
 impl Written {
     /// The response carrying the object in the representation the client asked for.
-    pub fn respond(
+    pub(crate) fn respond(
         &self,
         code: StatusCode,
         info: &ResourceInfo,
@@ -56,7 +56,7 @@ impl Written {
 /// Creates `object` of resource `info` (namespace and type metadata already checked): name
 /// generation, namespace lifecycle, system metadata, strategy, defaults, validation, store.
 /// Returns what was stored (or would be, with `dry_run`).
-pub async fn create_object(
+pub(crate) async fn create_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
     namespace: Option<&str>,
@@ -219,14 +219,14 @@ fn assign_cluster_ips(
         })
 }
 
-pub fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
+pub(super) fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
     serde_json::from_slice(stored.json())
         .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))
 }
 
 /// What an update changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// The main resource: status changes are ignored.
     Main,
     /// The `status` subresource: only status changes count.
@@ -234,7 +234,7 @@ pub enum Part {
 }
 
 impl Part {
-    pub fn of(subresource: Option<&str>) -> Part {
+    pub(crate) fn of(subresource: Option<&str>) -> Part {
         if subresource == Some("status") {
             Part::Status
         } else {
@@ -245,14 +245,14 @@ impl Part {
 
 /// Outcome of [`update_object`]: the stored object, or its last state when the update
 /// removed the last finalizer of an object being deleted (which is then gone).
-pub struct Updated {
+pub(crate) struct Updated {
     pub object: Value,
 }
 
 /// Updates the stored object `old` (at `old_revision`) to `new` (type metadata, namespace and
 /// name already checked): system metadata, strategy for `part`, defaults, validation, store
 /// with the resourceVersion precondition (`new`'s own, or `old_revision` when it has none).
-pub async fn update_object(
+pub(crate) async fn update_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
     key: &Key,
@@ -360,7 +360,7 @@ async fn finish_deletion(
 }
 
 /// PUT of an object or its status.
-pub async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let info = call.info();
     let output = negotiate::output(&call.headers)?;
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
@@ -383,7 +383,7 @@ pub async fn update(call: &Call, body: Body) -> Result<Response<Body>, ApiError>
 /// PUT `/api/v1/namespaces/{name}/finalize`: only `spec.finalizers` changes. When the
 /// namespace is being deleted and no finalizer is left, it is deleted (the namespace
 /// controller empties the namespace first, then finalizes it, as upstream).
-pub async fn finalize(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
+pub(super) async fn finalize(call: &Call, body: Body) -> Result<Response<Body>, ApiError> {
     let info = call.info();
     let bytes = body::read(&call.headers, body, call.api.config().max_body_bytes).await?;
     let dry_run = call.query.dry_run()?;

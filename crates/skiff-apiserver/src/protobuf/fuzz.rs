@@ -354,14 +354,10 @@ fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// `cases` per property unless `PROPTEST_CASES` asks for more (a long run by hand); failures are
-/// kept in `proptest-regressions/protobuf/fuzz.txt` (committed, replayed before new cases).
+/// The fuzz budget; failures are kept in `proptest-regressions/protobuf/fuzz.txt` (committed,
+/// replayed before new cases).
 fn config(cases: u32) -> ProptestConfig {
-    if std::env::var_os("PROPTEST_CASES").is_some() {
-        ProptestConfig::default()
-    } else {
-        ProptestConfig::with_cases(cases)
-    }
+    skiff_testkit::fuzz::config(cases, None)
 }
 
 proptest! {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use wire::{Reader, WireValue};
 
 /// The prefix of every Kubernetes protobuf body.
-pub const MAGIC: &[u8] = b"k8s\x00";
+pub(crate) const MAGIC: &[u8] = b"k8s\x00";
 /// Seconds of Go's zero `time.Time` relative to the Unix epoch.
 const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 /// Deepest message nesting accepted (the served types nest about a dozen levels).
@@ -54,7 +54,7 @@ pub(crate) enum Kind {
 /// A body that is not valid Kubernetes protobuf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ProtobufError(pub String);
+pub(crate) struct ProtobufError(pub String);
 
 fn err(message: impl Into<String>) -> ProtobufError {
     ProtobufError(message.into())
@@ -67,7 +67,7 @@ fn messages() -> &'static HashMap<&'static str, &'static [Field]> {
 
 /// The protobuf message name of `kind` in `api_version` (`apps/v1`, `Deployment` →
 /// `io.k8s.api.apps.v1.Deployment`).
-pub fn message_name(api_version: &str, kind: &str) -> Option<String> {
+pub(crate) fn message_name(api_version: &str, kind: &str) -> Option<String> {
     if kind == "DeleteOptions" {
         return Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into());
     }
@@ -82,7 +82,7 @@ pub fn message_name(api_version: &str, kind: &str) -> Option<String> {
 
 /// Decodes a whole body: magic, `runtime.Unknown` envelope, then the object. The result has
 /// `apiVersion` and `kind` from the envelope.
-pub fn decode_body(bytes: &[u8]) -> Result<Value, ProtobufError> {
+pub(crate) fn decode_body(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let rest = bytes.strip_prefix(MAGIC).ok_or_else(|| {
         err("the body does not start with the Kubernetes protobuf prefix \"k8s\\x00\"")
     })?;

@@ -4,7 +4,7 @@ use super::{err, ProtobufError};
 
 /// One field's value as it appears on the wire.
 #[derive(Debug, Clone, Copy)]
-pub enum WireValue<'a> {
+pub(super) enum WireValue<'a> {
     Varint(u64),
     /// A 64-bit fixed-width value (no served field uses one; skipped).
     Fixed64,
@@ -14,7 +14,7 @@ pub enum WireValue<'a> {
 }
 
 impl WireValue<'_> {
-    pub fn wire_type(&self) -> u8 {
+    pub(super) fn wire_type(&self) -> u8 {
         match self {
             WireValue::Varint(_) => 0,
             WireValue::Fixed64 => 1,
@@ -25,20 +25,20 @@ impl WireValue<'_> {
 }
 
 /// Reads fields from a buffer.
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
-    pub fn varint(&mut self) -> Result<u64, ProtobufError> {
+    pub(super) fn varint(&mut self) -> Result<u64, ProtobufError> {
         let mut value = 0u64;
         for i in 0..10 {
             let (&byte, rest) = self
@@ -67,7 +67,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `(field number, value)`, or `None` at the end.
-    pub fn next_field(&mut self) -> Result<Option<(u32, WireValue<'a>)>, ProtobufError> {
+    pub(super) fn next_field(&mut self) -> Result<Option<(u32, WireValue<'a>)>, ProtobufError> {
         if self.buf.is_empty() {
             return Ok(None);
         }

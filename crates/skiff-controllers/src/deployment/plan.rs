@@ -234,11 +234,8 @@ pub fn plan_scale(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{
-        DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, ReplicaSetStatus,
-        RollingUpdateDeployment,
-    };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use crate::fixtures::{replica_set as rs, rolling_deployment as deployment};
+
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn int(v: i32) -> IntOrString {
@@ -247,47 +244,6 @@ mod tests {
 
     fn pct(v: &str) -> IntOrString {
         IntOrString::String(v.into())
-    }
-
-    fn deployment(replicas: i32, surge: IntOrString, unavailable: IntOrString) -> Deployment {
-        Deployment {
-            spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                strategy: Some(DeploymentStrategy {
-                    type_: Some("RollingUpdate".into()),
-                    rolling_update: Some(RollingUpdateDeployment {
-                        max_surge: Some(surge),
-                        max_unavailable: Some(unavailable),
-                    }),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// A set named `name`, created `age` seconds after the epoch, with `spec` replicas of
-    /// which `available` are available.
-    fn rs(name: &str, age: i64, spec: i32, available: i32) -> Arc<ReplicaSet> {
-        let created = jiff::Timestamp::from_second(age).expect("valid timestamp");
-        Arc::new(ReplicaSet {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                uid: Some(format!("uid-{name}")),
-                creation_timestamp: Some(Time(created)),
-                ..Default::default()
-            },
-            spec: Some(ReplicaSetSpec {
-                replicas: Some(spec),
-                ..Default::default()
-            }),
-            status: Some(ReplicaSetStatus {
-                replicas: spec,
-                available_replicas: Some(available),
-                ready_replicas: Some(available),
-                ..Default::default()
-            }),
-        })
     }
 
     fn with_desired(set: Arc<ReplicaSet>, desired: i32) -> Arc<ReplicaSet> {

@@ -353,42 +353,10 @@ pub fn is_timed_out(d: &Deployment, status: &DeploymentStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{
-        DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, ReplicaSetStatus,
-        RollingUpdateDeployment,
-    };
-
-    fn deployment(replicas: i32, surge: IntOrString, unavailable: IntOrString) -> Deployment {
-        Deployment {
-            spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                strategy: Some(DeploymentStrategy {
-                    type_: Some("RollingUpdate".into()),
-                    rolling_update: Some(RollingUpdateDeployment {
-                        max_surge: Some(surge),
-                        max_unavailable: Some(unavailable),
-                    }),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::fixtures::rolling_deployment as deployment;
 
     fn rs(spec: i32, available: i32) -> Arc<ReplicaSet> {
-        Arc::new(ReplicaSet {
-            spec: Some(ReplicaSetSpec {
-                replicas: Some(spec),
-                ..Default::default()
-            }),
-            status: Some(ReplicaSetStatus {
-                replicas: spec,
-                available_replicas: Some(available),
-                ready_replicas: Some(available),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        crate::fixtures::replica_set("rs", 0, spec, available)
     }
 
     #[test]

@@ -118,6 +118,12 @@ pub struct Scheduler {
     stats: Arc<Stats>,
 }
 
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
 enum Input {
     Node(Box<watcher::Event<Node>>),
     Pod(Box<watcher::Event<SchedPod>>),

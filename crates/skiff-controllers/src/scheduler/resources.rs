@@ -128,6 +128,7 @@ pub fn allowed_pods(list: Option<&BTreeMap<String, ApiQuantity>>) -> i64 {
 
 /// The requests of one container, and its requests with upstream's scoring defaults for
 /// missing CPU and memory.
+#[derive(Debug)]
 pub struct ContainerRequests {
     /// As written.
     pub requests: Resources,

@@ -23,6 +23,7 @@ struct Pending {
 }
 
 /// What the cache says about a pod name: its uid and whether it is being deleted.
+#[derive(Debug)]
 pub struct Seen {
     /// The cached pod's uid.
     pub uid: String,
@@ -34,6 +35,12 @@ pub struct Seen {
 #[derive(Default)]
 pub struct Expectations {
     pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for Expectations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expectations").finish_non_exhaustive()
+    }
 }
 
 impl Expectations {

@@ -20,6 +20,7 @@ use crate::util::meta::{controller_of, name_of};
 pub type SelectorOf<K> = fn(&K) -> Option<&ApiLabelSelector>;
 
 /// Maps dependent changes to owners of kind `K`.
+#[derive(Debug)]
 pub struct OwnerTrigger<K: Resource<DynamicType = ()> + 'static> {
     kind: &'static str,
     expectations: Option<Arc<Expectations>>,

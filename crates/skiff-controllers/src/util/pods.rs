@@ -139,25 +139,9 @@ pub fn deletion_cost_order(a: &Pod, b: &Pod) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 
     fn pod(phase: &str, node: &str, ready: bool) -> Pod {
-        Pod {
-            spec: Some(PodSpec {
-                node_name: (!node.is_empty()).then(|| node.to_string()),
-                ..Default::default()
-            }),
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        crate::fixtures::pod("p", phase, node, ready)
     }
 
     #[test]

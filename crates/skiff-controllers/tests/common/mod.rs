@@ -16,12 +16,12 @@ use serde_json::{json, Value};
 use skiff_apiserver::{ApiConfig, ApiServer, Identity};
 use skiff_controllers::{Clients, ControllerConfig, Running};
 use skiff_store::{Store, StoreOptions};
-pub use skiff_testkit::kubelet::Act;
+pub(crate) use skiff_testkit::kubelet::Act;
 use skiff_testkit::kubelet::{spawn_kubelet, Silenced};
-pub use skiff_testkit::wait::wait_for;
+pub(crate) use skiff_testkit::wait::wait_for;
 
 /// A running control plane.
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Admin client.
     pub client: Client,
     running: Option<Running>,
@@ -31,7 +31,7 @@ pub struct Cluster {
 }
 
 /// Controller settings with short timings for tests.
-pub fn fast_config() -> ControllerConfig {
+pub(crate) fn fast_config() -> ControllerConfig {
     let mut config = ControllerConfig::default();
     config.scheduler.queue.initial_backoff = Duration::from_millis(100);
     config.scheduler.queue.max_backoff = Duration::from_millis(500);
@@ -43,7 +43,7 @@ pub fn fast_config() -> ControllerConfig {
 
 impl Cluster {
     /// Starts store, API and controllers.
-    pub async fn start(config: ControllerConfig) -> Cluster {
+    pub(crate) async fn start(config: ControllerConfig) -> Cluster {
         let _ = tracing_subscriber_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
@@ -75,7 +75,7 @@ impl Cluster {
     }
 
     /// Stops everything.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for k in self.kubelets.drain(..) {
             k.abort();
         }
@@ -86,12 +86,12 @@ impl Cluster {
     }
 
     /// The controllers (e.g. for scheduler stats).
-    pub fn running(&self) -> &Running {
+    pub(crate) fn running(&self) -> &Running {
         self.running.as_ref().expect("running")
     }
 
     /// Starts a fake kubelet for `nodes` (all nodes if empty) doing `act` with each new pod.
-    pub fn kubelet(&mut self, nodes: &[&str], act: Act) -> KubeletHandle {
+    pub(crate) fn kubelet(&mut self, nodes: &[&str], act: Act) -> KubeletHandle {
         let silenced = Silenced::default();
         let task = spawn_kubelet(
             self.client.clone(),
@@ -113,17 +113,17 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
 
 /// Lets a test stop a fake kubelet from serving some nodes (a node going silent).
 #[derive(Clone)]
-pub struct KubeletHandle(Silenced);
+pub(crate) struct KubeletHandle(Silenced);
 
 impl KubeletHandle {
     /// Stops acting for `node`.
-    pub fn pause(&self, node: &str) {
+    pub(crate) fn pause(&self, node: &str) {
         self.0.silence(node);
     }
 }
 
 /// A Node to create.
-pub struct NodeSpec {
+pub(crate) struct NodeSpec {
     pub name: String,
     pub cpu: String,
     pub memory: String,
@@ -136,7 +136,7 @@ pub struct NodeSpec {
 }
 
 /// A node with 4 CPUs, 8 GiB, 110 pods, Ready.
-pub fn node(name: &str) -> NodeSpec {
+pub(crate) fn node(name: &str) -> NodeSpec {
     NodeSpec {
         name: name.into(),
         cpu: "4".into(),
@@ -151,42 +151,42 @@ pub fn node(name: &str) -> NodeSpec {
 }
 
 impl NodeSpec {
-    pub fn cpu(mut self, v: &str) -> Self {
+    pub(crate) fn cpu(mut self, v: &str) -> Self {
         self.cpu = v.into();
         self
     }
-    pub fn memory(mut self, v: &str) -> Self {
+    pub(crate) fn memory(mut self, v: &str) -> Self {
         self.memory = v.into();
         self
     }
-    pub fn ephemeral(mut self, v: &str) -> Self {
+    pub(crate) fn ephemeral(mut self, v: &str) -> Self {
         self.ephemeral = v.into();
         self
     }
-    pub fn pods(mut self, v: &str) -> Self {
+    pub(crate) fn pods(mut self, v: &str) -> Self {
         self.pods = v.into();
         self
     }
-    pub fn label(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn label(mut self, k: &str, v: &str) -> Self {
         self.labels.insert(k.into(), v.into());
         self
     }
-    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+    pub(crate) fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
         self.taints
             .push(json!({"key": key, "value": value, "effect": effect}));
         self
     }
-    pub fn ready(mut self, v: &str) -> Self {
+    pub(crate) fn ready(mut self, v: &str) -> Self {
         self.ready = v.into();
         self
     }
-    pub fn cordoned(mut self) -> Self {
+    pub(crate) fn cordoned(mut self) -> Self {
         self.unschedulable = true;
         self
     }
 
     /// The Node object.
-    pub fn object(&self) -> Value {
+    pub(crate) fn object(&self) -> Value {
         let now = jiff::Timestamp::now();
         let now = jiff::Timestamp::from_second(now.as_second())
             .unwrap()
@@ -205,7 +205,7 @@ impl NodeSpec {
     }
 
     /// Creates it (and its status, which create may reset).
-    pub async fn create(&self, client: &Client) -> Node {
+    pub(crate) async fn create(&self, client: &Client) -> Node {
         let api: Api<Node> = Api::all(client.clone());
         let object: Node = serde_json::from_value(self.object()).expect("node json");
         let created = api
@@ -221,7 +221,7 @@ impl NodeSpec {
 }
 
 /// A pod with one container requesting `cpu` and `memory` (empty: none).
-pub fn pod(name: &str, cpu: &str, memory: &str) -> Value {
+pub(crate) fn pod(name: &str, cpu: &str, memory: &str) -> Value {
     let mut requests = serde_json::Map::new();
     if !cpu.is_empty() {
         requests.insert("cpu".into(), json!(cpu));
@@ -237,7 +237,7 @@ pub fn pod(name: &str, cpu: &str, memory: &str) -> Value {
 }
 
 /// Merges `extra` into the pod's spec.
-pub fn with_spec(mut pod: Value, extra: Value) -> Value {
+pub(crate) fn with_spec(mut pod: Value, extra: Value) -> Value {
     if let (Some(spec), Some(extra)) = (pod["spec"].as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
             spec.insert(k.clone(), v.clone());
@@ -247,7 +247,7 @@ pub fn with_spec(mut pod: Value, extra: Value) -> Value {
 }
 
 /// Creates a pod in `default`.
-pub async fn create_pod(client: &Client, pod: Value) -> Pod {
+pub(crate) async fn create_pod(client: &Client, pod: Value) -> Pod {
     let api: Api<Pod> = Api::default_namespaced(client.clone());
     let pod: Pod = serde_json::from_value(pod).expect("pod json");
     api.create(&PostParams::default(), &pod)
@@ -256,7 +256,7 @@ pub async fn create_pod(client: &Client, pod: Value) -> Pod {
 }
 
 /// The node a pod is bound to, once it is.
-pub async fn wait_bound(client: &Client, name: &str) -> String {
+pub(crate) async fn wait_bound(client: &Client, name: &str) -> String {
     let api: Api<Pod> = Api::default_namespaced(client.clone());
     wait_for(
         Duration::from_secs(10),
@@ -276,7 +276,7 @@ pub async fn wait_bound(client: &Client, name: &str) -> String {
 }
 
 /// The PodScheduled=False message of a pod, once the scheduler set it.
-pub async fn wait_unschedulable(client: &Client, name: &str) -> String {
+pub(crate) async fn wait_unschedulable(client: &Client, name: &str) -> String {
     let api: Api<Pod> = Api::default_namespaced(client.clone());
     wait_for(
         Duration::from_secs(10),
@@ -299,7 +299,7 @@ pub async fn wait_unschedulable(client: &Client, name: &str) -> String {
 }
 
 /// Whether the pod is still unbound (after giving the scheduler `settle` to act).
-pub async fn stays_unbound(client: &Client, name: &str, settle: Duration) -> bool {
+pub(crate) async fn stays_unbound(client: &Client, name: &str, settle: Duration) -> bool {
     tokio::time::sleep(settle).await;
     let api: Api<Pod> = Api::default_namespaced(client.clone());
     api.get(name)
@@ -310,7 +310,7 @@ pub async fn stays_unbound(client: &Client, name: &str, settle: Duration) -> boo
 }
 
 /// Events about the object named `name` in `default`.
-pub async fn events_for(client: &Client, name: &str) -> Vec<Event> {
+pub(crate) async fn events_for(client: &Client, name: &str) -> Vec<Event> {
     let api: Api<Event> = Api::default_namespaced(client.clone());
     api.list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
         .await

@@ -6,23 +6,23 @@ use std::path::{Path, PathBuf};
 
 /// Whether the tests run as root; a loud skip (or a failure under `SKIFF_E2E_REQUIRED=1`)
 /// when not (`skiff_testkit::gate`).
-pub fn require_root(test: &str) -> bool {
+pub(crate) fn require_root(test: &str) -> bool {
     skiff_testkit::gate::require_root(test)
 }
 
 /// Whether `tool` is installed; a loud skip (or a failure under `SKIFF_E2E_REQUIRED=1`) when
 /// not (see scripts/install-deps.sh).
-pub fn require_tool(test: &str, tool: &str) -> bool {
+pub(crate) fn require_tool(test: &str, tool: &str) -> bool {
     skiff_testkit::gate::require(test, false, &[tool])
 }
 
 /// Builds the busybox test image into `dir`: the OCI archive, and the docker-save archive
 /// when `docker` is set (`skiff_testkit::image`).
 #[allow(unused_imports)] // not every test binary builds images
-pub use skiff_testkit::image::build_busybox as busybox;
+pub(crate) use skiff_testkit::image::build_busybox as busybox;
 
 /// A tar entry for hand-made layers and archives.
-pub enum Entry<'a> {
+pub(crate) enum Entry<'a> {
     File(&'a str, &'a [u8], u32),
     Dir(&'a str, u32),
     Symlink(&'a str, &'a str),
@@ -35,7 +35,7 @@ pub enum Entry<'a> {
 }
 
 /// Builds an uncompressed tar stream from entries.
-pub fn tar(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn tar(entries: &[Entry]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let mut header = tar::Header::new_gnu();
@@ -97,19 +97,19 @@ pub fn tar(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// gzip-compresses `data`.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
 }
 
 /// sha256 of `data` as `sha256:<hex>`.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     skiff_image::Digest::of(data).to_string()
 }
 
 /// An image for `write_oci_archive`: named layers (uncompressed tars) and a platform.
-pub struct TestImage<'a> {
+pub(crate) struct TestImage<'a> {
     pub name: Option<&'a str>,
     pub layers: Vec<Vec<u8>>,
     pub architecture: &'a str,
@@ -120,7 +120,7 @@ pub struct TestImage<'a> {
 
 /// Writes an OCI image-layout archive holding `images`; when `index_name` is set the images
 /// are wrapped in one multi-platform index named that.
-pub fn write_oci_archive(path: &Path, images: &[TestImage], index_name: Option<&str>) {
+pub(crate) fn write_oci_archive(path: &Path, images: &[TestImage], index_name: Option<&str>) {
     let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut add = |data: Vec<u8>| -> (String, u64) {
         let digest = sha256(&data);
@@ -196,7 +196,7 @@ pub fn write_oci_archive(path: &Path, images: &[TestImage], index_name: Option<&
 }
 
 /// Snapshot of a directory tree (path, kind, size, mode, content hash) to show it unchanged.
-pub fn snapshot(root: &Path) -> Vec<String> {
+pub(crate) fn snapshot(root: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -226,10 +226,10 @@ pub fn snapshot(root: &Path) -> Vec<String> {
 }
 
 /// A read-only overlayfs mount, unmounted on drop (also when the test fails).
-pub struct Mount(PathBuf);
+pub(crate) struct Mount(PathBuf);
 
 impl Mount {
-    pub fn overlay(lower: &str, target: &Path) -> Mount {
+    pub(crate) fn overlay(lower: &str, target: &Path) -> Mount {
         let status = std::process::Command::new("mount")
             .args([
                 "-t",

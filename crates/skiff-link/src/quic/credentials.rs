@@ -148,7 +148,7 @@ pub(crate) fn quic_client(tls: rustls::ClientConfig) -> Result<quinn::ClientConf
 }
 
 /// The node password kept in `data_dir/node-password`, created on first use.
-pub fn node_password(data_dir: &Path) -> Result<String, LinkError> {
+pub(super) fn node_password(data_dir: &Path) -> Result<String, LinkError> {
     let path = data_dir.join("node-password");
     if let Some(text) = read_optional(&path)? {
         let text = text.trim().to_string();

@@ -9,11 +9,11 @@ use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use super::LinkError;
 
 /// Default port of the node link (the API's port number, over UDP).
-pub const DEFAULT_PORT: u16 = 6443;
+pub(super) const DEFAULT_PORT: u16 = 6443;
 /// QUIC keep-alive interval: a packet at least this often when nothing else is sent.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A connection without any packet for this long is dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A parsed `--server https://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use skiff_link::session::SessionConfig;
 use skiff_pki::{BootstrapToken, ClusterCa, JoinToken, ServingNames};
 use tokio::sync::mpsc;
 
-pub struct TestService {
+pub(crate) struct TestService {
     ca: ClusterCa,
     tokens: Vec<BootstrapToken>,
     passwords: Mutex<HashMap<String, String>>,
@@ -84,7 +84,7 @@ impl NodeService for TestService {
     }
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub ca_pem: String,
     pub ca_key: String,
     pub token: JoinToken,
@@ -92,7 +92,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let ca = ClusterCa::generate().unwrap();
         let hash = skiff_pki::ca_hash(ca.cert_pem()).unwrap();
         Self {
@@ -103,7 +103,7 @@ impl Cluster {
         }
     }
 
-    pub fn ca(&self) -> ClusterCa {
+    pub(crate) fn ca(&self) -> ClusterCa {
         ClusterCa::from_pair(skiff_pki::CertKeyPair {
             cert_pem: self.ca_pem.clone(),
             key_pem: self.ca_key.clone(),
@@ -112,7 +112,7 @@ impl Cluster {
     }
 
     /// Starts a server on `port` (0 = any); returns it and the stream of node sessions.
-    pub async fn start(
+    pub(crate) async fn start(
         &self,
         port: u16,
         config: SessionConfig,

@@ -23,17 +23,17 @@ use skiff_net::{Backend, NetworkConfig, PodNetRequest};
 
 /// True when the test may run (root, `ip`, `nft`, `busybox`); otherwise a loud skip, or a
 /// failure under SKIFF_E2E_REQUIRED=1 (`skiff_testkit::gate`).
-pub fn root_or_skip(test: &str) -> bool {
+pub(crate) fn root_or_skip(test: &str) -> bool {
     skiff_testkit::gate::require(test, true, &["ip", "nft", "busybox"])
 }
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
-pub use skiff_testkit::cmd::run_ok as run;
+pub(crate) use skiff_testkit::cmd::run_ok as run;
 /// A named network namespace, deleted on drop (`skiff_testkit::netns`).
-pub use skiff_testkit::netns::Netns;
+pub(crate) use skiff_testkit::netns::Netns;
 
 /// What skiff leaves in a namespace, for leak checks.
-pub trait CensusExt {
+pub(crate) trait CensusExt {
     /// The namespace's resources.
     fn census(&self) -> Census;
 }
@@ -99,7 +99,7 @@ impl CensusExt for Netns {
 
 /// What a namespace holds: links, IPv4 addresses and routes, permanent neighbours, nft rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Census {
+pub(crate) struct Census {
     pub links: BTreeSet<String>,
     pub addresses: BTreeSet<String>,
     pub routes: BTreeSet<String>,
@@ -110,7 +110,7 @@ pub struct Census {
 
 /// How the simulated nodes are connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// All nodes on one L2 segment 192.168.50.0/24 (bridge in the host namespace,
     /// host = 192.168.50.1, node i = 192.168.50.(11+i)).
     OneL2,
@@ -120,7 +120,7 @@ pub enum Layout {
 }
 
 /// A simulated node.
-pub struct SimNode {
+pub(crate) struct SimNode {
     pub index: usize,
     pub name: String,
     pub ip: Ipv4Addr,
@@ -130,7 +130,7 @@ pub struct SimNode {
 }
 
 impl SimNode {
-    pub fn config(&self, backend: Backend) -> NetworkConfig {
+    pub(crate) fn config(&self, backend: Backend) -> NetworkConfig {
         let mut c = NetworkConfig::new(
             self.pod_cidr,
             "10.42.0.0/16".parse().unwrap(),
@@ -142,7 +142,7 @@ impl SimNode {
         c
     }
 
-    pub fn peer(&self) -> skiff_net::Peer {
+    pub(crate) fn peer(&self) -> skiff_net::Peer {
         skiff_net::Peer {
             name: self.name.clone(),
             node_ip: self.ip,
@@ -152,7 +152,7 @@ impl SimNode {
 }
 
 /// The host namespace plus the nodes.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub nodes: Vec<SimNode>,
     /// The host's address as each node sees it (the nodes' default gateway).
     pub host_ips: Vec<Ipv4Addr>,
@@ -160,7 +160,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(layout: Layout, count: usize) -> Self {
+    pub(crate) fn new(layout: Layout, count: usize) -> Self {
         let host = Netns::new("host");
         let mut nodes = Vec::new();
         let mut host_ips = Vec::new();
@@ -215,13 +215,13 @@ impl Cluster {
         }
     }
 
-    pub fn peers(&self) -> Vec<skiff_net::Peer> {
+    pub(crate) fn peers(&self) -> Vec<skiff_net::Peer> {
         self.nodes.iter().map(SimNode::peer).collect()
     }
 }
 
 /// A pod sandbox: a network namespace and a uid.
-pub struct Pod {
+pub(crate) struct Pod {
     pub uid: String,
     pub name: String,
     pub ns: Netns,
@@ -231,7 +231,7 @@ pub struct Pod {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Pod {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let ns = Netns::new("pod");
         Pod {
@@ -241,7 +241,7 @@ impl Pod {
         }
     }
 
-    pub fn request(&self) -> PodNetRequest {
+    pub(crate) fn request(&self) -> PodNetRequest {
         PodNetRequest {
             uid: self.uid.clone(),
             namespace: "default".into(),
@@ -253,13 +253,13 @@ impl Pod {
 }
 
 /// `busybox httpd` serving `/cgi-bin/ip`, which answers the client address it sees.
-pub struct Httpd {
+pub(crate) struct Httpd {
     child: Child,
     _root: tempfile::TempDir,
 }
 
 impl Httpd {
-    pub fn start(ns: &Netns, port: u16) -> Self {
+    pub(crate) fn start(ns: &Netns, port: u16) -> Self {
         let root = tempfile::tempdir().expect("httpd root");
         let cgi = root.path().join("cgi-bin");
         std::fs::create_dir(&cgi).unwrap();
@@ -303,12 +303,12 @@ impl Drop for Httpd {
 }
 
 /// GET /cgi-bin/ip from inside `ns`; returns the body (the address the server saw).
-pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
+pub(crate) fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
     http_get_within(ns, addr, Duration::from_secs(2))
 }
 
 /// Panics unless a GET to `addr` from `ns` fails (refused, or no answer within 500 ms).
-pub fn assert_unreachable(ns: &Netns, addr: SocketAddr) {
+pub(crate) fn assert_unreachable(ns: &Netns, addr: SocketAddr) {
     if let Ok(body) = http_get_within(ns, addr, Duration::from_millis(500)) {
         panic!("{addr} still answers from {}: {body}", ns.name);
     }
@@ -340,20 +340,20 @@ fn http_get_within(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<St
 }
 
 /// Asks the httpd at `addr` from `ns` which client address it sees, panicking on failure.
-pub fn seen_from(ns: &Netns, addr: SocketAddr) -> Ipv4Addr {
+pub(crate) fn seen_from(ns: &Netns, addr: SocketAddr) -> Ipv4Addr {
     let body = http_get(ns, addr).unwrap_or_else(|e| panic!("from {}: {e}", ns.name));
     body.parse()
         .unwrap_or_else(|_| panic!("from {}: unexpected answer {body:?}", ns.name))
 }
 
 /// A UDP server in a namespace that answers every datagram with the sender's address.
-pub struct UdpEcho {
+pub(crate) struct UdpEcho {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl UdpEcho {
-    pub fn start(ns: &Netns, port: u16) -> Self {
+    pub(crate) fn start(ns: &Netns, port: u16) -> Self {
         let file = File::open(&ns.path).expect("open netns");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -390,7 +390,7 @@ impl Drop for UdpEcho {
 }
 
 /// Sends a datagram to `addr` from `ns`; returns the address the echo server saw.
-pub fn udp_ask(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
+pub(crate) fn udp_ask(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
     ns.within(|| {
         let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
         socket
@@ -411,7 +411,7 @@ pub fn udp_ask(ns: &Netns, addr: SocketAddr) -> Result<String, String> {
 
 /// Panics if any of `links` exists in the namespace the tests run in: the tests must only
 /// ever create interfaces inside their own namespaces.
-pub fn assert_absent_from_own_namespace(links: &[String]) {
+pub(crate) fn assert_absent_from_own_namespace(links: &[String]) {
     let own = run(&["ip", "-o", "link", "show"]);
     for name in links {
         assert!(
@@ -422,6 +422,6 @@ pub fn assert_absent_from_own_namespace(links: &[String]) {
 }
 
 /// `addr:port`.
-pub fn sock(addr: Ipv4Addr, port: u16) -> SocketAddr {
+pub(crate) fn sock(addr: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((addr, port))
 }

@@ -5,8 +5,8 @@
 //!     Opens a runtime on DIR, re-adopts what is there, then answers JSON requests, one per
 //!     line on stdin: {"op":"run","pod":{..},"image":{..}} | {"op":"status","uid":".."} |
 //!     {"op":"pid","uid":"..","container":".."} | {"op":"shutdown"}.
-//! skiff-runtime-driver bench --root DIR --store DIR --runs N [--pods 110] [--runc-bundle DIR]
-//!     [--ctr-socket SOCK --ctr-image REF]
+//! skiff-runtime-driver bench --root DIR --store DIR --image-archive TAR --runs N [--pods 110]
+//!     [--runc-bundle DIR] [--ctr-socket SOCK --ctr-image REF]
 //!     Pod start/stop latency beside runc (and ctr), and N pods on one node; prints markdown.
 //! ```
 
@@ -27,7 +27,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: skiff-runtime-driver serve --root DIR --cgroup-parent /PATH\n       skiff-runtime-driver bench --root DIR --store DIR --runs N [--pods N] [--runc-bundle DIR] [--ctr-socket SOCK --ctr-image REF]");
+    eprintln!("usage: skiff-runtime-driver serve --root DIR --cgroup-parent /PATH\n       skiff-runtime-driver bench --root DIR --store DIR --image-archive TAR --runs N [--pods N] [--runc-bundle DIR] [--ctr-socket SOCK --ctr-image REF]");
     std::process::exit(2)
 }
 
@@ -291,7 +291,8 @@ async fn bench(args: &[String]) -> Result<(), String> {
     let pods: usize = arg(args, "--pods")
         .and_then(|r| r.parse().ok())
         .unwrap_or(110);
-    let image = skiff_runtime::testing::busybox_image(&store);
+    let archive = PathBuf::from(arg(args, "--image-archive").unwrap_or_else(|| usage()));
+    let image = skiff_runtime::testing::import_image(&store, &archive);
     let cgroup_parent = format!("/skiff-bench-{}", std::process::id());
     let rt = open(&root, Some(cgroup_parent.clone()))?;
     let inputs = |pod: &Pod| {

@@ -221,6 +221,12 @@ pub struct LogPump {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for LogPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogPump").finish_non_exhaustive()
+    }
+}
+
 const TOKEN_WAKE: u64 = 0;
 
 impl LogPump {

@@ -13,7 +13,7 @@ use skiff_runtime::{
     BackoffConfig, ContainerImage, LogOptions, LoopbackOnly, PodInputs, Runtime, RuntimeConfig,
 };
 
-pub struct TestRuntime {
+pub(crate) struct TestRuntime {
     pub rt: Runtime,
     pub root: PathBuf,
     pub cgroup_parent: PathBuf,
@@ -36,7 +36,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Directories, image and cgroup parent of a test, before (or without) a runtime.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub root: PathBuf,
     pub cgroup_parent: PathBuf,
     pub image: ContainerImage,
@@ -45,17 +45,20 @@ pub struct Prepared {
 
 impl Prepared {
     /// Set-up for one test, or None (after a loud skip) when not root.
-    pub fn new(what: &str) -> Option<Prepared> {
+    pub(crate) fn new(what: &str) -> Option<Prepared> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        if !skiff_runtime::testing::require_root(what) {
+        if !skiff_testkit::gate::require_root(what) {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("runtime");
-        let image = skiff_runtime::testing::busybox_image(&dir.path().join("images"));
+        let image = skiff_runtime::testing::import_image(
+            &dir.path().join("images"),
+            &skiff_testkit::image::busybox("latest"),
+        );
         let cgroup_parent = PathBuf::from(format!("/{}", unique("skiff-test")));
         Some(Prepared {
             root,
@@ -65,7 +68,7 @@ impl Prepared {
         })
     }
 
-    pub fn config(&self) -> RuntimeConfig {
+    pub(crate) fn config(&self) -> RuntimeConfig {
         let mut config = RuntimeConfig::new(&self.root);
         config.cgroup_parent = self.cgroup_parent.clone();
         config.backoff = BackoffConfig {
@@ -77,7 +80,7 @@ impl Prepared {
         config
     }
 
-    pub fn open(self, tweak: impl FnOnce(&mut RuntimeConfig)) -> TestRuntime {
+    pub(crate) fn open(self, tweak: impl FnOnce(&mut RuntimeConfig)) -> TestRuntime {
         let mut config = self.config();
         tweak(&mut config);
         let rt = Runtime::open(config, Arc::new(LoopbackOnly)).expect("open runtime");
@@ -93,15 +96,15 @@ impl Prepared {
 
 impl TestRuntime {
     /// A runtime for one test, or None (after a loud skip) when not root.
-    pub fn new(what: &str) -> Option<TestRuntime> {
+    pub(crate) fn new(what: &str) -> Option<TestRuntime> {
         Self::with(what, |_| {})
     }
 
-    pub fn with(what: &str, tweak: impl FnOnce(&mut RuntimeConfig)) -> Option<TestRuntime> {
+    pub(crate) fn with(what: &str, tweak: impl FnOnce(&mut RuntimeConfig)) -> Option<TestRuntime> {
         Some(Prepared::new(what)?.open(tweak))
     }
 
-    pub fn inputs(&self, pod: &Pod) -> PodInputs {
+    pub(crate) fn inputs(&self, pod: &Pod) -> PodInputs {
         let mut inputs = PodInputs::default();
         let spec = pod.spec.as_ref().expect("spec");
         for c in spec
@@ -115,7 +118,7 @@ impl TestRuntime {
         inputs
     }
 
-    pub async fn run(&self, pod: &Pod) -> String {
+    pub(crate) async fn run(&self, pod: &Pod) -> String {
         self.rt
             .run_pod(pod.clone(), self.inputs(pod))
             .await
@@ -123,17 +126,17 @@ impl TestRuntime {
         pod.metadata.uid.clone().expect("uid")
     }
 
-    pub async fn logs(&self, uid: &str, container: &str) -> String {
+    pub(crate) async fn logs(&self, uid: &str, container: &str) -> String {
         self.logs_with(uid, container, LogOptions::default()).await
     }
 
-    pub async fn logs_with(&self, uid: &str, container: &str, opts: LogOptions) -> String {
+    pub(crate) async fn logs_with(&self, uid: &str, container: &str, opts: LogOptions) -> String {
         let stream = self.rt.logs(uid, container, opts).await.expect("logs");
         String::from_utf8_lossy(&stream.collect(false).await).into_owned()
     }
 
     /// Waits (up to `secs`) until `pred` holds for the pod's status.
-    pub async fn wait(
+    pub(crate) async fn wait(
         &self,
         uid: &str,
         secs: u64,
@@ -167,7 +170,7 @@ impl Drop for TestRuntime {
     }
 }
 
-pub fn container(name: &str, script: &str) -> Container {
+pub(crate) fn container(name: &str, script: &str) -> Container {
     Container {
         name: name.into(),
         image: Some("busybox".into()),
@@ -176,7 +179,7 @@ pub fn container(name: &str, script: &str) -> Container {
     }
 }
 
-pub fn pod(name: &str, restart: &str, containers: Vec<Container>) -> Pod {
+pub(crate) fn pod(name: &str, restart: &str, containers: Vec<Container>) -> Pod {
     let mut pod = Pod::default();
     pod.metadata.name = Some(name.into());
     pod.metadata.namespace = Some("default".into());
@@ -191,7 +194,7 @@ pub fn pod(name: &str, restart: &str, containers: Vec<Container>) -> Pod {
     pod
 }
 
-pub fn state_of<'a>(
+pub(crate) fn state_of<'a>(
     s: &'a PodStatus,
     name: &str,
 ) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
@@ -203,7 +206,7 @@ pub fn state_of<'a>(
         .unwrap_or_else(|| panic!("no status for container {name}: {s:#?}"))
 }
 
-pub fn terminated(s: &PodStatus, name: &str) -> Option<(i32, String)> {
+pub(crate) fn terminated(s: &PodStatus, name: &str) -> Option<(i32, String)> {
     state_of(s, name)
         .state
         .as_ref()
@@ -211,7 +214,7 @@ pub fn terminated(s: &PodStatus, name: &str) -> Option<(i32, String)> {
         .map(|t| (t.exit_code, t.reason.clone().unwrap_or_default()))
 }
 
-pub fn running(s: &PodStatus, name: &str) -> bool {
+pub(crate) fn running(s: &PodStatus, name: &str) -> bool {
     state_of(s, name)
         .state
         .as_ref()
@@ -219,6 +222,6 @@ pub fn running(s: &PodStatus, name: &str) -> bool {
         .is_some()
 }
 
-pub fn phase(s: &PodStatus) -> &str {
+pub(crate) fn phase(s: &PodStatus) -> &str {
     s.phase.as_deref().unwrap_or("")
 }

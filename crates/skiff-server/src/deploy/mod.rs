@@ -55,6 +55,7 @@ pub struct DeploySettings {
 }
 
 /// The running auto-deploy task.
+#[derive(Debug)]
 pub struct Deployer {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,

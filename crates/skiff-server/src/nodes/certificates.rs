@@ -22,7 +22,7 @@ use super::join::NODE_PASSWORD_SECRET_TYPE;
 use super::Shared;
 
 /// Annotation of the node password Secret holding the node's certificate records (JSON).
-pub const CERTIFICATES_ANNOTATION: &str = "skiff.dev/node-certificates";
+pub(super) const CERTIFICATES_ANNOTATION: &str = "skiff.dev/node-certificates";
 
 /// Why a node is refused once its certificate is revoked.
 pub(crate) fn revoked_message(node: &str) -> String {

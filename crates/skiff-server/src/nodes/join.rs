@@ -15,7 +15,7 @@ use super::error::{message, status_code};
 use super::{certificates, Shared};
 
 /// Type of the Secrets holding node password hashes.
-pub const NODE_PASSWORD_SECRET_TYPE: &str = "skiff.dev/node-password";
+pub(super) const NODE_PASSWORD_SECRET_TYPE: &str = "skiff.dev/node-password";
 
 /// Handles one join request.
 pub(crate) async fn join(

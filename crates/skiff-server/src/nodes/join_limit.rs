@@ -44,7 +44,7 @@ pub(crate) struct JoinLimiter {
 }
 
 impl JoinLimiter {
-    pub fn new(limit: JoinRateLimit) -> Self {
+    pub(crate) fn new(limit: JoinRateLimit) -> Self {
         Self {
             limit,
             buckets: Mutex::new(HashMap::new()),
@@ -59,7 +59,7 @@ impl JoinLimiter {
     }
 
     /// Whether `address` may attempt a join now.
-    pub fn allows(&self, address: IpAddr) -> bool {
+    pub(crate) fn allows(&self, address: IpAddr) -> bool {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         match buckets.get_mut(&address) {
@@ -72,7 +72,7 @@ impl JoinLimiter {
     }
 
     /// Takes one attempt from `address`'s bucket (a join was refused).
-    pub fn charge(&self, address: IpAddr) {
+    pub(crate) fn charge(&self, address: IpAddr) {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= PRUNE_ABOVE {
@@ -91,7 +91,7 @@ impl JoinLimiter {
     }
 
     /// How long until `address` may try again (for the refusal message).
-    pub fn retry_after(&self, address: IpAddr) -> Duration {
+    pub(crate) fn retry_after(&self, address: IpAddr) -> Duration {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let missing = buckets
             .get(&address)

@@ -8,9 +8,9 @@ use kube::Api;
 use super::error::{message, status_code};
 
 /// Namespace of node leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub(super) const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Lease duration, as upstream's kubelet (40 s: four 10 s heartbeats).
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+pub(super) const LEASE_DURATION_SECONDS: i32 = 40;
 
 /// Renews one node's Lease, keeping the last written version to update without a read.
 pub(crate) struct Heart {
@@ -22,7 +22,7 @@ pub(crate) struct Heart {
 }
 
 impl Heart {
-    pub fn new(name: &str, as_node: &kube::Client, admin: &kube::Client) -> Self {
+    pub(super) fn new(name: &str, as_node: &kube::Client, admin: &kube::Client) -> Self {
         Self {
             name: name.to_string(),
             as_node: Api::namespaced(as_node.clone(), LEASE_NAMESPACE),
@@ -33,14 +33,14 @@ impl Heart {
     }
 
     /// The Node's uid, for the Lease's owner reference (set after registration).
-    pub fn set_node_uid(&mut self, uid: String) {
+    pub(super) fn set_node_uid(&mut self, uid: String) {
         if !uid.is_empty() {
             self.node_uid = Some(uid);
         }
     }
 
     /// Renews the Lease (creating it if missing).
-    pub async fn beat(&mut self) -> Result<(), String> {
+    pub(super) async fn beat(&mut self) -> Result<(), String> {
         for _attempt in 0..3 {
             let lease = match self.cached.take() {
                 Some(lease) => lease,

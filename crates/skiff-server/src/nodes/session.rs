@@ -22,7 +22,7 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
 }

@@ -41,7 +41,7 @@ pub(crate) struct NodeWork {
 }
 
 impl NodeWork {
-    pub fn new(limits: NodeWorkLimits) -> Self {
+    pub(super) fn new(limits: NodeWorkLimits) -> Self {
         Self {
             limits,
             objects: Arc::new(Semaphore::new(limits.concurrent_object_requests)),
@@ -51,7 +51,10 @@ impl NodeWork {
 
     /// A permit to serve a `GetObjects` request for `refs` (held until it is answered), or
     /// the answer refusing it: every reference with the error.
-    pub fn objects(&self, refs: &[ObjectRef]) -> Result<OwnedSemaphorePermit, Vec<ObjectResult>> {
+    pub(super) fn objects(
+        &self,
+        refs: &[ObjectRef],
+    ) -> Result<OwnedSemaphorePermit, Vec<ObjectResult>> {
         let refuse = |message: String| {
             refs.iter()
                 .map(|reference| ObjectResult {
@@ -77,7 +80,7 @@ impl NodeWork {
     }
 
     /// A permit for one image hand-over, or why not.
-    pub fn image(&self) -> Result<OwnedSemaphorePermit, String> {
+    pub(super) fn image(&self) -> Result<OwnedSemaphorePermit, String> {
         self.images.clone().try_acquire_owned().map_err(|_| {
             format!(
                 "too many concurrent image fetches from this node (at most {})",

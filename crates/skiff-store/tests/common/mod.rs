@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use skiff_store::{Key, Store, StoreOptions, WatchEvent, Watcher};
 
-pub fn options() -> StoreOptions {
+pub(crate) fn options() -> StoreOptions {
     StoreOptions {
         // Tests compact explicitly unless they test the timer.
         compaction_interval: Duration::from_secs(3600),
@@ -14,15 +14,15 @@ pub fn options() -> StoreOptions {
     }
 }
 
-pub fn open(dir: &tempfile::TempDir) -> Store {
+pub(crate) fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("store.redb"), options()).expect("open store")
 }
 
-pub fn pod_key(ns: &str, name: &str) -> Key {
+pub(crate) fn pod_key(ns: &str, name: &str) -> Key {
     Key::namespaced("pods", ns, name)
 }
 
-pub fn pod(name: &str, node: Option<&str>, labels: Value) -> Value {
+pub(crate) fn pod(name: &str, node: Option<&str>, labels: Value) -> Value {
     let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
     if let Some(n) = node {
         spec["nodeName"] = json!(n);
@@ -37,7 +37,7 @@ pub fn pod(name: &str, node: Option<&str>, labels: Value) -> Value {
 }
 
 /// The next event, failing the test if none comes within 5 s.
-pub async fn next(w: &mut Watcher) -> WatchEvent {
+pub(crate) async fn next(w: &mut Watcher) -> WatchEvent {
     tokio::time::timeout(Duration::from_secs(5), w.next())
         .await
         .expect("watch event within 5s")
@@ -45,14 +45,14 @@ pub async fn next(w: &mut Watcher) -> WatchEvent {
 }
 
 /// Asserts no event arrives within a short time.
-pub async fn quiet(w: &mut Watcher) {
+pub(crate) async fn quiet(w: &mut Watcher) {
     if let Ok(ev) = tokio::time::timeout(Duration::from_millis(150), w.next()).await {
         panic!("unexpected watch event: {ev:?}");
     }
 }
 
 /// `(type, name, revision)` of an event, for compact assertions.
-pub fn summary(ev: &WatchEvent) -> (&'static str, String, u64) {
+pub(crate) fn summary(ev: &WatchEvent) -> (&'static str, String, u64) {
     (
         ev.type_name(),
         ev.object()

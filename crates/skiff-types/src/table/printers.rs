@@ -223,7 +223,7 @@ static CONTROLLER_REVISION: &[Column] = &[
 static DEFAULT: &[Column] = &[NAME, col("Created At", "date", AGE_DESC, 0)];
 
 /// Columns for a kind.
-pub fn columns(group: &str, kind: &str) -> &'static [Column] {
+pub(super) fn columns(group: &str, kind: &str) -> &'static [Column] {
     match (group, kind) {
         ("", "Pod") => POD,
         ("", "Node") => NODE,
@@ -244,7 +244,7 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
 }
 
 /// Cells (and row conditions) for one object of a kind.
-pub fn cells(
+pub(super) fn cells(
     group: &str,
     kind: &str,
     object: &Value,

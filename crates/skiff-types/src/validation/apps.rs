@@ -151,7 +151,7 @@ fn validate_rolling_update(ru: V<'_>, path: &FieldPath, errs: &mut Vec<FieldErro
 }
 
 /// Validates a new Deployment.
-pub fn validate_deployment(d: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_deployment(d: V<'_>, errs: &mut Vec<FieldError>) {
     validate_meta(d, errs);
     validate_deployment_spec(d.get("spec"), errs);
 }
@@ -234,7 +234,7 @@ fn selector_immutable(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a Deployment update: the new spec, and the selector may not change.
-pub fn validate_deployment_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_deployment_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_deployment_spec(new.get("spec"), errs);
     selector_immutable(new, old, errs);
 }
@@ -252,7 +252,7 @@ fn validate_workload_status(status: V<'_>, keys: &[&str], errs: &mut Vec<FieldEr
 }
 
 /// Validates a Deployment status update.
-pub fn validate_deployment_status(d: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_deployment_status(d: V<'_>, errs: &mut Vec<FieldError>) {
     let status = d.get("status");
     validate_workload_status(
         status,
@@ -299,7 +299,7 @@ pub fn validate_deployment_status(d: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a new ReplicaSet.
-pub fn validate_replica_set(rs: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_replica_set(rs: V<'_>, errs: &mut Vec<FieldError>) {
     validate_meta(rs, errs);
     validate_replica_set_spec(rs.get("spec"), errs);
 }
@@ -317,13 +317,13 @@ fn validate_replica_set_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a ReplicaSet update.
-pub fn validate_replica_set_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_replica_set_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_replica_set_spec(new.get("spec"), errs);
     selector_immutable(new, old, errs);
 }
 
 /// Validates a ReplicaSet status update.
-pub fn validate_replica_set_status(rs: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_replica_set_status(rs: V<'_>, errs: &mut Vec<FieldError>) {
     let status = rs.get("status");
     validate_workload_status(
         status,
@@ -360,7 +360,7 @@ pub fn validate_replica_set_status(rs: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a new DaemonSet.
-pub fn validate_daemon_set(ds: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_daemon_set(ds: V<'_>, errs: &mut Vec<FieldError>) {
     validate_meta(ds, errs);
     validate_daemon_set_spec(ds.get("spec"), errs);
 }
@@ -465,13 +465,13 @@ fn validate_daemon_set_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a DaemonSet update.
-pub fn validate_daemon_set_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_daemon_set_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_daemon_set_spec(new.get("spec"), errs);
     selector_immutable(new, old, errs);
 }
 
 /// Validates a DaemonSet status update.
-pub fn validate_daemon_set_status(ds: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_daemon_set_status(ds: V<'_>, errs: &mut Vec<FieldError>) {
     validate_workload_status(
         ds.get("status"),
         &[
@@ -488,7 +488,7 @@ pub fn validate_daemon_set_status(ds: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a new ControllerRevision.
-pub fn validate_controller_revision(cr: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_controller_revision(cr: V<'_>, errs: &mut Vec<FieldError>) {
     validate_meta(cr, errs);
     if !cr.get("data").present() {
         errs.push(FieldError::required(
@@ -500,7 +500,11 @@ pub fn validate_controller_revision(cr: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a ControllerRevision update: `data` is immutable.
-pub fn validate_controller_revision_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_controller_revision_update(
+    new: V<'_>,
+    old: V<'_>,
+    errs: &mut Vec<FieldError>,
+) {
     nonnegative(new.get("revision"), FieldPath::new("revision"), errs);
     immutable(
         new.get("data"),

@@ -12,7 +12,7 @@ use crate::strategy::{
 };
 
 /// Validates a new Job.
-pub fn validate_job(job: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_job(job: V<'_>, errs: &mut Vec<FieldError>) {
     validate_job_with(job, true, errs);
 }
 
@@ -202,7 +202,7 @@ fn validate_job_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
 
 /// Validates a Job update: the new object, then the immutable parts of its spec (selector,
 /// completions, completion mode, pod template unless the job is suspended and never started).
-pub fn validate_job_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_job_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     let old_labels = old
         .get("spec")
         .get("template")
@@ -269,7 +269,7 @@ pub fn validate_job_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a Job status update.
-pub fn validate_job_status(job: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_job_status(job: V<'_>, errs: &mut Vec<FieldError>) {
     let status = job.get("status");
     let sp = FieldPath::new("status");
     for key in ["active", "succeeded", "failed", "ready", "terminating"] {

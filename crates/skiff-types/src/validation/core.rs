@@ -14,7 +14,7 @@ use super::value::V;
 use super::{immutable, nonnegative};
 
 /// Largest total size of a Secret's or ConfigMap's data, bytes.
-pub const MAX_SECRET_SIZE: usize = 1024 * 1024;
+pub(super) const MAX_SECRET_SIZE: usize = 1024 * 1024;
 
 fn meta_path() -> FieldPath {
     FieldPath::new("metadata")
@@ -25,7 +25,7 @@ fn meta_path() -> FieldPath {
 use super::meta::STANDARD_FINALIZERS;
 
 /// Validates a new Namespace.
-pub fn validate_namespace(ns: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_namespace(ns: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         ns.get("metadata"),
         false,
@@ -54,12 +54,16 @@ fn validate_namespace_finalizers(ns: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a Namespace update.
-pub fn validate_namespace_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_namespace_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_namespace_finalizers(new, errs);
 }
 
 /// Validates a Namespace status update: the phase follows `deletionTimestamp`.
-pub fn validate_namespace_status_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_namespace_status_update(
+    new: V<'_>,
+    _old: V<'_>,
+    errs: &mut Vec<FieldError>,
+) {
     let phase = new.get("status").get("phase").str();
     let deleting = new.get("metadata").get("deletionTimestamp").present();
     let p = FieldPath::new("status").child("phase");
@@ -81,7 +85,7 @@ pub fn validate_namespace_status_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<
 // ----------------------------------------------------------------------------------------- Node
 
 /// Validates a new Node.
-pub fn validate_node(node: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_node(node: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         node.get("metadata"),
         false,
@@ -179,7 +183,7 @@ pub(crate) fn validate_taints(taints: V<'_>, path: &FieldPath, errs: &mut Vec<Fi
 }
 
 /// Validates a Node's status (also used for `nodes/status` updates).
-pub fn validate_node_status(node: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_node_status(node: V<'_>, errs: &mut Vec<FieldError>) {
     let status = node.get("status");
     let sp = FieldPath::new("status");
     for key in ["capacity", "allocatable"] {
@@ -197,7 +201,7 @@ pub fn validate_node_status(node: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a Node update: pod CIDRs may only be set once.
-pub fn validate_node_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_node_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_node_spec(new.get("spec"), errs);
     let (ns, os) = (new.get("spec"), old.get("spec"));
     let sp = FieldPath::new("spec");
@@ -228,7 +232,7 @@ pub fn validate_node_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 
 /// Validates a new Service (upstream `ValidateService`).
-pub fn validate_service(svc: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_service(svc: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         svc.get("metadata"),
         true,
@@ -573,7 +577,7 @@ fn validate_cluster_ips(spec: V<'_>, sp: &FieldPath, errs: &mut Vec<FieldError>)
 
 /// Validates a Service update: the primary cluster IP may not change once set (except to or
 /// from ExternalName).
-pub fn validate_service_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_service_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     let (ns, os) = (new.get("spec"), old.get("spec"));
     let involves_external =
         ns.get("type").str() == "ExternalName" || os.get("type").str() == "ExternalName";
@@ -602,7 +606,7 @@ pub fn validate_service_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError
 }
 
 /// Validates a Service status update.
-pub fn validate_service_status(svc: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_service_status(svc: V<'_>, errs: &mut Vec<FieldError>) {
     let p = FieldPath::new("status")
         .child("loadBalancer")
         .child("ingress");
@@ -631,7 +635,7 @@ pub fn validate_service_status(svc: V<'_>, errs: &mut Vec<FieldError>) {
 // ---------------------------------------------------------------------------- ConfigMap, Secret
 
 /// Validates a new ConfigMap.
-pub fn validate_config_map(cm: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_config_map(cm: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         cm.get("metadata"),
         true,
@@ -696,13 +700,13 @@ fn immutable_data(new: V<'_>, old: V<'_>, keys: &[&str], errs: &mut Vec<FieldErr
 }
 
 /// Validates a ConfigMap update: nothing but metadata changes once `immutable` is set.
-pub fn validate_config_map_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_config_map_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     immutable_data(new, old, &["data", "binaryData"], errs);
     validate_config_map(new, errs);
 }
 
 /// Validates a new Secret.
-pub fn validate_secret(secret: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_secret(secret: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         secret.get("metadata"),
         true,
@@ -805,7 +809,7 @@ pub fn validate_secret(secret: V<'_>, errs: &mut Vec<FieldError>) {
 
 /// Validates a Secret update: its type never changes; nothing but metadata changes once
 /// `immutable` is set.
-pub fn validate_secret_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_secret_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     immutable(
         new.get("type"),
         old.get("type"),
@@ -819,7 +823,7 @@ pub fn validate_secret_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>
 // ---------------------------------------------------------------------- ServiceAccount, Event
 
 /// Validates a new ServiceAccount.
-pub fn validate_service_account(sa: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_service_account(sa: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         sa.get("metadata"),
         true,
@@ -830,7 +834,7 @@ pub fn validate_service_account(sa: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a ServiceAccount update.
-pub fn validate_service_account_update(_sa: V<'_>, _errs: &mut Vec<FieldError>) {}
+pub(super) fn validate_service_account_update(_sa: V<'_>, _errs: &mut Vec<FieldError>) {}
 
 /// Longest `reportingInstance` of an event.
 const REPORTING_INSTANCE_LIMIT: usize = 128;
@@ -842,7 +846,7 @@ const REASON_LIMIT: usize = 128;
 const NOTE_LIMIT: usize = 1024;
 
 /// Validates a new core/v1 Event (upstream `legacyValidateEvent`).
-pub fn validate_event(event: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_event(event: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         event.get("metadata"),
         true,
@@ -926,14 +930,14 @@ fn validate_event_fields(event: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates an Event update (core/v1 keeps the legacy rules only).
-pub fn validate_event_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_event_update(new: V<'_>, _old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_event_fields(new, errs);
 }
 
 // ------------------------------------------------------------------------------------- Lease
 
 /// Validates a new Lease.
-pub fn validate_lease(lease: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_lease(lease: V<'_>, errs: &mut Vec<FieldError>) {
     meta::validate_object_meta(
         lease.get("metadata"),
         true,
@@ -971,6 +975,6 @@ fn validate_lease_spec(spec: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a Lease update.
-pub fn validate_lease_update(new: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_lease_update(new: V<'_>, errs: &mut Vec<FieldError>) {
     validate_lease_spec(new.get("spec"), errs);
 }

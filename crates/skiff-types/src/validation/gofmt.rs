@@ -8,7 +8,7 @@ use super::value::V;
 
 /// `map[string]string{"a":"b", "c":"d"}` (keys sorted, as Go's fmt sorts them), or
 /// `map[string]string(nil)` when absent.
-pub fn string_map(v: V<'_>) -> String {
+pub(super) fn string_map(v: V<'_>) -> String {
     if !v.present() {
         return "map[string]string(nil)".to_string();
     }
@@ -28,7 +28,7 @@ fn string_slice(v: V<'_>) -> String {
 }
 
 /// `v1.LabelSelector{MatchLabels:map[string]string{...}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}`.
-pub fn label_selector(v: V<'_>) -> String {
+pub(super) fn label_selector(v: V<'_>) -> String {
     let exprs = v.get("matchExpressions");
     let exprs = if exprs.present() {
         let items: Vec<String> = exprs
@@ -54,7 +54,7 @@ pub fn label_selector(v: V<'_>) -> String {
 }
 
 /// `intstr.IntOrString{Type:1, IntVal:0, StrVal:"25"}`.
-pub fn int_or_string(v: V<'_>) -> String {
+pub(super) fn int_or_string(v: V<'_>) -> String {
     match v.0 {
         Some(Value::String(s)) => format!(
             "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",

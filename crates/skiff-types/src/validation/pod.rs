@@ -21,7 +21,7 @@ const RELAXED_ENV_NAME_ERROR: &str =
     "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
 /// Validates a new pod (upstream `ValidatePodCreate`).
-pub fn validate_pod(pod: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_pod(pod: V<'_>, errs: &mut Vec<FieldError>) {
     validate_pod_metadata_and_spec(pod, errs);
     let spec = pod.get("spec");
     let sp = FieldPath::new("spec");
@@ -81,7 +81,11 @@ fn validate_pod_metadata_and_spec(pod: V<'_>, errs: &mut Vec<FieldError>) {
 /// Validates a pod template (`spec.template` of workloads, upstream `ValidatePodTemplateSpec`).
 /// As upstream, template labels and annotations are reported at `<path>.labels` and
 /// `<path>.annotations`.
-pub fn validate_pod_template_spec(template: V<'_>, path: &FieldPath, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_pod_template_spec(
+    template: V<'_>,
+    path: &FieldPath,
+    errs: &mut Vec<FieldError>,
+) {
     let m = template.get("metadata");
     meta::validate_labels(m.get("labels"), &path.child("labels"), errs);
     meta::validate_annotations(m.get("annotations"), &path.child("annotations"), errs);
@@ -96,7 +100,12 @@ pub fn validate_pod_template_spec(template: V<'_>, path: &FieldPath, errs: &mut 
 
 /// Validates a pod spec (upstream `ValidatePodSpec`); `is_pod` when it is a Pod's own spec
 /// rather than a template's.
-pub fn validate_pod_spec(spec: V<'_>, path: &FieldPath, is_pod: bool, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_pod_spec(
+    spec: V<'_>,
+    path: &FieldPath,
+    is_pod: bool,
+    errs: &mut Vec<FieldError>,
+) {
     if !spec.get("terminationGracePeriodSeconds").present() {
         errs.push(FieldError::required(
             path.child("terminationGracePeriodSeconds"),
@@ -2497,7 +2506,7 @@ const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initCo
 /// Validates a pod update (upstream `ValidatePodUpdate`): only images, `activeDeadlineSeconds`
 /// (set or shortened), toleration additions and scheduling gate removals may change; for gated
 /// pods also node selector and node affinity additions.
-pub fn validate_pod_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_pod_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     validate_pod_metadata_and_spec(new, errs);
     let sp = FieldPath::new("spec");
     let (ns, os) = (new.get("spec"), old.get("spec"));
@@ -2757,7 +2766,7 @@ fn validate_pod_ips(status: V<'_>, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a status update of a pod (upstream `ValidatePodStatusUpdate`).
-pub fn validate_pod_status_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_pod_status_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldError>) {
     // Upstream reports custom pod conditions under `metadata.conditions`.
     let cp = FieldPath::new("metadata").child("conditions");
     for (i, c) in new.get("status").get("conditions").items().enumerate() {
@@ -2838,7 +2847,7 @@ pub fn validate_pod_status_update(new: V<'_>, old: V<'_>, errs: &mut Vec<FieldEr
 }
 
 /// Validates a `v1` `Binding` posted to `pods/binding` (upstream `ValidatePodBinding`).
-pub fn validate_binding(binding: V<'_>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_binding(binding: V<'_>, errs: &mut Vec<FieldError>) {
     let kind = binding.get("target").get("kind").str();
     if !kind.is_empty() && kind != "Node" {
         errs.push(FieldError::not_supported(

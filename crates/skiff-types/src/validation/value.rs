@@ -10,7 +10,7 @@ fn empty_map() -> &'static Map<String, Value> {
 }
 
 /// A view of a JSON value with zero-value reads.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct V<'a>(pub Option<&'a Value>);
 
 impl<'a> V<'a> {
@@ -106,7 +106,7 @@ impl<'a> V<'a> {
 }
 
 /// Removes zero values (`null`, `""`, `[]`, `{}`) recursively; `None` when nothing is left.
-pub fn strip_zero(v: &Value) -> Option<Value> {
+pub(super) fn strip_zero(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
