@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use skiff_pki::CertKeyPair;
+use skiff_testkit::measure::quantile;
 
 struct Target {
     host: String,
@@ -113,13 +114,6 @@ fn pod(name: &str, node: Option<&str>) -> String {
     p.to_string()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 async fn ensure_namespace(target: &Target, namespace: &str) {
     let mut s = connect(target).await;
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
@@ -171,8 +165,8 @@ async fn create(target: Arc<Target>, clients: usize, total: usize, namespace: St
         "create clients={clients} total={total} elapsed={:.2}s rate={:.0}/s p50={:.2}ms p99={:.2}ms",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
-        percentile(&all, 0.5).as_secs_f64() * 1e3,
-        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        quantile(&all, 0.5).as_secs_f64() * 1e3,
+        quantile(&all, 0.99).as_secs_f64() * 1e3,
     );
 }
 
@@ -198,7 +192,7 @@ async fn list(target: Arc<Target>, namespace: String, repeat: usize, limit: Opti
     times.sort();
     println!(
         "list namespace={namespace} limit={limit:?} items={items} bytes={bytes} p50={:.1}ms min={:.1}ms max={:.1}ms",
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        quantile(&times, 0.5).as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3,
     );
@@ -282,8 +276,8 @@ async fn watch(target: Arc<Target>, watchers: usize, writes: usize, namespace: S
     println!(
         "watch fan-out watchers={watchers} writes={writes} delivered={} p50={:.2}ms p99={:.2}ms max={:.2}ms (after the writer's 201)",
         delays.len(),
-        percentile(&delays, 0.5).as_secs_f64() * 1e3,
-        percentile(&delays, 0.99).as_secs_f64() * 1e3,
+        quantile(&delays, 0.5).as_secs_f64() * 1e3,
+        quantile(&delays, 0.99).as_secs_f64() * 1e3,
         delays.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
 }

@@ -24,8 +24,12 @@
 //! (2) its pods evicted (deletion requested), (3) the Deployment's replicas all Running and
 //! Ready on other nodes again.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{in_process, remote};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, PostParams};
@@ -74,60 +78,6 @@ fn options() -> Options {
     }
     assert!(o.nodes > o.rounds, "--nodes must exceed --rounds");
     o
-}
-
-struct InProcess {
-    running: skiff_controllers::Running,
-    store: skiff_store::Store,
-    _dir: tempfile::TempDir,
-}
-
-async fn in_process(o: &Options) -> (Client, InProcess) {
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-failover-bench-")
-        .tempdir_in(&o.dir)
-        .expect("temp dir");
-    let store = skiff_store::Store::open(
-        &dir.path().join("state.redb"),
-        skiff_store::StoreOptions::default(),
-    )
-    .expect("open store");
-    let api = skiff_apiserver::ApiServer::new(store.clone(), skiff_apiserver::ApiConfig::default());
-    api.bootstrap().await.expect("bootstrap");
-    let client = |user: &str| {
-        Client::new(
-            api.service(skiff_apiserver::Identity::new(user, ["system:masters"])),
-            "default",
-        )
-    };
-    let clients = skiff_controllers::Clients {
-        scheduler: client("system:kube-scheduler"),
-        controller_manager: client("system:kube-controller-manager"),
-    };
-    let config = skiff_controllers::ControllerConfig {
-        node_monitor_grace_period: Duration::from_secs_f64(o.grace),
-        node_monitor_period: Duration::from_secs_f64(o.period),
-        ..Default::default()
-    };
-    let running = skiff_controllers::start(clients, config).expect("controllers");
-    (
-        client("system:admin"),
-        InProcess {
-            running,
-            store,
-            _dir: dir,
-        },
-    )
-}
-
-async fn remote(kubeconfig: &str) -> Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let config =
-        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
-    Client::try_from(config).expect("kube client")
 }
 
 /// (Running and Ready replicas not being deleted, per node; pods on `node` with a deletion
@@ -187,7 +137,18 @@ async fn main() {
     let (client, local) = match &o.kubeconfig {
         Some(k) => (remote(k).await, None),
         None => {
-            let (c, l) = in_process(&o).await;
+            let config = skiff_controllers::ControllerConfig {
+                node_monitor_grace_period: Duration::from_secs_f64(o.grace),
+                node_monitor_period: Duration::from_secs_f64(o.period),
+                ..Default::default()
+            };
+            let (c, l) = in_process(
+                Path::new(&o.dir),
+                "skiff-failover-bench-",
+                skiff_store::StoreOptions::default(),
+                |clients| skiff_controllers::start(clients, config).expect("controllers"),
+            )
+            .await;
             (c, Some(l))
         }
     };

@@ -28,9 +28,13 @@
 //! create to the last binding, plus the rate in the steady middle of the run.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{in_process, remote};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -39,6 +43,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use serde_json::json;
 use skiff_controllers::scheduler::podinfo::SchedPod;
+use skiff_testkit::measure::{cpu_seconds, quantile, rss_mib};
 
 struct Options {
     nodes: usize,
@@ -86,91 +91,6 @@ fn options() -> Options {
         }
     }
     o
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, from /proc/self/stat (clock ticks of 10 ms).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-struct InProcess {
-    running: skiff_controllers::Running,
-    store: skiff_store::Store,
-    _dir: tempfile::TempDir,
-}
-
-async fn in_process(o: &Options) -> (Client, InProcess) {
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-sched-bench-")
-        .tempdir_in(&o.dir)
-        .expect("temp dir");
-    let mut store_options = skiff_store::StoreOptions::default();
-    if let Some(n) = o.watch_queue {
-        store_options.watch_queue_capacity = n;
-    }
-    let store = skiff_store::Store::open(&dir.path().join("state.redb"), store_options)
-        .expect("open store");
-    let api = skiff_apiserver::ApiServer::new(store.clone(), skiff_apiserver::ApiConfig::default());
-    api.bootstrap().await.expect("bootstrap");
-    let client = |user: &str| {
-        Client::new(
-            api.service(skiff_apiserver::Identity::new(user, ["system:masters"])),
-            "default",
-        )
-    };
-    let clients = skiff_controllers::Clients {
-        scheduler: client("system:kube-scheduler"),
-        controller_manager: client("system:kube-controller-manager"),
-    };
-    let mut config = skiff_controllers::ControllerConfig::default();
-    config.scheduler.bind_concurrency = o.bind_concurrency;
-    config.cluster_cidr = Some(o.cluster_cidr.clone());
-    let running = if o.scheduler_only {
-        skiff_controllers::start_scheduler_only(clients, config.scheduler)
-    } else {
-        skiff_controllers::start(clients, config).expect("controllers")
-    };
-    (
-        client("system:admin"),
-        InProcess {
-            running,
-            store,
-            _dir: dir,
-        },
-    )
-}
-
-async fn remote(kubeconfig: &str) -> Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let config =
-        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
-    Client::try_from(config).expect("kube client")
 }
 
 async fn create_nodes(client: &Client, count: usize) {
@@ -335,7 +255,27 @@ async fn main() {
     let (client, local) = match &o.kubeconfig {
         Some(k) => (remote(k).await, None),
         None => {
-            let (c, l) = in_process(&o).await;
+            let mut store_options = skiff_store::StoreOptions::default();
+            if let Some(n) = o.watch_queue {
+                store_options.watch_queue_capacity = n;
+            }
+            let mut config = skiff_controllers::ControllerConfig::default();
+            config.scheduler.bind_concurrency = o.bind_concurrency;
+            config.cluster_cidr = Some(o.cluster_cidr.clone());
+            let scheduler_only = o.scheduler_only;
+            let (c, l) = in_process(
+                Path::new(&o.dir),
+                "skiff-sched-bench-",
+                store_options,
+                |clients| {
+                    if scheduler_only {
+                        skiff_controllers::start_scheduler_only(clients, config.scheduler)
+                    } else {
+                        skiff_controllers::start(clients, config).expect("controllers")
+                    }
+                },
+            )
+            .await;
             (c, Some(l))
         }
     };

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use skiff_store::{FieldSelector, Key, ListOptions, Store, StoreOptions, WatchEvent, WatchOptions};
+use skiff_testkit::measure::{cpu_seconds, quantile, rss_mib};
 
 fn pod(name: &str, node: Option<&str>) -> Value {
     // A realistic pod as a Deployment creates it (~1.6 KiB of JSON).
@@ -64,34 +65,6 @@ fn pod(name: &str, node: Option<&str>) -> Value {
         p["spec"]["nodeName"] = json!(n);
     }
     p
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, from /proc (clock ticks of 1/100 s).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn ms(d: Duration) -> String {
@@ -155,8 +128,8 @@ async fn create_run(
     println!(
         "| {name} | {writers} | {max_batch} | {n} | {:.0} | {} | {} | {:.1} | {} | {:.0} µs |",
         n as f64 / elapsed.as_secs_f64(),
-        ms(pct(&lat, 0.5)),
-        ms(pct(&lat, 0.99)),
+        ms(quantile(&lat, 0.5)),
+        ms(quantile(&lat, 0.99)),
         stats.writes as f64 / stats.commits.max(1) as f64,
         stats.max_batch,
         cpu / n as f64 * 1e6,
@@ -200,7 +173,7 @@ fn time_list(store: &Store, opts: &ListOptions, reps: usize) -> (Duration, Durat
         items = page.items.len();
     }
     lat.sort();
-    (pct(&lat, 0.5), pct(&lat, 0.99), items)
+    (quantile(&lat, 0.5), quantile(&lat, 0.99), items)
 }
 
 async fn list_run(dir: &std::path::Path, n: usize) {
@@ -383,8 +356,8 @@ async fn fanout_run(dir: &std::path::Path, watchers: usize, writes: usize) {
     println!(
         "| {watchers} | {} | {} | {} | {:.0} µs | {:.0} | {:.0} µs |",
         writes,
-        ms(pct(&lat, 0.5)),
-        ms(pct(&lat, 0.99)),
+        ms(quantile(&lat, 0.5)),
+        ms(quantile(&lat, 0.99)),
         seq_cpu / writes as f64 * 1e6,
         n as f64 / conc_elapsed.as_secs_f64(),
         conc_cpu / n as f64 * 1e6,

@@ -17,6 +17,7 @@ pub mod fuzz;
 pub mod gate;
 pub mod image;
 pub mod kubelet;
+pub mod measure;
 pub mod netns;
 pub mod wait;
 
