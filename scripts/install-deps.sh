@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential pkg-config libseccomp-dev   # libcontainer's seccomp support
+  libelf-dev zlib1g-dev                        # the vendored libbpf of the cgroup v2 device filter
   busybox-static                               # test images (images/busybox/build.sh)
   iproute2 nftables iptables iputils-ping      # pod networking and the multi-node harness
   runc crun skopeo umoci docker-registry       # reference runtimes, registry tests

@@ -137,3 +137,201 @@ async fn a_root_pod_cannot_read_the_host_disk_through_mknod() {
     assert!(logs.contains("MADE"), "{logs}");
     assert!(logs.contains("DENIED") && !logs.contains("READ"), "{logs}");
 }
+
+/// Where the unified (v2) hierarchy is mounted: `/sys/fs/cgroup` on a v2 host,
+/// `/sys/fs/cgroup/unified` on a hybrid one.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        if post.split(' ').next() != Some("cgroup2") {
+            return None;
+        }
+        pre.split(' ').nth(4).map(std::path::PathBuf::from)
+    })
+}
+
+/// A loop device over a small file (the "host disk" of the test) and a v2 cgroup, both removed
+/// on drop, also when the test fails.
+struct DiskAndCgroup {
+    loop_dev: Option<String>,
+    cgroup: std::path::PathBuf,
+}
+
+impl Drop for DiskAndCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.cgroup.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        // Killed tasks take a moment to leave the cgroup.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.cgroup.exists() && std::fs::remove_dir(&self.cgroup).is_err() {
+            if std::time::Instant::now() > deadline {
+                eprintln!("could not remove {}", self.cgroup.display());
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if let Some(dev) = &self.loop_dev {
+            let _ = skiff_testkit::cmd::run(&["losetup", "-d", dev]);
+        }
+    }
+}
+
+/// Loads and attaches the eBPF device filter for `resources`' device rules to `cgroup`, as
+/// libcgroups' `Devices::apply_devices` does after raising RLIMIT_MEMLOCK.
+fn attach_device_filter(cgroup: &std::path::Path, resources: &oci_spec::runtime::LinuxResources) {
+    use libcgroups::v2::devices::{bpf::prog, emulator::Emulator, program::Program};
+    use std::os::fd::AsRawFd;
+    let mut emulator = Emulator::with_default_allow(false);
+    emulator.add_rules(resources.devices().as_deref().unwrap_or_default());
+    let program = Program::from_rules(&emulator.rules, emulator.default_allow).unwrap();
+    let prog_fd = prog::load("Apache", program.bytecodes()).expect("load the device filter");
+    let dir = std::fs::File::open(cgroup).unwrap();
+    prog::attach(prog_fd, dir.as_raw_fd()).expect("attach the device filter");
+    // SAFETY: prog_fd is the program's descriptor, owned here; the attachment keeps it alive.
+    unsafe { libc::close(prog_fd) };
+}
+
+/// The eBPF device filter of cgroup v2 (libcgroups' `cgroupsv2_devices`), driven through the
+/// v2 cgroup manager libcontainer uses, with the device rules skiff's spec builder gives an
+/// unprivileged container. A root process in that cgroup may mknod any device (containerd
+/// keeps CAP_MKNOD and allows `m` on every device) but cannot open a block device node it made
+/// for the host's disk, while /dev/null stays usable. Without the feature no program is
+/// attached and the process reads the disk. Runs on v2 hosts and on hybrid ones (the filter
+/// hooks the task's cgroup in the unified hierarchy, whatever the v1 devices cgroup says).
+#[test]
+fn on_cgroup_v2_a_root_process_cannot_open_a_disk_node_it_made() {
+    const TEST: &str = "on_cgroup_v2_a_root_process_cannot_open_a_disk_node_it_made";
+    use libcgroups::common::{CgroupManager, ControllerOpt};
+    use std::io::{Read, Write};
+
+    if !skiff_testkit::gate::require(TEST, true, &["losetup", "sh", "mknod", "dd"]) {
+        return;
+    }
+    let Some(v2_root) = cgroup2_mount() else {
+        skiff_testkit::gate::skip(&format!("{TEST} needs a cgroup2 mount"));
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("disk.img");
+    std::fs::write(&backing, vec![0x5au8; 1 << 20]).unwrap();
+    let cgroup_rel = format!("skiff-test-devices-{}", std::process::id());
+    let mut guard = DiskAndCgroup {
+        loop_dev: None,
+        cgroup: v2_root.join(&cgroup_rel),
+    };
+    let dev = match skiff_testkit::cmd::run(&[
+        "losetup",
+        "--find",
+        "--show",
+        backing.to_str().unwrap(),
+    ]) {
+        Ok(out) => out.trim().to_string(),
+        Err(e) => {
+            skiff_testkit::gate::skip(&format!("{TEST} needs a loop device: {e}"));
+            return;
+        }
+    };
+    guard.loop_dev = Some(dev.clone());
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(&dev).unwrap());
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+
+    // Outside the cgroup, a node for the disk opens and reads (the test is meaningful).
+    let host_node = dir.path().join("host-node");
+    skiff_testkit::cmd::run_ok(&[
+        "mknod",
+        host_node.to_str().unwrap(),
+        "b",
+        &major.to_string(),
+        &minor.to_string(),
+    ]);
+    let mut first = [0u8; 512];
+    std::fs::File::open(&host_node)
+        .and_then(|mut f| f.read_exact(&mut first))
+        .expect("the host reads the loop device through a node it made");
+    assert_eq!(first[0], 0x5a);
+
+    // The cgroup with the device rules of an unprivileged container, applied by libcgroups'
+    // v2 manager (what libcontainer does for every container on a v2 host).
+    std::fs::create_dir(&guard.cgroup).unwrap();
+    let manager =
+        libcgroups::v2::manager::Manager::new(v2_root.clone(), cgroup_rel.clone().into()).unwrap();
+    let resources = oci_spec::runtime::LinuxResourcesBuilder::default()
+        .devices(skiff_runtime::spec::security::device_rules(false))
+        .build()
+        .unwrap();
+    let applied = manager.apply(&ControllerOpt {
+        resources: &resources,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    });
+    match applied {
+        // The manager loaded and attached the filter.
+        Ok(()) => {}
+        // libcgroups raises RLIMIT_MEMLOCK to 128 MiB before loading the program and fails
+        // when it cannot (a root without CAP_SYS_RESOURCE under a lower hard limit, as in some
+        // sandboxes and CI machines): the container then does not start at all, which fails
+        // closed. The filter itself is then loaded and attached here with libcgroups' own rule
+        // emulator, program builder and loader, the steps of `Devices::apply_devices` after the
+        // rlimit.
+        Err(libcgroups::v2::manager::V2ManagerError::DevicesController(
+            libcgroups::v2::devices::controller::DevicesControllerError::Bpf(
+                libcgroups::v2::devices::bpf::BpfError::FailedToIncreaseRLimit,
+            ),
+        )) => {
+            eprintln!("RLIMIT_MEMLOCK cannot be raised here: attaching the filter directly");
+            attach_device_filter(&guard.cgroup, &resources);
+        }
+        Err(e) => panic!("apply the device rules: {e}"),
+    }
+
+    // A root child joins the cgroup, then makes and opens nodes.
+    let node = dir.path().join("container-node");
+    let script = format!(
+        "read go; \
+         mknod {node} b {major} {minor} && echo MADE; \
+         if dd if={node} of=/dev/null bs=512 count=1; then echo DISK_READ; else echo DISK_DENIED; fi; \
+         if dd if=/dev/zero of=/dev/null bs=512 count=1; then echo NULL_OK; fi",
+        node = node.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    if let Err(e) = manager.add_task(pid) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("move the child into the cgroup: {e}");
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("MADE"),
+        "mknod is allowed: {stdout} {stderr}"
+    );
+    assert!(
+        stdout.contains("DISK_DENIED") && !stdout.contains("DISK_READ"),
+        "the disk node must not open: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains("Operation not permitted"),
+        "denied with EPERM by the device filter: {stderr}"
+    );
+    assert!(
+        stdout.contains("NULL_OK"),
+        "/dev/null and /dev/zero work: {stdout} {stderr}"
+    );
+    drop(guard);
+}

@@ -110,7 +110,9 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
         .expect("static mount is valid")
 }
 
-/// The file systems every container gets (containerd's defaults).
+/// The file systems every container gets: containerd's defaults (`oci.populateDefaultUnixSpec`)
+/// without `/run` (its CRI drops it) and `/dev/shm` (the pod's, from the sandbox), plus the
+/// CRI's `/sys/fs/cgroup`; writable sysfs and cgroupfs for privileged containers.
 fn default_mounts(privileged: bool, cgroup_v2: bool) -> Vec<Mount> {
     let sys_mode = if privileged { "rw" } else { "ro" };
     let mut mounts = vec![
@@ -284,7 +286,8 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
         )]));
     }
 
-    // Namespaces: new pid and mount; the sandbox's net, ipc, uts; cgroup namespace on v2.
+    // Namespaces: new pid and mount; the sandbox's net, ipc, uts; cgroup namespace on v2
+    // (unprivileged containers only).
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
     if !ctx.host_pid {
         namespaces.push(namespace(LinuxNamespaceType::Pid, None));
@@ -298,7 +301,9 @@ pub(crate) fn build(ctx: SpecContext<'_>) -> Result<BuiltSpec> {
     if let Some(p) = &ctx.namespaces.uts {
         namespaces.push(namespace(LinuxNamespaceType::Uts, Some(p)));
     }
-    if ctx.cgroup_v2 {
+    // As containerd: privileged containers keep the host's cgroup namespace (they see and may
+    // manage the whole hierarchy, as on v1).
+    if ctx.cgroup_v2 && !sc.privileged {
         namespaces.push(namespace(LinuxNamespaceType::Cgroup, None));
     }
 

@@ -78,7 +78,10 @@ const ALL_CAPABILITIES: &[&str] = &[
     "WAKE_ALARM",
 ];
 
-/// containerd's masked paths: not readable in the container.
+/// Masked paths: not readable in the container. containerd's `populateDefaultUnixSpec` list
+/// plus `/proc/interrupts`, which moby's current default masks too (under Kubernetes the
+/// kubelet passes the CRI its own list, "kept in sync with moby"). One more than containerd on
+/// purpose: stricter, and nothing a pod needs.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
@@ -94,7 +97,7 @@ pub const MASKED_PATHS: &[&str] = &[
     "/sys/firmware",
 ];
 
-/// containerd's read-only paths.
+/// Read-only paths (the kubelet's, moby's and containerd's list).
 pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",

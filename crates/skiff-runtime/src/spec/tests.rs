@@ -217,6 +217,207 @@ fn v2_gets_cgroup_namespace_and_oom_group() {
     assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(200_000));
 }
 
+/// An unprivileged container's defaults, field by field against containerd's CRI: the mounts
+/// of `oci.populateDefaultUnixSpec` without `/run` (`WithoutRunMount`) and `/dev/shm` (the
+/// sandbox's), plus `/sys/fs/cgroup` from `WithMounts`; `defaultUnixCaps`; the masked and
+/// read-only paths; a deny-all device cgroup with runc's default allow-list.
+#[test]
+fn unprivileged_defaults_match_containerd() {
+    let b = build_with(&pod(limited("1", "1Gi")), &image(None), true).unwrap();
+    let mounts = b.spec.mounts().as_ref().unwrap();
+    let containerd: &[(&str, &str, &str, &[&str])] = &[
+        ("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        (
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        (
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        (
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        (
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        (
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
+    ];
+    for (dest, typ, source, options) in containerd {
+        let m = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new(dest))
+            .unwrap_or_else(|| panic!("no {dest} mount"));
+        assert_eq!(m.typ().as_deref(), Some(*typ), "{dest}");
+        assert_eq!(m.source().as_deref(), Some(Path::new(source)), "{dest}");
+        let got: Vec<&str> = m.options().iter().flatten().map(String::as_str).collect();
+        assert_eq!(&got, options, "{dest}");
+    }
+    assert!(
+        !mounts.iter().any(|m| m.destination() == Path::new("/run")),
+        "the CRI drops containerd's /run tmpfs"
+    );
+
+    let caps = b
+        .spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .as_ref()
+        .unwrap();
+    let expected: oci_spec::runtime::Capabilities = [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fsetid,
+        Capability::Fowner,
+        Capability::Mknod,
+        Capability::NetRaw,
+        Capability::Setgid,
+        Capability::Setuid,
+        Capability::Setfcap,
+        Capability::Setpcap,
+        Capability::NetBindService,
+        Capability::SysChroot,
+        Capability::Kill,
+        Capability::AuditWrite,
+    ]
+    .into();
+    assert_eq!(caps.bounding().as_ref(), Some(&expected));
+    assert_eq!(caps.effective().as_ref(), Some(&expected));
+    assert_eq!(caps.permitted().as_ref(), Some(&expected));
+    assert!(caps.inheritable().as_ref().is_none_or(|c| c.is_empty()));
+    assert!(caps.ambient().as_ref().is_none_or(|c| c.is_empty()));
+
+    let linux = b.spec.linux().as_ref().unwrap();
+    let mut masked = linux.masked_paths().clone().unwrap();
+    masked.sort();
+    let mut expected_masked = vec![
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+        "/proc/scsi",
+        // moby's (and so the kubelet's) addition, masked here too.
+        "/proc/interrupts",
+    ];
+    expected_masked.sort();
+    assert_eq!(masked, expected_masked);
+    assert_eq!(
+        linux.readonly_paths().as_deref(),
+        Some(
+            &[
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger"
+            ]
+            .map(String::from)[..]
+        )
+    );
+
+    let devices = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap();
+    let rules: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+            format!(
+                "{} {:?} {}:{} {}",
+                if d.allow() { "allow" } else { "deny" },
+                d.typ(),
+                num(d.major()),
+                num(d.minor()),
+                d.access().as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "deny None *:* rwm",
+            "allow Some(C) *:* m",
+            "allow Some(B) *:* m",
+            "allow Some(C) 1:3 rwm",
+            "allow Some(C) 1:5 rwm",
+            "allow Some(C) 1:7 rwm",
+            "allow Some(C) 1:8 rwm",
+            "allow Some(C) 1:9 rwm",
+            "allow Some(C) 5:0 rwm",
+            "allow Some(C) 5:1 rwm",
+            "allow Some(C) 5:2 rwm",
+            "allow Some(C) 136:* rwm",
+            "allow Some(C) 10:200 rwm",
+        ]
+    );
+}
+
+/// containerd gives a privileged container no cgroup namespace on v2 (it sees the host's
+/// hierarchy, as on v1) and writable sysfs and cgroupfs.
+#[test]
+fn privileged_keeps_the_host_cgroup_namespace_on_v2() {
+    let mut c = limited("1", "1Gi");
+    c.security_context = Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    });
+    let b = build_with(&pod(c), &image(None), true).unwrap();
+    let linux = b.spec.linux().as_ref().unwrap();
+    assert!(!linux
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+    let mounts = b.spec.mounts().as_ref().unwrap();
+    for dest in ["/sys", "/sys/fs/cgroup"] {
+        let m = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new(dest))
+            .unwrap();
+        let options = m.options().as_ref().unwrap();
+        assert!(options.contains(&"rw".to_string()), "{dest}: {options:?}");
+        assert!(
+            options.contains(&"nodev".to_string()),
+            "{dest}: {options:?}"
+        );
+    }
+}
+
 #[test]
 fn run_as_non_root_refuses_root() {
     let mut c = limited("1", "1Gi");
