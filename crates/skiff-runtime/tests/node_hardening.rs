@@ -77,13 +77,18 @@ async fn a_container_whose_command_does_not_exist_reports_the_start_error() {
     );
 }
 
-/// `major:minor` of a real block device of the host (the disk under `/`, else the first disk).
+/// `major:minor` of a real block device of the host: the first disk in name order (no loop,
+/// RAM, device-mapper, floppy or optical devices, which may have no medium).
 fn host_disk() -> Option<(u32, u32)> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/block")
         .ok()?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("dm-"))
+        .filter(|n| {
+            !["loop", "ram", "dm-", "fd", "sr"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .collect();
     names.sort();
     let dev = std::fs::read_to_string(format!("/sys/class/block/{}/dev", names.first()?)).ok()?;
