@@ -239,6 +239,12 @@ fn reason(e: &std::io::Error) -> String {
 
 /// Opens the subPath safely (creating missing directories) and binds it at its target.
 pub(crate) fn prepare(b: &SubpathBind) -> Result<()> {
+    prepare_with(b, || {})
+}
+
+/// `prepare`, running `between` after the subPath is opened and before it is bound: the
+/// window a container sharing the volume has (tests put the swap there).
+fn prepare_with(b: &SubpathBind, between: impl FnOnce()) -> Result<()> {
     let refused = |what: &str, e: &std::io::Error| {
         RuntimeError::invalid(
             &b.field,
@@ -268,6 +274,7 @@ pub(crate) fn prepare(b: &SubpathBind) -> Result<()> {
         }
         Err(e) => return Err(refused("prepare", &e)),
     };
+    between();
     bind_fd(&fd, &b.target)
 }
 
@@ -341,19 +348,26 @@ mod tests {
         if !skiff_testkit::gate::require_root("bind mounts need root") {
             return;
         }
-        let (dir, vol, root) = volume();
+        let (dir, vol, _root) = volume();
         let host = dir.path().join("host");
         std::fs::create_dir_all(host.join("logs")).unwrap();
         std::fs::write(host.join("logs/marker"), "host").unwrap();
         let target = target(&dir.path().join("pod"), "data", "c", 1);
+        let b = SubpathBind {
+            volume: "data".into(),
+            container: "c".into(),
+            field: "spec.containers[0].volumeMounts[0].subPath".into(),
+            volume_path: vol.clone(),
+            sub_path: "data/logs".into(),
+            target: target.clone(),
+        };
 
-        // Check: the subPath resolves inside the volume.
-        let fd = open_beneath(&root, Path::new("data/logs"), 0).unwrap();
-        // Swap (what a container sharing the volume does in the window).
-        std::fs::rename(vol.join("data"), vol.join("moved")).unwrap();
-        std::os::unix::fs::symlink(&host, vol.join("data")).unwrap();
-        // Mount.
-        bind_fd(&fd, &target).unwrap();
+        // Checked (opened) inside the volume, then swapped in the window, then mounted.
+        prepare_with(&b, || {
+            std::fs::rename(vol.join("data"), vol.join("moved")).unwrap();
+            std::os::unix::fs::symlink(&host, vol.join("data")).unwrap();
+        })
+        .unwrap();
         let seen = std::fs::read_dir(&target)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -366,14 +380,6 @@ mod tests {
         );
 
         // A subPath that is a symlink out at check time is refused outright.
-        let b = SubpathBind {
-            volume: "data".into(),
-            container: "c".into(),
-            field: "spec.containers[0].volumeMounts[0].subPath".into(),
-            volume_path: vol.clone(),
-            sub_path: "data/logs".into(),
-            target: target.clone(),
-        };
         let err = prepare(&b).unwrap_err();
         assert!(err.is_config_error(), "{err}");
         assert!(err.to_string().contains("leads out of the volume"), "{err}");
