@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Result, RuntimeError};
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 #[repr(C)]
@@ -46,12 +47,35 @@ pub(crate) fn openat_in_root(
     flags: i32,
     mode: u32,
 ) -> std::io::Result<OwnedFd> {
+    openat2(
+        dir,
+        rel,
+        flags,
+        mode,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// `openat2(dirfd, rel, flags, RESOLVE_BENEATH)`: symlinks inside `dirfd` are followed, but an
+/// absolute symlink or a `..` that would leave it fails with `EXDEV` (the kubelet's rule for
+/// subPaths: links may not lead out of the volume). `ENOSYS` on kernels before 5.6.
+pub(crate) fn openat_beneath(dir: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    openat2(dir, rel, flags, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+}
+
+fn openat2(
+    dir: &OwnedFd,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> std::io::Result<OwnedFd> {
     let c = CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: u64::from(mode),
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: openat2 with a valid dirfd, NUL-terminated path and a correctly sized `how`.
     let fd = unsafe {

@@ -34,6 +34,9 @@ struct Template {
     spec: Spec,
     stop_signal: i32,
     termination_path: Option<String>,
+    /// subPaths bound (again) before each instance; the spec's mounts name their targets.
+    #[serde(default)]
+    subpaths: Vec<crate::subpath::SubpathBind>,
 }
 
 /// How starting an instance failed.
@@ -130,13 +133,17 @@ fn generate_template(
     let security = spec::security::Effective::of(&record.pod, container);
     let prepared = volumes::existing(&record.pod, &paths.volumes());
     let mut mounts = sandbox_mounts(paths, record, security.read_only_root);
-    mounts.extend(volumes::mounts_for(
+    let volume_mounts = volumes::mounts_for(
         container,
         &field,
-        &prepared,
+        &volumes::MountSource {
+            volumes: &prepared,
+            pod_dir: &paths.dir,
+        },
         security.privileged,
         &own_env,
-    )?);
+    )?;
+    mounts.extend(volume_mounts.mounts);
     let termination_path = match container.termination_message_path.as_deref() {
         Some("") => None,
         Some(p) => Some(p.to_owned()),
@@ -185,6 +192,7 @@ fn generate_template(
         spec: built.spec,
         stop_signal: built.stop_signal,
         termination_path,
+        subpaths: volume_mounts.subpaths,
     })
 }
 
@@ -309,6 +317,17 @@ pub(crate) fn start(req: StartRequest<'_>) -> std::result::Result<Started, Start
         },
     };
     phases.mark("spec");
+    // In the runtime's (host) mount namespace, before libcontainer binds the targets.
+    for b in &template.subpaths {
+        if let Err(e) = crate::subpath::prepare(b) {
+            cleanup(&rootfs);
+            return Err(if e.is_config_error() {
+                StartFailure::Config(e)
+            } else {
+                StartFailure::Create(e)
+            });
+        }
+    }
     match create_and_start(
         inner,
         paths,

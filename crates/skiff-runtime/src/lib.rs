@@ -12,7 +12,8 @@
 //! - `launcher` runs libcontainer in short-lived single-threaded launcher processes;
 //! - `exits` learns exit codes of containers that are not our children (proc connector + pidfd);
 //! - `logs` pumps container output from FIFOs into CRI log files and reads them back;
-//! - `cgroups`, `volumes`, `rootfs`, `dns` do what their names say;
+//! - `cgroups`, `volumes`, `rootfs`, `dns` do what their names say; `subpath` binds subPaths
+//!   without a check-then-mount race;
 //! - `worker` runs each pod's lifecycle; `state` persists it for re-adoption.
 
 pub mod cgroups;
@@ -43,6 +44,7 @@ mod seccomp_filter;
 pub mod spec;
 mod state;
 mod status;
+mod subpath;
 #[doc(hidden)]
 pub mod testing;
 mod timing;

@@ -76,6 +76,7 @@ pub(crate) fn destroy_pod(
     keep(crate::fsutil::unmount_all_under(
         &paths.dir.join("containers"),
     ));
+    keep(crate::subpath::teardown(&paths.dir));
     keep(volumes::teardown(&paths.volumes()));
     phases.mark("rootfs+volumes");
     keep(sandbox::destroy_namespaces(&paths.dir));
@@ -83,7 +84,15 @@ pub(crate) fn destroy_pod(
     phases.mark("namespaces+shm");
     keep(crate::cgroups::remove(&inner.cgroups, &pod_cgroup));
     phases.mark("cgroups");
-    if paths.dir.exists() {
+    if let Some(left) = crate::fsutil::mounts_under(&paths.dir).first() {
+        // Never delete through a mount (a subPath bind may show a hostPath directory): the
+        // files stay for the next attempt.
+        keep(Err(RuntimeError::sys(
+            "umount",
+            left.display(),
+            nix::Error::EBUSY,
+        )));
+    } else if paths.dir.exists() {
         keep(
             std::fs::remove_dir_all(&paths.dir)
                 .map_err(|e| RuntimeError::io("remove", &paths.dir, e)),

@@ -13,10 +13,11 @@ use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
 use crate::error::{Result, RuntimeError};
-use crate::fsutil::{mkdir_all_in_root, open_dir, openat_in_root, unmount_all_under};
+use crate::fsutil::unmount_all_under;
 use crate::inputs::PodInputs;
 use crate::spec::env::{expand, EnvList};
 use crate::spec::fieldref::{field_value, resource_value, PodFacts};
+use crate::subpath::SubpathBind;
 
 /// Default file mode of configMap, secret, downwardAPI and projected files (0644).
 const DEFAULT_MODE: u32 = 0o644;
@@ -640,52 +641,58 @@ pub(crate) fn teardown(root: &Path) -> Result<()> {
     std::fs::remove_dir_all(root).map_err(|e| RuntimeError::io("remove", root, e))
 }
 
-/// Resolves `rel` inside `root` (without escaping it); creates a directory when missing.
-fn subpath(root: &Path, rel: &str, field: &str) -> Result<PathBuf> {
-    check_rel_path(rel, field)?;
-    let dir = open_dir(root).map_err(|e| RuntimeError::io("open", root, e))?;
-    match openat_in_root(&dir, Path::new(rel), libc::O_PATH, 0) {
-        Ok(fd) => {
-            use std::os::fd::AsRawFd;
-            let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            std::fs::read_link(&link).map_err(|e| RuntimeError::io("readlink", link, e))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            mkdir_all_in_root(root, Path::new(rel), 0o755)
-        }
-        Err(e) => Err(RuntimeError::io("open", root.join(rel), e)),
-    }
+/// A container's volumeMounts: the OCI bind mounts, and the subPaths to bind (safely, per
+/// instance, see `subpath`) at the places those mounts name as their source.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerMounts {
+    pub mounts: Vec<Mount>,
+    pub subpaths: Vec<SubpathBind>,
+}
+
+/// Where a container's mounts come from.
+pub(crate) struct MountSource<'a> {
+    pub volumes: &'a [PreparedVolume],
+    /// The pod directory (subPath binds live under it).
+    pub pod_dir: &'a Path,
 }
 
 /// The container's volumeMounts as OCI bind mounts.
 pub(crate) fn mounts_for(
     container: &Container,
     field: &str,
-    volumes: &[PreparedVolume],
+    source: &MountSource<'_>,
     privileged: bool,
     env: &EnvList,
-) -> Result<Vec<Mount>> {
+) -> Result<ContainerMounts> {
     let mut mounts: Vec<(usize, Mount)> = Vec::new();
+    let mut subpaths = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, vm) in container.volume_mounts.iter().flatten().enumerate() {
         let at = format!("{field}.volumeMounts[{i}]");
-        mounts.push((0, one_mount(vm, &at, volumes, privileged, env, &mut seen)?));
+        let (mount, sub) = one_mount(vm, &at, (container, i), source, privileged, env, &mut seen)?;
+        mounts.push((0, mount));
+        subpaths.extend(sub);
     }
     for (depth, m) in &mut mounts {
         *depth = m.destination().components().count();
     }
     mounts.sort_by_key(|(d, _)| *d);
-    Ok(mounts.into_iter().map(|(_, m)| m).collect())
+    Ok(ContainerMounts {
+        mounts: mounts.into_iter().map(|(_, m)| m).collect(),
+        subpaths,
+    })
 }
 
 fn one_mount(
     vm: &VolumeMount,
     at: &str,
-    volumes: &[PreparedVolume],
+    (container, index): (&Container, usize),
+    source: &MountSource<'_>,
     privileged: bool,
     env: &EnvList,
     seen: &mut std::collections::HashSet<String>,
-) -> Result<Mount> {
+) -> Result<(Mount, Option<SubpathBind>)> {
+    let volumes = source.volumes;
     let volume = volumes.iter().find(|v| v.name == vm.name).ok_or_else(|| {
         RuntimeError::invalid(
             format!("{at}.name"),
@@ -721,10 +728,31 @@ fn one_mount(
         }
         _ => None,
     };
-    let source = match sub {
-        Some(rel) => subpath(&volume.path, &rel, &format!("{at}.subPath"))?,
-        None => volume.path.clone(),
+    // A subPath is not resolved here: the source is a private place that `subpath::prepare`
+    // binds the safely opened subPath at before each instance is created.
+    let bind = match sub {
+        Some(rel) => {
+            let field = format!("{at}.subPath");
+            check_rel_path(&rel, &field)?;
+            Some(SubpathBind {
+                volume: volume.name.clone(),
+                container: container.name.clone(),
+                field,
+                volume_path: volume.path.clone(),
+                sub_path: rel,
+                target: crate::subpath::target(
+                    source.pod_dir,
+                    &volume.name,
+                    &container.name,
+                    index,
+                ),
+            })
+        }
+        None => None,
     };
+    let host_source = bind
+        .as_ref()
+        .map_or_else(|| volume.path.clone(), |b| b.target.clone());
     let propagation = match vm.mount_propagation.as_deref() {
         None | Some("") | Some("None") => "rprivate",
         Some("HostToContainer") => "rslave",
@@ -743,11 +771,9 @@ fn one_mount(
         }
     };
     let read_only = volume.read_only || vm.read_only.unwrap_or(false);
-    Ok(crate::spec::bind_mount(
-        &source,
-        &vm.mount_path,
-        read_only,
-        propagation,
+    Ok((
+        crate::spec::bind_mount(&host_source, &vm.mount_path, read_only, propagation),
+        bind,
     ))
 }
 
@@ -936,20 +962,28 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let mounts = mounts_for(
+        let source = MountSource {
+            volumes: &prepared,
+            pod_dir: dir.path(),
+        };
+        let planned = mounts_for(
             &c,
             "spec.containers[0]",
-            &prepared,
+            &source,
             false,
             &EnvList::default(),
         )
         .unwrap();
+        let mounts = planned.mounts;
         assert_eq!(mounts[0].destination(), Path::new("/data"));
         assert_eq!(mounts[1].destination(), Path::new("/data/logs"));
-        assert_eq!(
-            mounts[1].source().as_deref(),
-            Some(prepared[0].path.join("logs").as_path())
-        );
+        // The container binds the private place the subPath is bound at, not the volume's path.
+        let place = dir.path().join("volume-subpaths/data/c/1");
+        assert_eq!(mounts[1].source().as_deref(), Some(place.as_path()));
+        assert_eq!(planned.subpaths.len(), 1);
+        assert_eq!(planned.subpaths[0].target, place);
+        assert_eq!(planned.subpaths[0].sub_path, "logs");
+        assert_eq!(planned.subpaths[0].volume_path, prepared[0].path);
         assert!(mounts[1]
             .options()
             .as_ref()
@@ -966,22 +1000,42 @@ mod tests {
             }]),
             ..Default::default()
         };
-        // Either refused or resolved inside the volume; never /etc/passwd of the host.
-        if let Ok(m) = mounts_for(
+        let planned = mounts_for(
             &evil,
             "spec.containers[0]",
-            &prepared,
+            &source,
             false,
             &EnvList::default(),
-        ) {
-            let source = m[0].source().clone().unwrap();
-            assert!(
-                source.starts_with(&prepared[0].path),
-                "subPath escaped to {}",
-                source.display()
-            );
-        }
-        assert!(!Path::new("/etc/passwd").is_dir());
+        )
+        .unwrap();
+        // Refused when it is bound (before anything is mounted): the link leads out.
+        let err = crate::subpath::prepare(&planned.subpaths[0]).unwrap_err();
+        assert!(err.is_config_error(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("spec.containers[0].volumeMounts[0].subPath"),
+            "{err}"
+        );
+        assert!(!place.with_file_name("0").exists());
+
+        let climbing = Container {
+            name: "c".into(),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/x".into(),
+                sub_path: Some("../../etc".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert!(mounts_for(
+            &climbing,
+            "spec.containers[0]",
+            &source,
+            false,
+            &EnvList::default()
+        )
+        .is_err());
 
         let bad = Container {
             name: "c".into(),
@@ -995,7 +1049,7 @@ mod tests {
         let err = mounts_for(
             &bad,
             "spec.containers[0]",
-            &prepared,
+            &source,
             false,
             &EnvList::default(),
         )
