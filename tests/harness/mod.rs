@@ -17,6 +17,7 @@
 pub mod image;
 pub mod lan;
 pub mod node;
+pub mod workloads;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -393,6 +394,57 @@ impl Cluster {
                 ready >= count
             },
         );
+    }
+
+    /// The Ready condition of node `name` as the server has it (`None`: no answer or no
+    /// condition).
+    pub fn node_ready_now(&self, name: &str) -> Option<bool> {
+        let run = self.kubectl(&["get", "node", name, "-o", "json"]);
+        let node: serde_json::Value = serde_json::from_str(&run.stdout).ok()?;
+        node_ready(&node)
+    }
+
+    /// Per pod of `selector`, sorted: name, first container's id, restart count and start time
+    /// — what changes when a container restarts.
+    pub fn container_states(&self, selector: &str) -> Vec<(String, String, i64, String)> {
+        let mut all: Vec<_> = self
+            .pods(selector)
+            .iter()
+            .map(|p| {
+                let cs = &p["status"]["containerStatuses"][0];
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    text(&p["metadata"]["name"]),
+                    text(&cs["containerID"]),
+                    cs["restartCount"].as_i64().unwrap_or(-1),
+                    text(&cs["state"]["running"]["startedAt"]),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// (name, podIP) of the pods of `selector`.
+    pub fn pod_ips(&self, selector: &str) -> Vec<(String, String)> {
+        self.pods(selector)
+            .iter()
+            .map(|p| {
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                (text(&p["metadata"]["name"]), text(&p["status"]["podIP"]))
+            })
+            .collect()
+    }
+
+    /// Whether every `(pod, ip)` answers HTTP on port 8080 with the pod's name, asked from
+    /// inside `node`'s network (works while the node is cut off from the server).
+    pub fn pods_answer(&self, node: &str, pods: &[(String, String)]) -> bool {
+        pods.iter().all(|(pod, ip)| {
+            self.node(node)
+                .ns
+                .exec(&["wget", "-qO-", "-T", "2", &format!("http://{ip}:8080/")])
+                .is_ok_and(|body| body.trim() == pod)
+        })
     }
 
     /// The end of every node's log.

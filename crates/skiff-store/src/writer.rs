@@ -26,6 +26,9 @@ use crate::{Key, Object, Preconditions, StoreError};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// One change of a batch: resource, map key, event.
+type Staged = (Arc<str>, Box<str>, Event);
+
 /// A write, already checked for shape by the caller's task.
 pub(crate) enum WriteOp {
     Create {
@@ -54,6 +57,10 @@ pub(crate) struct Writer {
     /// None after a failed commit: the database is reopened before the next transaction (redb
     /// refuses every write after an I/O error until reopened).
     db: Option<Db>,
+    /// The changes of the last batch whose commit failed, with the revision they end at: a
+    /// commit can fail after it reached the disk (ENOSPC or EIO while syncing); if the
+    /// reopened file is at that revision they are published then.
+    unpublished: Option<(Vec<Staged>, u64)>,
     path: PathBuf,
     encryption: Option<Arc<Encryption>>,
     shared: Arc<Shared>,
@@ -83,6 +90,7 @@ impl Writer {
         let next_compaction = Instant::now() + shared.options.compaction_interval;
         Writer {
             db: Some(db),
+            unpublished: None,
             path,
             encryption,
             shared,
@@ -93,13 +101,27 @@ impl Writer {
     }
 
     /// The database, reopened first if the last commit failed. The reopened file must be at
-    /// the revision memory is at: a failed commit is never published, so a file ahead of
-    /// memory (a commit reported failed that reached the disk anyway) cannot be reconciled
-    /// here and writes stay refused until a restart loads it.
+    /// the revision memory is at, or at the end of the failed batch: a commit reported failed
+    /// that reached the disk anyway (seen with a full disk) is published now — its requests
+    /// were answered with an error, which never promised the write did not happen. Any other
+    /// difference cannot be reconciled here and writes stay refused until a restart loads
+    /// the file.
     fn db(&mut self) -> Result<&Db, StoreError> {
         if self.db.is_none() {
             let db = Db::open(&self.path, self.shared.options.db_cache_bytes)?;
             let on_disk = db.stored_revision()?;
+            let in_memory = self.shared.current_revision();
+            match self.unpublished.take() {
+                Some((staged, rev)) if rev == on_disk && on_disk > in_memory => {
+                    tracing::warn!(
+                        revision = rev,
+                        changes = staged.len(),
+                        "a commit reported failed had reached the database file; published it"
+                    );
+                    self.publish(staged, rev);
+                }
+                _ => {}
+            }
             let in_memory = self.shared.current_revision();
             if on_disk != in_memory {
                 return Err(StoreError::Unavailable(format!(
@@ -225,7 +247,7 @@ impl Writer {
         }
         let time_ms = now_ms();
         let mut overlay: HashMap<(Arc<str>, Box<str>), Option<Object>> = HashMap::new();
-        let mut staged: Vec<(Arc<str>, Box<str>, Event)> = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
         let mut outcomes: Vec<(Reply<Object>, Result<Object, StoreError>)> =
             Vec::with_capacity(writes.len());
         let base;
@@ -332,15 +354,22 @@ impl Writer {
                 .collect();
             let started = Instant::now();
             let encryption = self.encryption.clone();
-            let committed = self
-                .db()
-                .and_then(|db| db.commit(&changes, rev, encryption.as_deref()));
+            // Whether the transaction ran (the database was open): only then can the batch
+            // have reached the file.
+            let mut attempted = false;
+            let committed = self.db().and_then(|db| {
+                attempted = true;
+                db.commit(&changes, rev, encryption.as_deref())
+            });
             self.note(&committed);
             skiff_metrics::global()
                 .store
                 .commit(started.elapsed(), outcomes.len());
             if let Err(e) = committed {
                 tracing::error!(error = %e, batch = outcomes.len(), "commit failed; batch rejected");
+                if attempted {
+                    self.unpublished = Some((staged, rev));
+                }
                 for (reply, result) in outcomes {
                     let _ = reply.send(result.and(Err(e.clone())));
                 }
@@ -362,7 +391,7 @@ impl Writer {
     /// Makes committed changes visible: state, history, watchers — under the hub lock, so a
     /// watch registering concurrently sees either all of a batch in its snapshot or all of it
     /// in its stream.
-    fn publish(&mut self, staged: Vec<(Arc<str>, Box<str>, Event)>, rev: u64) {
+    fn publish(&mut self, staged: Vec<Staged>, rev: u64) {
         let mut hub = self.shared.hub.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut state = self.shared.state.write().unwrap_or_else(|p| p.into_inner());

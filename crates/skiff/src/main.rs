@@ -10,6 +10,7 @@ mod cmd_server;
 mod cmd_token;
 mod cmd_version;
 mod config;
+mod fd_limit;
 mod host_checks;
 mod logging;
 mod server_images;
@@ -28,6 +29,10 @@ fn main() -> ExitCode {
     };
     // One crypto provider for every TLS user in the process (API server, link, kube client).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Long-running commands hold many connections (server) or containers (agent).
+    if matches!(cli.command, Command::Server(_) | Command::Agent(_)) {
+        let _ = fd_limit::raise_nofile();
+    }
     let result = match cli.command {
         Command::Server(args) => cmd_server::run(args),
         Command::Agent(args) => cmd_agent::run(args),
