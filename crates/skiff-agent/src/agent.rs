@@ -515,6 +515,10 @@ impl Agent {
                 event = self.runtime_events.recv() => match event {
                     Ok(PodEvent::Changed { uid }) => self.status.refresh(&uid),
                     Ok(PodEvent::Removed { .. }) => {}
+                    Ok(PodEvent::WorkerPanicked { uid, message }) => {
+                        self.status.event_for(&uid, None, true, "FailedSync", &format!("error syncing pod: the runtime's pod worker panicked: {message}; resuming"));
+                        self.status.refresh(&uid);
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => self.status.refresh_all(),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },

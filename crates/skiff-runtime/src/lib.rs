@@ -43,6 +43,7 @@ mod seccomp_filter;
 pub mod spec;
 mod state;
 mod status;
+pub mod supervise;
 #[doc(hidden)]
 pub mod testing;
 mod timing;
