@@ -64,6 +64,25 @@ impl AgentPaths {
             root,
         }
     }
+
+    /// Creates the layout private to root, or checks it, before anything is written: `DIR`,
+    /// `DIR/agent` and its directories 0700 (refused when group or others may write them,
+    /// tightened when they may read them: the server's own check, `skiff_pki::secure_dir`),
+    /// and `state.redb` (config maps, Secrets) 0600 before the database opens it.
+    pub fn secure(&self, data_dir: &std::path::Path) -> Result<(), AgentError> {
+        for dir in [
+            data_dir,
+            &self.root,
+            &self.root.join("tls"),
+            &self.runtime,
+            &self.network,
+            &self.image_archives,
+        ] {
+            skiff_pki::secure_dir(dir)?;
+        }
+        skiff_pki::secure_file(&self.state)?;
+        Ok(())
+    }
 }
 
 /// Reads config maps and secrets through the link, once it is up.
@@ -180,14 +199,7 @@ impl Agent {
     async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         config.validate()?;
         let paths = AgentPaths::new(&config.data_dir);
-        for dir in [
-            &paths.root,
-            &paths.runtime,
-            &paths.network,
-            &paths.image_archives,
-        ] {
-            std::fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))?;
-        }
+        paths.secure(&config.data_dir)?;
         let state_path = paths.state.clone();
         let state = Arc::new(
             tokio::task::spawn_blocking(move || LocalState::open(&state_path))
@@ -515,6 +527,10 @@ impl Agent {
                 event = self.runtime_events.recv() => match event {
                     Ok(PodEvent::Changed { uid }) => self.status.refresh(&uid),
                     Ok(PodEvent::Removed { .. }) => {}
+                    Ok(PodEvent::WorkerPanicked { uid, message }) => {
+                        self.status.event_for(&uid, None, true, "FailedSync", &format!("error syncing pod: the runtime's pod worker panicked: {message}; resuming"));
+                        self.status.refresh(&uid);
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => self.status.refresh_all(),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },

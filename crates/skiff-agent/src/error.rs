@@ -32,6 +32,9 @@ pub enum AgentError {
         message: String,
     },
     /// The image store could not be opened or used.
+    /// The data directory is not private (see `skiff_pki::secure_dir`).
+    #[error(transparent)]
+    Private(#[from] skiff_pki::PrivateDirError),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
     /// The container runtime could not be started.
@@ -51,18 +54,4 @@ pub enum AgentError {
         /// Why it failed.
         reason: String,
     },
-}
-
-impl AgentError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        AgentError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
 }

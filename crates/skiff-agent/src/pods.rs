@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use skiff_image::Reference;
+use skiff_runtime::supervise::{supervise, Restarts};
 use skiff_runtime::{ContainerImage, Runtime, RuntimeError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -102,8 +103,7 @@ impl PodWorkers {
             &uid,
         );
         let (tx, rx) = watch::channel(Desired::Run(Box::new(pod)));
-        let ctx = Arc::clone(&self.ctx);
-        let task = tokio::spawn(work(ctx, uid.clone(), rx));
+        let task = tokio::spawn(supervised(Arc::clone(&self.ctx), uid.clone(), rx));
         self.workers.insert(uid, Handle { desired: tx, task });
     }
 
@@ -120,8 +120,7 @@ impl PodWorkers {
             return self.remove(uid);
         }
         let (tx, rx) = watch::channel(Desired::Gone);
-        let ctx = Arc::clone(&self.ctx);
-        let task = tokio::spawn(work(ctx, uid.to_string(), rx));
+        let task = tokio::spawn(supervised(Arc::clone(&self.ctx), uid.to_string(), rx));
         self.workers
             .insert(uid.to_string(), Handle { desired: tx, task });
     }
@@ -206,6 +205,30 @@ enum Attempt {
     Started,
     RetryIn(Duration),
     SandboxFailed,
+}
+
+/// [`work`] inside the panic boundary: a panic while handling this pod is logged, shown as a
+/// `FailedSync` Warning Event on the pod, and the worker starts again (after a back-off) from
+/// the latest desired state and what the runtime holds; other pods' workers never notice.
+async fn supervised(ctx: Arc<WorkerContext>, uid: String, desired: watch::Receiver<Desired>) {
+    let what = format!("pod {uid}");
+    let report = Arc::clone(&ctx);
+    let id = uid.clone();
+    supervise(
+        &what,
+        Restarts::default(),
+        || work(Arc::clone(&ctx), uid.clone(), desired.clone()),
+        |message| {
+            report.status.event_for(
+                &id,
+                None,
+                true,
+                "FailedSync",
+                &format!("error syncing pod: the pod worker panicked: {message}; restarting it"),
+            )
+        },
+    )
+    .await
 }
 
 /// The life of one pod on the node.

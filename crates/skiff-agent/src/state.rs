@@ -62,16 +62,14 @@ impl LocalState {
     /// secrets).
     pub fn open(path: &Path) -> Result<LocalState, AgentError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))?;
+            skiff_pki::secure_dir(dir)?;
         }
+        // 0600 before redb writes a byte (not tightened afterwards).
+        skiff_pki::secure_file(path)?;
         let db = Database::create(path).map_err(|e| AgentError::State {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         let state = LocalState {
             db,
             path: path.to_path_buf(),
@@ -302,6 +300,50 @@ mod tests {
         pod.metadata.name = Some(name.into());
         pod.metadata.namespace = Some("default".into());
         pod
+    }
+
+    #[test]
+    fn the_agent_data_directory_and_database_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let paths = crate::agent::AgentPaths::new(&data);
+        paths.secure(&data).unwrap();
+        for d in [
+            &data,
+            &paths.root,
+            &paths.root.join("tls"),
+            &paths.runtime,
+            &paths.network,
+            &paths.image_archives,
+        ] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&paths.state), 0o600);
+        drop(LocalState::open(&paths.state).unwrap());
+        assert_eq!(mode(&paths.state), 0o600);
+
+        // A database left readable by an older version is tightened on open.
+        std::fs::set_permissions(&paths.state, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(LocalState::open(&paths.state).unwrap());
+        assert_eq!(mode(&paths.state), 0o600);
+
+        // Readable by others: tightened; writable by others: refused, left as found.
+        std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        paths.secure(&data).unwrap();
+        assert_eq!(mode(&paths.root), 0o700);
+        std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = paths.secure(&data).unwrap_err().to_string();
+        assert!(err.contains(&paths.root.display().to_string()), "{err}");
+        assert!(err.contains("0777"), "{err}");
+        assert_eq!(mode(&paths.root), 0o777);
+        // A fresh database in a fresh directory is private from the start.
+        let fresh = tmp.path().join("other/state.redb");
+        drop(LocalState::open(&fresh).unwrap());
+        assert_eq!(mode(fresh.parent().unwrap()), 0o700);
+        assert_eq!(mode(&fresh), 0o600);
     }
 
     #[test]

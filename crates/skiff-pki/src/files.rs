@@ -1,4 +1,6 @@
-//! Writing PKI files atomically with safe permissions.
+//! Writing PKI files atomically with safe permissions, and the private-directory check both
+//! halves run on their data directories at start (`skiff-server`'s `DIR/server`, the agent's
+//! `DIR/agent`): they hold keys, tokens and databases of Secrets.
 
 use std::fs;
 use std::io::Write;
@@ -93,5 +95,169 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
             path: path.to_path_buf(),
             source,
         }),
+    }
+}
+
+/// Why a private directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateDirError {
+    /// A directory others may write to.
+    #[error(
+        "refusing to start: {path} has mode {mode:04o}, writable by group or others (anyone \
+         could replace the cluster's keys or database); check its contents, then `chmod 700 {path}`"
+    )]
+    Writable {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The path exists but is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// A filesystem call failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn dir_io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> PrivateDirError + 'a {
+    move |source| PrivateDirError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates `dir` (and missing parents, each 0700) or checks an existing one: refuses it when
+/// group or others may write to it (nothing can tell what was swapped), tightens it to 0700
+/// with a log line when they may only read it.
+pub fn secure_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_io("create directory", dir)),
+        Err(e) => Err(dir_io("inspect", dir)(e)),
+        Ok(meta) if !meta.is_dir() => Err(PrivateDirError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(PrivateDirError::Writable {
+                    path: dir.to_path_buf(),
+                    mode,
+                });
+            }
+            if mode & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                    .map_err(dir_io("set permissions of", dir))?;
+                tracing::warn!(
+                    path = %dir.display(),
+                    from = format!("{mode:04o}"),
+                    to = "0700",
+                    "tightened the permissions of a data directory others could read"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Makes sure the file at `path` exists with mode [`SECRET_MODE`] before anyone (a database
+/// library) writes to it: a new file is created 0600, an existing one others could read is
+/// tightened with a log line.
+pub fn secure_file(path: &Path) -> Result<(), PrivateDirError> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(SECRET_MODE)
+            .open(path)
+            .map(drop)
+            .map_err(dir_io("create", path)),
+        Err(e) => Err(dir_io("inspect", path)(e)),
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(SECRET_MODE))
+                    .map_err(dir_io("set permissions of", path))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    from = format!("{mode:04o}"),
+                    to = "0600",
+                    "tightened the permissions of a private file others could read"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod private_tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn new_directories_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        secure_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+    }
+
+    #[test]
+    fn readable_directory_is_tightened_writable_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        secure_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = secure_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains(&dir.display().to_string()), "{err}");
+        assert!(err.contains("0777"), "{err}");
+        assert_eq!(mode(&dir), 0o777, "a refused directory is left as found");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o720)).unwrap();
+        assert!(secure_dir(&dir).is_err(), "group-writable is refused too");
+    }
+
+    #[test]
+    fn private_files_are_created_0600_and_tightened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("state.redb");
+        secure_file(&f).unwrap();
+        assert_eq!(mode(&f), 0o600);
+        fs::write(&f, b"x").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        secure_file(&f).unwrap();
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(
+            fs::read(&f).unwrap(),
+            b"x",
+            "an existing file keeps its contents"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub use csr::{
     cert_signed_by, node_identity, node_name_of, NodeCsr, NODES_GROUP, NODE_USER_PREFIX,
 };
 pub use error::PkiError;
-pub use files::{write_atomic, SECRET_MODE};
+pub use files::{secure_dir, secure_file, write_atomic, PrivateDirError, SECRET_MODE};
 pub use identity::{Identity, ADMIN_GROUP, ADMIN_USER};
 pub use join::{
     ca_hash, generate_node_password, hash_node_password, link_server_config,

@@ -73,6 +73,13 @@ pub enum PodEvent {
         /// Pod UID.
         uid: String,
     },
+    /// The pod's worker panicked; it resumes from its record after a back-off.
+    WorkerPanicked {
+        /// Pod UID.
+        uid: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// Messages to a pod worker.

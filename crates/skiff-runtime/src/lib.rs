@@ -45,6 +45,7 @@ pub mod spec;
 mod state;
 mod status;
 mod subpath;
+pub mod supervise;
 #[doc(hidden)]
 pub mod testing;
 mod timing;

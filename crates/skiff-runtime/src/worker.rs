@@ -21,6 +21,7 @@ use crate::logs::pump::LogSink;
 use crate::state::{
     is_sidecar, Backoff, ContainerRecord, Instance, PodPaths, PodRecord, Termination, Waiting,
 };
+use crate::supervise::{catch_panic, Restarts};
 
 /// A running instance's live handles.
 pub(crate) struct Live {
@@ -88,8 +89,29 @@ impl PodWorker {
         self.update(move |r| change(r.containers.entry(name).or_default()));
     }
 
-    /// Runs the worker until the pod is removed or the runtime shuts down.
+    /// Runs the worker until the pod is removed or the runtime shuts down, inside the panic
+    /// boundary (`supervise`): a panic while handling this pod is logged, reported as
+    /// [`PodEvent::WorkerPanicked`], and the worker carries on from its record after a
+    /// back-off — its messages (stop, remove) are still answered, and no other pod notices.
     pub(crate) async fn run(mut self) {
+        let mut restarts = Restarts::default();
+        loop {
+            match catch_panic(self.serve()).await {
+                Ok(()) => return,
+                Err(message) => {
+                    tracing::error!(pod = %self.uid, panic = %message, "pod worker panicked; resuming it from its record");
+                    let _ = self.inner.events.send(PodEvent::WorkerPanicked {
+                        uid: self.uid.clone(),
+                        message,
+                    });
+                    restarts.wait().await;
+                }
+            }
+        }
+    }
+
+    /// The worker's loop: reconcile, then wait for a message or the next deadline.
+    async fn serve(&mut self) {
         loop {
             let next = self.reconcile().await;
             if self.finished() {
@@ -321,7 +343,9 @@ impl PodWorker {
         let cfg = self.inner.config.backoff;
         let delay = match rec.backoff {
             Some(b) if since(finished, b.last_update) <= cfg.reset_after => {
-                (Duration::from_millis(b.delay_ms) * 2).min(cfg.max)
+                Duration::from_millis(b.delay_ms)
+                    .saturating_mul(2)
+                    .min(cfg.max)
             }
             _ => cfg.initial,
         };

@@ -8,29 +8,23 @@
 //! server on a live data directory exits without touching the first one's files.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+pub use skiff_pki::PrivateDirError;
+
+/// Creates or checks a private directory: `skiff_pki::secure_dir` (the check the agent runs
+/// on `DIR/agent` too), as a [`DataDirError`].
+pub fn secure_dir(dir: &Path) -> Result<(), DataDirError> {
+    Ok(skiff_pki::secure_dir(dir)?)
+}
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    /// A directory others may write to.
-    #[error(
-        "refusing to start: {path} has mode {mode:04o}, writable by group or others (anyone \
-         could replace the cluster's keys or database); check its contents, then `chmod 700 {path}`"
-    )]
-    Writable {
-        /// The directory.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The path exists but is not a directory.
-    #[error("{path} is not a directory")]
-    NotADirectory {
-        /// The path.
-        path: PathBuf,
-    },
+    /// A directory is not private (`skiff_pki::secure_dir`, shared with the agent).
+    #[error(transparent)]
+    Private(#[from] PrivateDirError),
     /// Another process holds the lock.
     #[error(
         "the data directory {dir} is in use by another skiff server (lock {lock} is held); \
@@ -63,46 +57,6 @@ fn io<'a>(
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Creates `dir` (and missing parents, each 0700) or checks an existing one: refuses it when
-/// group or others may write to it, tightens it to 0700 when they may read it.
-pub fn secure_dir(dir: &Path) -> Result<(), DataDirError> {
-    match fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io("create directory", dir));
-        }
-        Err(e) => return Err(io("inspect", dir)(e)),
-        Ok(meta) if !meta.is_dir() => {
-            return Err(DataDirError::NotADirectory {
-                path: dir.to_path_buf(),
-            })
-        }
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o022 != 0 {
-                return Err(DataDirError::Writable {
-                    path: dir.to_path_buf(),
-                    mode,
-                });
-            }
-            if mode & 0o077 != 0 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(io("set permissions of", dir))?;
-                tracing::warn!(
-                    path = %dir.display(),
-                    from = format!("{mode:04o}"),
-                    to = "0700",
-                    "tightened the permissions of a data directory others could read"
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 /// An exclusive lock on `DIR/server/lock`, held while the server runs (released when dropped,
@@ -144,35 +98,10 @@ impl DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o7777
-    }
-
-    #[test]
-    fn new_directories_are_private() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("a/b");
-        secure_dir(&dir).unwrap();
-        assert_eq!(mode(&dir), 0o700);
-        assert_eq!(mode(&tmp.path().join("a")), 0o700);
-    }
-
-    #[test]
-    fn readable_directory_is_tightened_writable_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("d");
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        secure_dir(&dir).unwrap();
-        assert_eq!(mode(&dir), 0o700);
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = secure_dir(&dir).unwrap_err().to_string();
-        assert!(err.contains(&dir.display().to_string()), "{err}");
-        assert!(err.contains("0777"), "{err}");
-        assert_eq!(mode(&dir), 0o777, "a refused directory is left as found");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o720)).unwrap();
-        assert!(secure_dir(&dir).is_err(), "group-writable is refused too");
     }
 
     #[test]

@@ -45,9 +45,10 @@ pub(crate) fn run(args: AgentArgs) -> Result<()> {
         .transpose()
         .context("cannot run the node in its --netns namespace")?;
     logging::init(&args.common)?;
-    // The node's keys and pod data: private to root, refused when others could write them.
-    skiff_server::data_dir::secure_dir(&args.common.data_dir)?;
-    skiff_server::data_dir::secure_dir(&args.common.data_dir.join("agent"))?;
+    // The node's keys and pod data: private to root, refused when others could write them
+    // (before anything is written; the agent checks the same again at its start).
+    skiff_pki::secure_dir(&args.common.data_dir)?;
+    skiff_pki::secure_dir(&args.common.data_dir.join("agent"))?;
     let mut config = agent_config(
         &args.common.data_dir,
         &args.node,
