@@ -18,8 +18,10 @@ pub const LEAF_VALIDITY_DAYS: i64 = 365;
 /// Validity of node certificates: short, because they are renewed over the link (at two thirds
 /// of their life) and a revoked node's last certificate should not outlive it for long.
 pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Slack before a node certificate's issue time, against clock skew between machines.
-const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+/// Slack before a node certificate's issue time: a day, as the other certificates' "from
+/// yesterday", so a clock that NTP steps back by hours (a machine booted with a fast RTC) or
+/// skew between machines never makes a freshly issued certificate "not yet valid".
+pub const NODE_CERT_BACKDATE: Duration = Duration::from_secs(24 * 3600);
 /// Common name of the API serving certificate.
 const SERVING_COMMON_NAME: &str = "kube-apiserver";
 
@@ -152,7 +154,7 @@ impl ClusterCa {
     }
 
     /// Signs a node's certificate request as [`ClusterCa::sign_csr`] does, valid for
-    /// `validity` from now (an hour of slack before, against clock skew); returns the
+    /// `validity` from now (valid from [`NODE_CERT_BACKDATE`] before now, against clock steps); returns the
     /// certificate with the serial and expiry the server records to revoke it later.
     pub fn sign_node_csr(
         &self,
@@ -165,7 +167,7 @@ impl ClusterCa {
             .unwrap_or_default();
         let epoch = rcgen::date_time_ymd(1970, 1, 1);
         let mut params = base_params(0);
-        params.not_before = epoch + now.saturating_sub(CLOCK_SKEW);
+        params.not_before = epoch + now.saturating_sub(NODE_CERT_BACKDATE);
         params.not_after = epoch + now + validity;
         let pem = self.sign_csr_with(csr_pem, identity, params)?;
         let info = CertKeyPair {

@@ -18,7 +18,9 @@ mod node_certificates;
 mod server_pki;
 mod tls;
 
-pub use ca::{ClusterCa, IssuedCertificate, LEAF_VALIDITY_DAYS, NODE_CERT_VALIDITY};
+pub use ca::{
+    ClusterCa, IssuedCertificate, LEAF_VALIDITY_DAYS, NODE_CERT_BACKDATE, NODE_CERT_VALIDITY,
+};
 pub use cert::{CertInfo, CertKeyPair};
 pub use csr::{
     cert_signed_by, node_identity, node_name_of, NodeCsr, NODES_GROUP, NODE_USER_PREFIX,

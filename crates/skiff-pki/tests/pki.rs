@@ -236,3 +236,31 @@ async fn tls_configs_authenticate_clients_by_certificate() {
         "a client trusting another CA must refuse the server"
     );
 }
+
+#[test]
+fn node_certificates_stay_valid_when_the_clock_steps_back_hours() {
+    let ca = ClusterCa::generate().unwrap();
+    let csr = skiff_pki::NodeCsr::generate("edge-5").unwrap();
+    let node = Identity::new("system:node:edge-5", ["system:nodes"]);
+    let issued = ca
+        .sign_node_csr(&csr.csr_pem, &node, skiff_pki::NODE_CERT_VALIDITY)
+        .unwrap();
+    let info = skiff_pki::CertKeyPair {
+        cert_pem: issued.pem,
+        key_pem: csr.key_pem,
+    }
+    .info()
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // NTP stepping a fast clock back by hours must not make it "not yet valid".
+    assert!(
+        info.not_before <= now - 23 * 3600,
+        "notBefore {} is less than a day before now {now}",
+        info.not_before
+    );
+    let validity = skiff_pki::NODE_CERT_VALIDITY.as_secs() as i64;
+    assert!((info.not_after - now - validity).abs() <= 5, "{info:?}");
+}

@@ -763,8 +763,14 @@ impl Runner {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let left = info.not_after.saturating_sub(now);
-        // At two thirds of the certificate's life, or `renew_before` ahead if that is earlier.
-        let lifetime = info.not_after.saturating_sub(info.not_before);
+        // At two thirds of the certificate's life since it was issued (its `notBefore` is
+        // backdated against clock steps), or `renew_before` ahead if that is earlier.
+        let backdate = skiff_pki::NODE_CERT_BACKDATE.as_secs() as i64;
+        let lifetime = info
+            .not_after
+            .saturating_sub(info.not_before)
+            .saturating_sub(backdate)
+            .max(0);
         let threshold = (self.config.renew_before.as_secs() as i64).max(lifetime / 3);
         if left > threshold {
             return None;
