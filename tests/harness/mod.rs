@@ -42,6 +42,8 @@ pub struct ClusterSpec {
     pub server_args: Vec<String>,
     /// Busybox tags imported into every node (`DIR/agent/images/`).
     pub images: Vec<String>,
+    /// Agents whose data directory is a tmpfs of this size (`64m`), a small disk of their own.
+    pub agent_tmpfs: Vec<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -54,7 +56,14 @@ impl ClusterSpec {
             server_agent: false,
             server_args: Vec::new(),
             images: vec!["latest".into()],
+            agent_tmpfs: Vec::new(),
         }
+    }
+
+    /// Agent `name` keeps its data directory on a tmpfs of `size` (unmounted with the node).
+    pub fn agent_tmpfs(mut self, name: &str, size: &str) -> Self {
+        self.agent_tmpfs.push((name.to_string(), size.to_string()));
+        self
     }
 
     /// Agents with these names.
@@ -269,6 +278,21 @@ impl Cluster {
                 }
             }
             let mut agent = Node::new(name, Role::Agent, ns, dir.path(), cgroup, args);
+            if let Some((_, size)) = spec.agent_tmpfs.iter().find(|(who, _)| who == name) {
+                std::fs::create_dir_all(&agent.data_dir).expect("create the agent's data dir");
+                let mounted = std::process::Command::new("mount")
+                    .args([
+                        "-t",
+                        "tmpfs",
+                        "-o",
+                        &format!("size={size},mode=0700"),
+                        "tmpfs",
+                    ])
+                    .arg(&agent.data_dir)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(mounted, "mount a tmpfs on {}", agent.data_dir.display());
+            }
             seed_images(&agent.data_dir);
             agent.start().expect("start skiff agent");
             agents.push(agent);

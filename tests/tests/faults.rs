@@ -379,14 +379,7 @@ impl Tmpfs {
     }
 
     fn free_bytes(&self) -> u64 {
-        // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
-        unsafe {
-            let path = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes())
-                .expect("path without NUL");
-            let mut st: libc::statvfs = std::mem::zeroed();
-            assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0, "statvfs");
-            st.f_bavail as u64 * st.f_frsize as u64
-        }
+        free_bytes(&self.0)
     }
 }
 
@@ -738,4 +731,97 @@ fn kubectl_keeps_working_through_idle_and_slow_loris_connections() {
     // The server is still whole.
     kubectl.ok(&["get", "configmaps"]);
     drop(server);
+}
+
+/// Low disk before a full one: the agent's data directory on a 64 MiB tmpfs filled to below
+/// the kubelet's `nodefs.available<10%` threshold. The Node gets `DiskPressure=True`
+/// (`KubeletHasDiskPressure`) and the kubelet's `NodeHasDiskPressure` event; freeing the space
+/// turns both back (`KubeletHasNoDiskPressure`, `NodeHasNoDiskPressure`).
+#[test]
+fn a_filling_disk_shows_disk_pressure_and_events_before_it_is_full() {
+    let Some(cluster) = Cluster::start(
+        ClusterSpec::new("fault-low-disk")
+            .agents(&["node-a"])
+            .agent_tmpfs("node-a", "64m")
+            .server_args(FAST),
+    ) else {
+        return;
+    };
+    let disk_pressure = || {
+        let node = cluster.get_json(&["node", "node-a"]);
+        node["status"]["conditions"]
+            .as_array()
+            .and_then(|list| list.iter().find(|c| c["type"] == "DiskPressure"))
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    let events = |reason: &str| {
+        let list = cluster.get_json(&[
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("involvedObject.kind=Node,involvedObject.name=node-a,reason={reason}"),
+        ]);
+        list["items"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(
+        disk_pressure(),
+        Some(("False".into(), "KubeletHasNoDiskPressure".into()))
+    );
+    assert_eq!(events("NodeHasDiskPressure"), 0);
+
+    let data_dir = cluster.node("node-a").data_dir.clone();
+    let filler = data_dir.join("filler");
+    let free = free_bytes(&data_dir);
+    // Leave about 2 MiB of 64: below 10 %, still room for the agent's own writes.
+    std::fs::write(&filler, vec![0u8; free.saturating_sub(2 << 20) as usize])
+        .expect("write the filler");
+    cluster.wait_for("DiskPressure=True", Duration::from_secs(60), || {
+        disk_pressure() == Some(("True".into(), "KubeletHasDiskPressure".into()))
+    });
+    cluster.wait_for(
+        "the NodeHasDiskPressure event",
+        Duration::from_secs(30),
+        || events("NodeHasDiskPressure") == 1,
+    );
+    let event = &cluster.get_json(&[
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=node-a,reason=NodeHasDiskPressure",
+    ])["items"][0];
+    assert_eq!(
+        event["message"], "Node node-a status is now: NodeHasDiskPressure",
+        "{event}"
+    );
+    assert_eq!(event["source"]["component"], "kubelet", "{event}");
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    cluster.wait_for("DiskPressure=False", Duration::from_secs(60), || {
+        disk_pressure() == Some(("False".into(), "KubeletHasNoDiskPressure".into()))
+    });
+    cluster.wait_for(
+        "the NodeHasNoDiskPressure event",
+        Duration::from_secs(30),
+        || events("NodeHasNoDiskPressure") == 1,
+    );
+    assert_eq!(events("NodeHasDiskPressure"), 1, "one event per transition");
+}
+
+/// Bytes available to unprivileged users on the file system of `path`.
+fn free_bytes(path: &Path) -> u64 {
+    // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
+    unsafe {
+        let path =
+            std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path without NUL");
+        let mut st: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0, "statvfs");
+        st.f_bavail as u64 * st.f_frsize as u64
+    }
 }

@@ -25,7 +25,7 @@ use crate::node::{self, Machine, NodeFacts};
 use crate::pods::{PodWorkers, WorkerContext};
 use crate::probes::{ProbeManager, ProbeNotice};
 use crate::state::{LocalState, ObjectKind};
-use crate::status::{StatusManager, Upstream};
+use crate::status::{self, StatusManager, Upstream};
 use crate::streams::{NodeStreams, PodIndex};
 
 /// Meta key of the node's network facts in the local state.
@@ -407,6 +407,9 @@ impl Agent {
                 what: "machine facts",
                 reason: e.to_string(),
             })??;
+        skiff_metrics::global()
+            .agent
+            .set_fs_free_bytes(u64::try_from(machine.storage_available).unwrap_or(0));
         let store = self.images.store().clone();
         let list = tokio::task::spawn_blocking(move || store.list())
             .await
@@ -430,6 +433,7 @@ impl Agent {
     /// Starts the link in the background (joining first if the node has no certificate).
     async fn start_link(&mut self) -> Result<(), AgentError> {
         let registration = self.node_object().await?;
+        self.record_pressure_events(None, &registration);
         self.registered = Some(registration.clone());
         self.update_node_facts(&registration);
         let mut link_config = AgentLinkConfig::new(
@@ -750,6 +754,22 @@ impl Agent {
         }
     }
 
+    /// Records the kubelet's `NodeHasDiskPressure`-style events for pressure conditions that
+    /// changed between `before` and `after`.
+    fn record_pressure_events(&self, before: Option<&Node>, after: &Node) {
+        for reason in node::pressure_events(before, after) {
+            let message = format!("Node {} status is now: {reason}", self.config.node_name);
+            tracing::info!(node = %self.config.node_name, %reason, "node condition changed");
+            self.status
+                .send(Upstream::Event(Box::new(status::node_event(
+                    &self.config.node_name,
+                    false,
+                    reason,
+                    &message,
+                ))));
+        }
+    }
+
     /// Re-reads the machine and re-registers the node when something changed.
     async fn refresh_node(&mut self) {
         let node = match self.node_object().await {
@@ -762,6 +782,7 @@ impl Agent {
         if self.registered.as_ref() == Some(&node) {
             return;
         }
+        self.record_pressure_events(self.registered.as_ref(), &node);
         self.update_node_facts(&node);
         self.registered = Some(node.clone());
         if let Some(link) = self.link.get() {

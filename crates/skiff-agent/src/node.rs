@@ -299,6 +299,50 @@ pub fn conditions(
     ]
 }
 
+/// The kubelet's node status event reasons of each pressure condition: (no pressure, pressure).
+const PRESSURE_EVENTS: [(&str, &str, &str); 3] = [
+    (
+        "MemoryPressure",
+        "NodeHasSufficientMemory",
+        "NodeHasInsufficientMemory",
+    ),
+    (
+        "DiskPressure",
+        "NodeHasNoDiskPressure",
+        "NodeHasDiskPressure",
+    ),
+    (
+        "PIDPressure",
+        "NodeHasSufficientPID",
+        "NodeHasInsufficientPID",
+    ),
+];
+
+/// The reasons of the events the kubelet records (`Node N status is now: REASON`) for the
+/// pressure conditions of `after` that differ from `before`; with no `before` (the agent just
+/// started), only the conditions under pressure, so a disk filling up is seen before it is full.
+pub fn pressure_events(before: Option<&Node>, after: &Node) -> Vec<&'static str> {
+    let status = |node: &Node, type_: &str| {
+        node.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|list| list.iter().find(|c| c.type_ == type_))
+            .map(|c| c.status == "True")
+    };
+    PRESSURE_EVENTS
+        .iter()
+        .filter_map(|&(type_, relieved, pressed)| {
+            let now = status(after, type_)?;
+            let was = before.and_then(|b| status(b, type_));
+            let changed = match was {
+                Some(was) => was != now,
+                None => now,
+            };
+            changed.then_some(if now { pressed } else { relieved })
+        })
+        .collect()
+}
+
 /// Facts for `status.nodeInfo`.
 pub fn system_info() -> NodeSystemInfo {
     let read = |path: &str| {
@@ -502,6 +546,34 @@ mod tests {
         }
         let ready = stressed.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "False");
+    }
+
+    #[test]
+    fn pressure_events_follow_condition_changes() {
+        let none = SystemReserved::default();
+        let node_of = |machine: &Machine| Node {
+            status: Some(NodeStatus {
+                conditions: Some(conditions(machine, &none, true)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let healthy = node_of(&machine());
+        let mut low = machine();
+        low.storage_available = low.storage_total / 20;
+        let full = node_of(&low);
+        assert!(pressure_events(None, &healthy).is_empty());
+        assert_eq!(pressure_events(None, &full), vec!["NodeHasDiskPressure"]);
+        assert!(pressure_events(Some(&healthy), &healthy).is_empty());
+        assert_eq!(
+            pressure_events(Some(&healthy), &full),
+            vec!["NodeHasDiskPressure"]
+        );
+        assert!(pressure_events(Some(&full), &full).is_empty());
+        assert_eq!(
+            pressure_events(Some(&full), &healthy),
+            vec!["NodeHasNoDiskPressure"]
+        );
     }
 
     #[test]

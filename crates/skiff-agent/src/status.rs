@@ -92,7 +92,6 @@ pub fn pod_event(
     message: &str,
     node: &str,
 ) -> Event {
-    let now = Time(Timestamp::now());
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let field_path = container.map(|c| {
         let init = pod
@@ -106,26 +105,52 @@ pub fn pod_event(
             format!("spec.containers{{{c}}}")
         }
     });
+    let involved = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.clone()),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        field_path,
+        ..Default::default()
+    };
+    kubelet_event(&namespace, involved, warning, reason, message, node)
+}
+
+/// An event about node `node` itself (in `default`, involving the Node by a reference whose uid
+/// is the node's name, as the kubelet's `nodeRef`).
+pub fn node_event(node: &str, warning: bool, reason: &str, message: &str) -> Event {
+    let involved = ObjectReference {
+        kind: Some("Node".into()),
+        name: Some(node.into()),
+        uid: Some(node.into()),
+        ..Default::default()
+    };
+    kubelet_event("default", involved, warning, reason, message, node)
+}
+
+/// An event recorded by the kubelet of `node` about `involved`.
+fn kubelet_event(
+    namespace: &str,
+    involved: ObjectReference,
+    warning: bool,
+    reason: &str,
+    message: &str,
+    node: &str,
+) -> Event {
+    let now = Time(Timestamp::now());
     Event {
         metadata: ObjectMeta {
-            namespace: Some(namespace.clone()),
+            namespace: Some(namespace.into()),
             // As the kubelet names them: `<object>.<unix nanoseconds in hex>`.
             name: Some(format!(
                 "{}.{:x}",
-                pod.metadata.name.as_deref().unwrap_or("pod"),
+                involved.name.as_deref().unwrap_or("object"),
                 now.0.as_nanosecond()
             )),
             ..Default::default()
         },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: Some(namespace),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
-            field_path,
-            ..Default::default()
-        },
+        involved_object: involved,
         reason: Some(reason.into()),
         message: Some(message.into()),
         type_: Some(if warning { "Warning" } else { "Normal" }.into()),

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -17,6 +18,7 @@ pub struct AgentMetrics {
     pod_starts: Counter,
     container_restarts: Counter,
     probe_failures: Family<ProbeLabels, Counter>,
+    fs_free_bytes: Gauge,
 }
 
 impl AgentMetrics {
@@ -39,6 +41,12 @@ impl AgentMetrics {
             "Failed probe attempts by probe type (Liveness, Readiness, Startup)",
             probe_failures.clone(),
         );
+        let fs_free_bytes = Gauge::default();
+        registry.register(
+            "skiff_agent_fs_free_bytes",
+            "Bytes available to the agent on the file system of its data directory (DiskPressure below 10 %)",
+            fs_free_bytes.clone(),
+        );
         for probe_type in ["Liveness", "Readiness", "Startup"] {
             drop(probe_failures.get_or_create(&ProbeLabels { probe_type }));
         }
@@ -46,7 +54,14 @@ impl AgentMetrics {
             pod_starts,
             container_restarts,
             probe_failures,
+            fs_free_bytes,
         }
+    }
+
+    /// Free bytes on the data directory's file system, as last read.
+    pub fn set_fs_free_bytes(&self, bytes: u64) {
+        self.fs_free_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// A pod was started.
@@ -80,6 +95,7 @@ mod tests {
         metrics.agent.containers_restarted(0);
         metrics.agent.containers_restarted(2);
         metrics.agent.probe_failed("Liveness");
+        metrics.agent.set_fs_free_bytes(4096);
         let text = metrics.encode(None);
         assert!(text.contains("skiff_agent_pod_starts_total 1\n"), "{text}");
         assert!(
@@ -90,5 +106,6 @@ mod tests {
             text.contains("skiff_agent_probe_failures_total{probe_type=\"Liveness\"} 1\n"),
             "{text}"
         );
+        assert!(text.contains("skiff_agent_fs_free_bytes 4096\n"), "{text}");
     }
 }
