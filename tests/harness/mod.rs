@@ -27,6 +27,24 @@ use crate::kubectl::{Kubectl, Run};
 use lan::Lan;
 use node::{Node, Role};
 
+/// Mounts a private (0700) tmpfs of `size` (`64m`) on `dir`, created if missing: a small disk
+/// to fill without touching the host's.
+pub fn mount_tmpfs(dir: &std::path::Path, size: &str) {
+    std::fs::create_dir_all(dir).expect("create the mount point");
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mount a tmpfs on {}", dir.display());
+}
+
 /// What cluster to start.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -279,19 +297,7 @@ impl Cluster {
             }
             let mut agent = Node::new(name, Role::Agent, ns, dir.path(), cgroup, args);
             if let Some((_, size)) = spec.agent_tmpfs.iter().find(|(who, _)| who == name) {
-                std::fs::create_dir_all(&agent.data_dir).expect("create the agent's data dir");
-                let mounted = std::process::Command::new("mount")
-                    .args([
-                        "-t",
-                        "tmpfs",
-                        "-o",
-                        &format!("size={size},mode=0700"),
-                        "tmpfs",
-                    ])
-                    .arg(&agent.data_dir)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(mounted, "mount a tmpfs on {}", agent.data_dir.display());
+                mount_tmpfs(&agent.data_dir, size);
             }
             seed_images(&agent.data_dir);
             agent.start().expect("start skiff agent");

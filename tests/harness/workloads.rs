@@ -26,3 +26,30 @@ spec:
 
 /// The label selector of [`PATIENT_WEB`]'s pods.
 pub const PATIENT_SELECTOR: &str = "app=patient";
+
+/// What a fault must leave alone of [`PATIENT_WEB`]'s pods on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientPods {
+    /// (pod, container id, restart count, start time) per container.
+    pub states: Vec<(String, String, i64, String)>,
+    /// (pod, IP) per pod.
+    pub ips: Vec<(String, String)>,
+    /// The containers' processes on the node.
+    pub pids: Vec<i32>,
+}
+
+/// Applies [`PATIENT_WEB`], waits for both pods to run on `node`, and records them.
+pub fn start_patient_pods(cluster: &super::Cluster, node: &str) -> PatientPods {
+    cluster.apply(PATIENT_WEB);
+    cluster.wait_for("2 Running pods", std::time::Duration::from_secs(90), || {
+        let pods = cluster.pods(PATIENT_SELECTOR);
+        pods.len() == 2 && pods.iter().all(super::pod_running)
+    });
+    let pods = PatientPods {
+        states: cluster.container_states(PATIENT_SELECTOR),
+        ips: cluster.pod_ips(PATIENT_SELECTOR),
+        pids: cluster.node(node).container_pids(),
+    };
+    assert!(pods.pids.len() >= 2, "container processes: {:?}", pods.pids);
+    pods
+}

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use skiff_tests::harness::workloads::{PATIENT_SELECTOR, PATIENT_WEB};
+use skiff_tests::harness::workloads::{start_patient_pods, PatientPods, PATIENT_SELECTOR};
 use skiff_tests::harness::{pod_running, Cluster, ClusterSpec, FAST_NODE_LIFECYCLE as FAST};
 use skiff_tests::inproc::kube_client;
 use skiff_tests::process::SkiffProcess;
@@ -361,20 +361,7 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).expect("create the mount point");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount a tmpfs on {}", dir.display());
+        skiff_tests::harness::mount_tmpfs(dir, size);
         Tmpfs(dir.to_path_buf())
     }
 
@@ -523,15 +510,11 @@ fn a_partitioned_agent_keeps_its_pods_and_heals_without_restarting_any() {
     ) else {
         return;
     };
-    cluster.apply(PATIENT_WEB);
-    cluster.wait_for("2 Running pods", Duration::from_secs(90), || {
-        let pods = cluster.pods(PATIENT_SELECTOR);
-        pods.len() == 2 && pods.iter().all(pod_running)
-    });
-    let before = cluster.container_states(PATIENT_SELECTOR);
-    let ips = cluster.pod_ips(PATIENT_SELECTOR);
-    let pids = cluster.node("node-a").container_pids();
-    assert!(pids.len() >= 2, "container processes: {pids:?}");
+    let PatientPods {
+        states: before,
+        ips,
+        pids,
+    } = start_patient_pods(&cluster, "node-a");
 
     let (server_ip, port) = (cluster.server_ip(), cluster.port);
     cluster

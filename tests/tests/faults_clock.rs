@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use skiff_tests::harness::workloads::{PATIENT_SELECTOR, PATIENT_WEB};
+use skiff_tests::harness::workloads::{start_patient_pods, PatientPods, PATIENT_SELECTOR};
 use skiff_tests::harness::{pod_running, Cluster, ClusterSpec, FAST_NODE_LIFECYCLE as FAST};
 
 /// Owns the system clock while alive: [`Clock::set_offset`] moves it relative to the true time
@@ -135,15 +135,11 @@ fn clock_jumps_forward_and_back_restart_nothing_and_keep_the_node_ready() {
     ) else {
         return;
     };
-    cluster.apply(PATIENT_WEB);
-    cluster.wait_for("2 Running pods", Duration::from_secs(90), || {
-        let pods = cluster.pods(PATIENT_SELECTOR);
-        pods.len() == 2 && pods.iter().all(pod_running)
-    });
-    let before = cluster.container_states(PATIENT_SELECTOR);
-    let ips = cluster.pod_ips(PATIENT_SELECTOR);
-    let pids = cluster.node("node-a").container_pids();
-    assert!(pids.len() >= 2, "container processes: {pids:?}");
+    let PatientPods {
+        states: before,
+        ips,
+        pids,
+    } = start_patient_pods(&cluster, "node-a");
 
     let clock = Clock::take();
     clock.set_offset(TWO_HOURS);
