@@ -576,6 +576,10 @@ impl Agent {
             }
             AgentLinkEvent::Pods(desired) => self.on_desired(desired),
             AgentLinkEvent::Nodes(update) => self.on_nodes(update).await,
+            AgentLinkEvent::Services(update) => {
+                // Not asked for yet (`watch_services` is off until the service proxy lands).
+                tracing::debug!(services = update.services.len(), "services update ignored");
+            }
             AgentLinkEvent::StatusFailures(failures) => {
                 for f in failures {
                     tracing::warn!(pod = %f.pod, message = %f.message, "the server refused a pod status");

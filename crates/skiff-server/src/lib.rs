@@ -134,6 +134,7 @@ pub async fn run_with_local_agent(
     link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
         cluster_cidr: config.cluster_cidr.clone(),
         backend: config.flannel_backend.clone(),
+        services: None,
     });
     // First start: the join token is created now, and the banner shows it.
     let first_start = !plane.paths.root.join("node-token").exists();

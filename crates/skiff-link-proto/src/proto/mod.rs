@@ -13,6 +13,7 @@
 pub mod exec;
 pub mod frame;
 pub mod image;
+pub mod service;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use frame::{decode, encode, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN};
 
 /// Newest protocol version this build speaks (2 added image hand-over: `FetchImage` and
-/// `StreamRequest::Image`).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `StreamRequest::Image`; 3 added Services: `WatchServices` and `Services`).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// TLS ALPN identifier of the node link.
@@ -225,6 +226,9 @@ pub enum AgentMessage {
         /// The image reference, as the pod names it.
         reference: String,
     },
+    /// Asks for the cluster's Services with their endpoints and their changes for the rest of
+    /// the session (protocol version 3 and later); answered with `Services` messages.
+    WatchServices,
 }
 
 /// A node as the other nodes need to know it (pod networking).
@@ -249,6 +253,9 @@ pub struct ClusterNetwork {
     pub cluster_cidr: String,
     /// How nodes reach each other's pods (`host-gw`, `vxlan`).
     pub backend: String,
+    /// Service addresses and cluster DNS settings (servers that know them).
+    #[serde(default)]
+    pub services: Option<service::ServiceNetwork>,
 }
 
 /// Kinds of objects a node may read for its pods.
@@ -375,6 +382,19 @@ pub enum ServerMessage {
         /// Names of nodes that are gone.
         #[serde(default)]
         removed: Vec<String>,
+    },
+    /// The cluster's Services (after `WatchServices`): the full list when `full`, else changes.
+    Services {
+        /// Whether `services` is the complete list (replacing what the agent had).
+        full: bool,
+        /// Services added or changed (all Services when `full`).
+        services: Vec<service::ServiceSummary>,
+        /// Services that are gone.
+        #[serde(default)]
+        removed: Vec<service::ServiceKey>,
+        /// Whether this is the final part of the update (a long list spans several frames;
+        /// the agent applies it only when complete).
+        last: bool,
     },
     /// Answers `GetObjects`.
     Objects {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{earliest, CloseReason, Outbox, SessionConfig};
+use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, Hello, JoinRequest,
     NodeSummary, ObjectRef, ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode,
@@ -43,6 +44,17 @@ pub struct NodesUpdate {
     pub nodes: Vec<NodeSummary>,
     /// Nodes that are gone.
     pub removed: Vec<String>,
+}
+
+/// The cluster's Services as the server sent them (all parts of one update).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServicesUpdate {
+    /// Whether `services` is the complete list (replacing the previous one).
+    pub full: bool,
+    /// Added or changed Services (all of them when `full`).
+    pub services: Vec<ServiceSummary>,
+    /// Services that are gone.
+    pub removed: Vec<ServiceKey>,
 }
 
 /// What the agent side reports to its driver.
@@ -83,6 +95,8 @@ pub enum AgentEvent {
     },
     /// The cluster's nodes changed (after [`AgentSession::watch_nodes`]).
     Nodes(NodesUpdate),
+    /// The cluster's Services changed (after [`AgentSession::watch_services`]).
+    Services(ServicesUpdate),
     /// The answer to [`AgentSession::get_objects`].
     Objects {
         /// The request number.
@@ -119,6 +133,8 @@ pub struct AgentSession {
     next_batch: u64,
     revision: Option<u64>,
     snapshot: Option<Vec<Pod>>,
+    /// The parts of a Services update received so far.
+    services_part: Option<ServicesUpdate>,
     close_reason: Option<CloseReason>,
 }
 
@@ -169,6 +185,7 @@ impl AgentSession {
             next_batch: 1,
             revision: None,
             snapshot: None,
+            services_part: None,
             close_reason: None,
         }
     }
@@ -341,6 +358,26 @@ impl AgentSession {
                     removed,
                 }));
             }
+            (
+                State::Established,
+                ServerMessage::Services {
+                    full,
+                    services,
+                    removed,
+                    last,
+                },
+            ) => {
+                let update = self.services_part.get_or_insert_with(|| ServicesUpdate {
+                    full,
+                    ..ServicesUpdate::default()
+                });
+                update.services.extend(services);
+                update.removed.extend(removed);
+                if last {
+                    let update = self.services_part.take().unwrap_or_default();
+                    self.events.push_back(AgentEvent::Services(update));
+                }
+            }
             (State::Established, ServerMessage::Objects { request, results }) => {
                 self.events
                     .push_back(AgentEvent::Objects { request, results });
@@ -445,6 +482,12 @@ impl AgentSession {
         self.send(&AgentMessage::WatchNodes)
     }
 
+    /// Asks for the cluster's Services and their changes (protocol version
+    /// [`crate::proto::service::SERVICE_PROTOCOL_VERSION`] or later; the caller checks).
+    pub fn watch_services(&mut self) -> Result<(), FrameError> {
+        self.send(&AgentMessage::WatchServices)
+    }
+
     /// Asks the server for an image (only with protocol version
     /// [`crate::proto::image::IMAGE_PROTOCOL_VERSION`] or later); the server answers by opening
     /// an image stream that echoes `request`.
@@ -524,5 +567,6 @@ fn server_message_name(message: &ServerMessage) -> &'static str {
         ServerMessage::Goodbye { .. } => "goodbye",
         ServerMessage::Nodes { .. } => "nodes",
         ServerMessage::Objects { .. } => "objects",
+        ServerMessage::Services { .. } => "services",
     }
 }

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::proto::{encode, CloseCode, FrameError, RefusalCode, DEFAULT_MAX_FRAME_LEN};
 
-pub use agent::{refusal_is_permanent, AgentEvent, AgentSession, DesiredPods, NodesUpdate};
+pub use agent::{
+    refusal_is_permanent, AgentEvent, AgentSession, DesiredPods, NodesUpdate, ServicesUpdate,
+};
 pub use server::{NodeEvent, PeerIdentity, ServerEvent, ServerSession};
 
 /// Timing and size limits of a session.

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{CloseReason, Outbox, SessionConfig};
+use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, JoinRequest, NodeSummary,
     ObjectRef, ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode, ServerMessage,
@@ -76,6 +77,9 @@ pub enum NodeEvent {
     /// The node wants the cluster's nodes; answer with [`ServerSession::send_nodes`] (full)
     /// now and with their changes whenever they change.
     WatchNodes,
+    /// The node wants the cluster's Services; answer with [`ServerSession::send_services`]
+    /// (full) now and with their changes whenever they change.
+    WatchServices,
     /// The node reads config maps and secrets; answer with [`ServerSession::send_objects`].
     GetObjects {
         /// Request number to echo.
@@ -264,6 +268,10 @@ impl ServerSession {
                 self.events
                     .push_back(ServerEvent::Node(NodeEvent::WatchNodes));
             }
+            (State::Established, AgentMessage::WatchServices) => {
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::WatchServices));
+            }
             (State::Established, AgentMessage::GetObjects { request, refs }) => {
                 self.events
                     .push_back(ServerEvent::Node(NodeEvent::GetObjects { request, refs }));
@@ -409,6 +417,28 @@ impl ServerSession {
         })
     }
 
+    /// Sends the cluster's Services (or their changes), in as many frames as they need.
+    pub fn send_services(
+        &mut self,
+        full: bool,
+        services: Vec<ServiceSummary>,
+        removed: Vec<ServiceKey>,
+    ) -> Result<(), FrameError> {
+        self.ensure_established()?;
+        let mut parts = Vec::new();
+        let removed = &removed;
+        self.split(services, &mut parts, move |services, last| {
+            ServerMessage::Services {
+                full,
+                services,
+                removed: if last { removed.clone() } else { Vec::new() },
+                last,
+            }
+        })?;
+        self.outbox.frames.extend(parts);
+        Ok(())
+    }
+
     /// Answers a `GetObjects` request.
     pub fn send_objects(
         &mut self,
@@ -522,6 +552,7 @@ fn agent_message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::RenewCertificate { .. } => "renewCertificate",
         AgentMessage::Goodbye { .. } => "goodbye",
         AgentMessage::WatchNodes => "watchNodes",
+        AgentMessage::WatchServices => "watchServices",
         AgentMessage::GetObjects { .. } => "getObjects",
         AgentMessage::FetchImage { .. } => "fetchImage",
     }

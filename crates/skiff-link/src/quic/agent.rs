@@ -21,9 +21,10 @@ use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::LinkError;
 use crate::proto::image::IMAGE_PROTOCOL_VERSION;
+use crate::proto::service::SERVICE_PROTOCOL_VERSION;
 use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
 use crate::session::{
-    AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, SessionConfig,
+    AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, ServicesUpdate, SessionConfig,
 };
 
 /// Most status updates per batch.
@@ -60,6 +61,9 @@ pub struct AgentLinkConfig {
     pub renew_before: Duration,
     /// Ask for the cluster's nodes on every session ([`AgentLinkEvent::Nodes`]).
     pub watch_nodes: bool,
+    /// Ask for the cluster's Services on every session ([`AgentLinkEvent::Services`]) when the
+    /// server speaks protocol version 3 or later.
+    pub watch_services: bool,
 }
 
 impl AgentLinkConfig {
@@ -79,6 +83,7 @@ impl AgentLinkConfig {
             connect_timeout: Duration::from_secs(3),
             renew_before: Duration::ZERO,
             watch_nodes: false,
+            watch_services: false,
         }
     }
 }
@@ -120,6 +125,8 @@ pub enum AgentLinkEvent {
     },
     /// The cluster's nodes (with [`AgentLinkConfig::watch_nodes`]).
     Nodes(NodesUpdate),
+    /// The cluster's Services (with [`AgentLinkConfig::watch_services`]).
+    Services(ServicesUpdate),
 }
 
 type ObjectsReply = oneshot::Sender<Result<Vec<ObjectResult>, LinkError>>;
@@ -562,11 +569,19 @@ impl Runner {
                                 tracing::warn!(%error, "cannot ask for the cluster's nodes");
                             }
                         }
+                        if self.config.watch_services && version >= SERVICE_PROTOCOL_VERSION {
+                            if let Err(error) = session.watch_services() {
+                                tracing::warn!(%error, "cannot ask for the cluster's services");
+                            }
+                        }
                         self.flush_terminated(&mut session);
                         self.flush_events(&mut session);
                     }
                     AgentEvent::Nodes(update) => {
                         self.emit(AgentLinkEvent::Nodes(update)).await;
+                    }
+                    AgentEvent::Services(update) => {
+                        self.emit(AgentLinkEvent::Services(update)).await;
                     }
                     AgentEvent::Objects { request, results } => {
                         if let Some(reply) = self.pending_objects.remove(&request) {

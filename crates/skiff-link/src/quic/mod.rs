@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// The session's events, handed on as they are: what a node did ([`NodeEvent`], for the
 /// [`NodeService`]) and the cluster's nodes as the server sent them ([`NodesUpdate`]).
-pub use crate::session::{NodeEvent, NodesUpdate};
+pub use crate::session::{NodeEvent, NodesUpdate, ServicesUpdate};
 pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};

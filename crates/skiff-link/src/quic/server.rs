@@ -17,6 +17,7 @@ use super::streams::{self, ExecStream, LogError, LogStream};
 use super::transport::{endpoint_config, transport_config};
 use super::LinkError;
 use crate::proto::image::ImageTransferError;
+use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
     ObjectResult, PodChange, RefusalCode, StatusFailure,
@@ -126,6 +127,11 @@ enum Command {
         full: bool,
         nodes: Vec<NodeSummary>,
         removed: Vec<String>,
+    },
+    Services {
+        full: bool,
+        services: Vec<ServiceSummary>,
+        removed: Vec<ServiceKey>,
     },
     Objects(u64, Vec<ObjectResult>),
 }
@@ -264,6 +270,20 @@ impl NodeSender {
             network,
             full,
             nodes,
+            removed,
+        })
+    }
+
+    /// Sends the cluster's Services: everything when `full`, else the changes.
+    pub fn send_services(
+        &self,
+        full: bool,
+        services: Vec<ServiceSummary>,
+        removed: Vec<ServiceKey>,
+    ) -> Result<(), NodeCommandError> {
+        self.command(Command::Services {
+            full,
+            services,
             removed,
         })
     }
@@ -644,6 +664,11 @@ fn apply(session: &mut ServerSession, command: Command) {
             nodes,
             removed,
         } => session.send_nodes(network, full, nodes, removed),
+        Command::Services {
+            full,
+            services,
+            removed,
+        } => session.send_services(full, services, removed),
         Command::Objects(request, results) => {
             let refs: Vec<ObjectRef> = results.iter().map(|r| r.reference.clone()).collect();
             session.send_objects(request, results).or_else(|error| {

@@ -150,6 +150,10 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                     )));
                 }
             }
+            NodeEvent::WatchServices => {
+                // Agents ask only once the server side serves Services (added with the proxy).
+                tracing::debug!(node = %name, "watchServices before services are served");
+            }
             NodeEvent::GetObjects { request, refs } => {
                 let permit = match work.objects(&refs) {
                     Ok(permit) => permit,
