@@ -138,14 +138,15 @@ pub struct Cluster {
 }
 
 /// Server flags for a fast node lifecycle in tests: 1 s heartbeats and monitor period, a
-/// node is unreachable after 4 s of silence.
+/// node is unreachable after 8 s of silence (eight missed heartbeats: with less, a loaded CI
+/// machine that delays a healthy node's heartbeats had its pods evicted too).
 pub const FAST_NODE_LIFECYCLE: &[&str] = &[
     "--node-heartbeat-interval",
     "1s",
     "--node-monitor-period",
     "1s",
     "--node-monitor-grace-period",
-    "4s",
+    "8s",
 ];
 
 /// Whether the test can run here (root); prints the skip message otherwise.

@@ -71,7 +71,7 @@ fn a_cut_off_node_keeps_and_restores_its_pods_then_the_server_wins() {
     cluster.apply(WEB);
     cluster.wait_for(
         "3 Running replicas on node-b",
-        Duration::from_secs(90),
+        Duration::from_secs(120),
         || {
             let pods = cluster.pods("app=web");
             pods.len() == 3
@@ -116,7 +116,7 @@ fn a_cut_off_node_keeps_and_restores_its_pods_then_the_server_wins() {
     b.start().expect("restart node-b's agent");
     cluster.wait_for(
         "node-b's pods serving again from local state",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             // New sandboxes: the same pods, maybe at new addresses (the node's own state says).
             originals.iter().all(|(pod, uid, _)| {
@@ -135,7 +135,7 @@ fn a_cut_off_node_keeps_and_restores_its_pods_then_the_server_wins() {
     // Meanwhile the server lost node-b and replaced its pods on node-a.
     cluster.wait_for(
         "3 replacements Running on node-a",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let pods = live(cluster.pods("app=web"));
             pods.len() == 3
@@ -150,7 +150,7 @@ fn a_cut_off_node_keeps_and_restores_its_pods_then_the_server_wins() {
         .agent("node-b")
         .restore_link()
         .expect("restore node-b's link");
-    cluster.wait_for("node-b Ready again", Duration::from_secs(60), || {
+    cluster.wait_for("node-b Ready again", Duration::from_secs(120), || {
         cluster
             .kubectl_ok(&["get", "node", "node-b"])
             .lines()
@@ -158,7 +158,7 @@ fn a_cut_off_node_keeps_and_restores_its_pods_then_the_server_wins() {
     });
     cluster.wait_for(
         "the evicted pods gone and node-b's containers stopped",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let pods = cluster.pods("app=web");
             pods.len() == 3 && cluster.node("node-b").container_pids().is_empty()

@@ -568,7 +568,7 @@ impl Agent {
 
     async fn on_link_event(&mut self, event: AgentLinkEvent) {
         match event {
-            AgentLinkEvent::Connected { server } => {
+            AgentLinkEvent::Connected { server, .. } => {
                 tracing::info!(%server, "connected to the server");
             }
             AgentLinkEvent::Registered { uid } => {

@@ -13,6 +13,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use skiff_link::proto::exec::{ExecFrameDecoder, MAX_EXEC_FRAME};
 use skiff_link::proto::image::{BlobHeader, ImageWant};
+use skiff_link::proto::service::{ServiceKey, ServicePortSummary, ServiceSummary};
 use skiff_link::proto::{
     decode, encode, AgentMessage, FrameDecoder, FrameError, Hello, JoinRequest, NodeSummary,
     ObjectKind, ObjectRef, ObjectResult, PodChange, PodRef, PodStatusUpdate, RefusalCode,
@@ -225,6 +226,7 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
         text().prop_map(|csr_pem| AgentMessage::RenewCertificate { csr_pem }),
         text().prop_map(|reason| AgentMessage::Goodbye { reason }),
         Just(AgentMessage::WatchNodes),
+        Just(AgentMessage::WatchServices),
         (any::<u64>(), vec(object_ref(), 0..4))
             .prop_map(|(request, refs)| AgentMessage::GetObjects { request, refs }),
         (any::<u64>(), text())
@@ -259,6 +261,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 version,
                 heartbeat_interval_ms: ms,
                 server_version,
+                services: None,
             }
         }),
         (code, text()).prop_map(|(code, message)| ServerMessage::Refused { code, message }),
@@ -316,6 +319,30 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                     })
                     .collect(),
                 removed,
+            }),
+        (
+            any::<bool>(),
+            vec((text(), text(), vec(text(), 0..2), any::<u16>()), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(full, services, last)| ServerMessage::Services {
+                full,
+                services: services
+                    .into_iter()
+                    .map(|(namespace, name, cluster_ips, port)| ServiceSummary {
+                        key: ServiceKey { namespace, name },
+                        cluster_ips,
+                        ports: vec![ServicePortSummary {
+                            name: String::new(),
+                            protocol: "TCP".into(),
+                            port,
+                            node_port: None,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+                removed: Vec::new(),
+                last,
             }),
         (
             any::<u64>(),

@@ -126,9 +126,17 @@ pub(crate) struct Inner {
     pub launches: Arc<Semaphore>,
     /// Compiled seccomp programs.
     pub seccomp: crate::seccomp_filter::Cache,
+    /// The cluster DNS pods are given: `config.dns` at first, then what the agent learns
+    /// from the server ([`crate::Runtime::set_cluster_dns`]).
+    pub dns: std::sync::RwLock<crate::dns::ClusterDns>,
 }
 
 impl Inner {
+    /// The cluster DNS settings now.
+    pub(crate) fn cluster_dns(&self) -> crate::dns::ClusterDns {
+        self.dns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The pod's cgroup path.
     pub(crate) fn pod_cgroup(&self, uid: &str) -> PathBuf {
         self.config.cgroup_parent.join(format!("pod{uid}"))

@@ -35,7 +35,8 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
             .create(&paths.dir)
             .map_err(|e| RuntimeError::io("create", &paths.dir, e))?;
     }
-    let (hostname, _) = dns::hostname(pod, &inner.config.dns.domain);
+    let cluster_dns = inner.cluster_dns();
+    let (hostname, _) = dns::hostname(pod, &cluster_dns.domain);
     let mut record = PodRecord {
         pod: pod.clone(),
         images: inputs.images.clone(),
@@ -109,10 +110,10 @@ fn create_pod(inner: &Inner, pod: &Pod, inputs: &PodInputs, paths: &PodPaths) ->
     let hosts = if host_network {
         dns::host_network_hosts_file(pod)
     } else {
-        dns::hosts_file(pod, &record.pod_ips, &inner.config.dns.domain)
+        dns::hosts_file(pod, &record.pod_ips, &cluster_dns.domain)
     };
     crate::fsutil::write_atomic(&paths.hosts(), hosts.as_bytes(), 0o644)?;
-    let resolv = dns::resolv_conf(pod, &inner.config.dns)?;
+    let resolv = dns::resolv_conf(pod, &cluster_dns)?;
     crate::fsutil::write_atomic(&paths.resolv(), resolv.as_bytes(), 0o644)?;
     let node_hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())

@@ -62,6 +62,7 @@ impl Runtime {
         let (events, _) = broadcast::channel(1024);
         Ok(Runtime {
             inner: Arc::new(Inner {
+                dns: std::sync::RwLock::new(config.dns.clone()),
                 config,
                 cgroups,
                 swap_accounting,
@@ -75,6 +76,17 @@ impl Runtime {
                 seccomp: Default::default(),
             }),
         })
+    }
+
+    /// Sets the cluster DNS given to pods created from now on (kubelet's `clusterDNS` and
+    /// `clusterDomain`; the agent learns them from the server when its session opens).
+    pub fn set_cluster_dns(&self, dns: crate::dns::ClusterDns) {
+        *self.inner.dns.write().unwrap_or_else(|p| p.into_inner()) = dns;
+    }
+
+    /// The cluster DNS given to new pods.
+    pub fn cluster_dns(&self) -> crate::dns::ClusterDns {
+        self.inner.cluster_dns()
     }
 
     /// The configuration.

@@ -253,9 +253,6 @@ pub struct ClusterNetwork {
     pub cluster_cidr: String,
     /// How nodes reach each other's pods (`host-gw`, `vxlan`).
     pub backend: String,
-    /// Service addresses and cluster DNS settings (servers that know them).
-    #[serde(default)]
-    pub services: Option<service::ServiceNetwork>,
 }
 
 /// Kinds of objects a node may read for its pods.
@@ -305,6 +302,10 @@ pub enum ServerMessage {
         heartbeat_interval_ms: u64,
         /// skiff version of the server (informational).
         server_version: String,
+        /// The cluster's service addresses and DNS settings, before any pod arrives (so the
+        /// first pods already get the cluster resolver); absent from older servers.
+        #[serde(default)]
+        services: Option<service::ServiceNetwork>,
     },
     /// Refuses a `Hello` or `Join`; the server closes the connection afterwards.
     Refused {

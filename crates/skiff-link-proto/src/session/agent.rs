@@ -66,6 +66,8 @@ pub enum AgentEvent {
         version: u32,
         /// Heartbeat interval the server asked for.
         heartbeat_interval: Duration,
+        /// The cluster's service network, if the server announced it.
+        services: Option<crate::proto::service::ServiceNetwork>,
     },
     /// The join succeeded (join sessions only).
     Joined {
@@ -250,6 +252,7 @@ impl AgentSession {
                 ServerMessage::Welcome {
                     version,
                     heartbeat_interval_ms,
+                    services,
                     ..
                 },
             ) => {
@@ -266,6 +269,7 @@ impl AgentSession {
                 self.events.push_back(AgentEvent::Established {
                     version,
                     heartbeat_interval: self.heartbeat_interval,
+                    services,
                 });
                 if let Some(node) = self.registration.take() {
                     self.queue(&AgentMessage::Register { node });

@@ -32,6 +32,8 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// Largest frame accepted or produced.
     pub max_frame_len: usize,
+    /// Server side: the service network announced in `Welcome`.
+    pub services: Option<crate::proto::service::ServiceNetwork>,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +43,7 @@ impl Default for SessionConfig {
             missed_heartbeats: 4,
             handshake_timeout: Duration::from_secs(10),
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            services: None,
         }
     }
 }

@@ -231,6 +231,7 @@ impl ServerSession {
                     version: highest,
                     heartbeat_interval_ms: duration_ms(self.config.heartbeat_interval),
                     server_version: env!("CARGO_PKG_VERSION").to_string(),
+                    services: self.config.services.clone(),
                 });
                 self.events.push_back(ServerEvent::Opened {
                     node_name: hello.node_name,

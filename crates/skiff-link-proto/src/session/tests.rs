@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rand::{Rng, RngCore, SeedableRng};
 
 use super::*;
+use crate::proto::service::{ServiceKey, ServiceNetwork, ServiceSummary};
 use crate::proto::{
     AgentMessage, JoinRequest, PodChange, PodRef, PodStatusUpdate, RefusalCode, ServerMessage,
     PROTOCOL_VERSION,
@@ -19,6 +20,16 @@ fn config() -> SessionConfig {
         missed_heartbeats: 3,
         handshake_timeout: Duration::from_secs(5),
         max_frame_len: 64 * 1024,
+        services: Some(service_network()),
+    }
+}
+
+fn service_network() -> ServiceNetwork {
+    ServiceNetwork {
+        service_cidr: "10.43.0.0/16".into(),
+        cluster_dns: "10.43.0.10".into(),
+        cluster_domain: "cluster.local".into(),
+        node_port_range: "30000-32767".into(),
     }
 }
 
@@ -95,7 +106,7 @@ fn handshake_registers_the_node() {
     pump(&mut agent, &mut server, t0);
     let events = agent_events(&mut agent);
     assert!(
-        matches!(events[0], AgentEvent::Established { version: PROTOCOL_VERSION, heartbeat_interval } if heartbeat_interval == Duration::from_secs(10))
+        matches!(&events[0], AgentEvent::Established { version: PROTOCOL_VERSION, heartbeat_interval, services: Some(services) } if *heartbeat_interval == Duration::from_secs(10) && *services == service_network())
     );
     assert_eq!(
         events[1],
@@ -545,4 +556,50 @@ fn image_requests_reach_the_server() {
         })]
     );
     assert!(server.is_established());
+}
+
+#[test]
+fn a_services_list_larger_than_a_frame_arrives_whole_in_one_update() {
+    let t0 = Instant::now();
+    let (mut agent, mut server) = established(t0);
+    server_events(&mut server);
+    agent.watch_services().unwrap();
+    pump(&mut agent, &mut server, t0);
+    assert_eq!(
+        server_events(&mut server),
+        vec![ServerEvent::Node(NodeEvent::WatchServices)]
+    );
+    agent_events(&mut agent);
+    // 64 KiB frames (`config`): 2,000 summaries of ~100 bytes need several parts.
+    let services: Vec<ServiceSummary> = (0..2000)
+        .map(|i| ServiceSummary {
+            key: ServiceKey {
+                namespace: "default".into(),
+                name: format!("service-{i:05}"),
+            },
+            cluster_ips: vec![format!("10.43.{}.{}", i / 250, i % 250)],
+            ..Default::default()
+        })
+        .collect();
+    let gone = ServiceKey {
+        namespace: "default".into(),
+        name: "old".into(),
+    };
+    server
+        .send_services(true, services.clone(), vec![gone.clone()])
+        .unwrap();
+    let mut frames = 0;
+    while let Some(frame) = server.poll_transmit() {
+        frames += 1;
+        agent.handle_bytes(&frame, t0);
+    }
+    assert!(frames > 1, "one frame cannot hold them: {frames}");
+    assert_eq!(
+        agent_events(&mut agent),
+        vec![AgentEvent::Services(crate::session::ServicesUpdate {
+            full: true,
+            services,
+            removed: vec![gone],
+        })]
+    );
 }

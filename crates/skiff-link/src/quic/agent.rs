@@ -21,7 +21,7 @@ use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::LinkError;
 use crate::proto::image::IMAGE_PROTOCOL_VERSION;
-use crate::proto::service::SERVICE_PROTOCOL_VERSION;
+use crate::proto::service::{ServiceNetwork, SERVICE_PROTOCOL_VERSION};
 use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
 use crate::session::{
     AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, ServicesUpdate, SessionConfig,
@@ -106,6 +106,8 @@ pub enum AgentLinkEvent {
     Connected {
         /// Server address.
         server: SocketAddr,
+        /// The cluster's service network, if the server announced it (before any pod).
+        services: Option<ServiceNetwork>,
     },
     /// The Node object was created or updated.
     Registered {
@@ -556,13 +558,18 @@ impl Runner {
                 match event {
                     AgentEvent::Established {
                         version: negotiated,
+                        services,
                         ..
                     } => {
                         established = true;
                         version = negotiated;
                         let _ = self.state.send(LinkState::Connected);
                         tracing::info!(node = %self.config.node_name, server = %addr, "link established");
-                        self.emit(AgentLinkEvent::Connected { server: addr }).await;
+                        self.emit(AgentLinkEvent::Connected {
+                            server: addr,
+                            services,
+                        })
+                        .await;
                         renewal_key = self.maybe_renew(&mut session);
                         if self.config.watch_nodes {
                             if let Err(error) = session.watch_nodes() {

@@ -17,6 +17,7 @@ mod logs;
 mod objects;
 mod peers;
 mod registration;
+mod services;
 mod session;
 pub mod tokens;
 mod work_limits;
@@ -54,6 +55,9 @@ pub struct NodeLinkSettings {
     /// The cluster's pod network as agents must set it up (`--cluster-cidr` and the backend),
     /// sent to agents that watch the cluster's nodes.
     pub cluster_network: Option<skiff_link::proto::ClusterNetwork>,
+    /// The service CIDR and cluster DNS settings, announced to every agent when its session
+    /// opens (its proxy and resolver, and its pods' resolv.conf, need them).
+    pub service_network: Option<skiff_link::proto::service::ServiceNetwork>,
     /// Images the server hands over to agents that ask (image hand-over); `None`: none.
     pub images: Option<Arc<dyn skiff_link::quic::ImageSource>>,
     /// Refused joins allowed per source address.
@@ -78,6 +82,7 @@ impl NodeLinkSettings {
             heartbeat_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(300),
             cluster_network: None,
+            service_network: None,
             images: None,
             join_rate_limit: JoinRateLimit::default(),
             work_limits: NodeWorkLimits::default(),
@@ -115,6 +120,9 @@ pub(crate) struct Shared {
     pub join_limiter: join_limit::JoinLimiter,
     /// The node directory, started when the first agent asks for it.
     pub directory: tokio::sync::OnceCell<tokio::sync::watch::Receiver<peers::Directory>>,
+    /// The service directory, started when the first agent asks for it.
+    pub services:
+        tokio::sync::OnceCell<tokio::sync::watch::Receiver<Option<services::ServiceDirectory>>>,
 }
 
 impl NodeLink {
@@ -153,6 +161,7 @@ impl NodeLink {
         let listen = settings.listen;
         let session = SessionConfig {
             heartbeat_interval: settings.heartbeat_interval,
+            services: settings.service_network.clone(),
             ..SessionConfig::default()
         };
         let shared = Arc::new(Shared {
@@ -164,6 +173,7 @@ impl NodeLink {
             ca_pem,
             settings,
             directory: tokio::sync::OnceCell::new(),
+            services: tokio::sync::OnceCell::new(),
         });
         let server = LinkServer::bind(
             LinkServerConfig {

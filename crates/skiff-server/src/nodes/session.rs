@@ -14,7 +14,9 @@ use skiff_link::quic::{JoinGrant, NodeEvent, NodeService, NodeSession, Refusal};
 
 use super::error::{message, status_code};
 use super::lease::Heart;
-use super::{certificates, desired, join, objects, peers, registration, work_limits, Shared};
+use super::{
+    certificates, desired, join, objects, peers, registration, services, work_limits, Shared,
+};
 
 /// The control plane's [`NodeService`].
 pub(crate) struct Sessions {
@@ -56,6 +58,7 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
         sender.clone(),
     ));
     let mut directory_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut services_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut heart = Heart::new(&name, &as_node, &shared.admin);
     let mut registration: Option<Node> = None;
     if !shared.certificates.is_current(&name) {
@@ -151,8 +154,15 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                 }
             }
             NodeEvent::WatchServices => {
-                // Agents ask only once the server side serves Services (added with the proxy).
-                tracing::debug!(node = %name, "watchServices before services are served");
+                if services_task.is_none() {
+                    let admin = shared.admin.clone();
+                    let directory = shared
+                        .services
+                        .get_or_init(|| async move { services::start(admin) })
+                        .await
+                        .clone();
+                    services_task = Some(tokio::spawn(services::serve(directory, sender.clone())));
+                }
             }
             NodeEvent::GetObjects { request, refs } => {
                 let permit = match work.objects(&refs) {
@@ -201,6 +211,9 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
         }
     }
     desired.abort();
+    if let Some(task) = services_task {
+        task.abort();
+    }
     if let Some(task) = directory_task {
         task.abort();
     }
