@@ -110,7 +110,7 @@ impl Resolver {
                 }
                 Lookup::Alias { cname, target } => {
                     response.metadata.authoritative = true;
-                    response.answers.push(cname);
+                    response.answers.push(*cname);
                     name = target;
                 }
                 Lookup::NotOurs => {

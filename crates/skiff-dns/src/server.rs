@@ -49,7 +49,7 @@ enum Prepared {
     Drop,
     Reply(Vec<u8>),
     Forward {
-        response: Message,
+        response: Box<Message>,
         query: hickory_proto::op::Query,
         limit: usize,
     },
@@ -78,7 +78,7 @@ impl Server {
                 Step::Drop => Prepared::Drop,
                 Step::Reply(response) => Prepared::Reply(encode(&response, limit)),
                 Step::Forward { response, query } => Prepared::Forward {
-                    response,
+                    response: Box::new(response),
                     query,
                     limit,
                 },
@@ -170,7 +170,7 @@ pub(crate) async fn serve_udp(
                     let server = server.clone();
                     let socket = socket.clone();
                     tokio::spawn(async move {
-                        let response = server.resolver.answer_remote(response, query).await;
+                        let response = server.resolver.answer_remote(*response, query).await;
                         let _ = socket.send_to(&encode(&response, limit), peer).await;
                         drop(permit);
                     });
@@ -260,7 +260,7 @@ async fn connection(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
                 limit,
             } => match server.in_flight.clone().try_acquire_owned() {
                 Ok(_permit) => {
-                    let response = server.resolver.answer_remote(response, query).await;
+                    let response = server.resolver.answer_remote(*response, query).await;
                     encode(&response, limit)
                 }
                 Err(_) => {

@@ -33,7 +33,7 @@ pub(crate) enum Lookup {
         additionals: Vec<Record>,
     },
     /// The name is an alias: the CNAME record and its target, to follow for the asked type.
-    Alias { cname: Record, target: Name },
+    Alias { cname: Box<Record>, target: Name },
     /// The name exists but has no records of the asked type (NOERROR, SOA in authority).
     NoData,
     /// The name is under the cluster domain and does not exist (NXDOMAIN, SOA in authority).
@@ -230,7 +230,7 @@ impl Zone {
             {
                 if let RData::CNAME(CNAME(target)) = &cname.data {
                     return Lookup::Alias {
-                        cname: with_owner(cname, name),
+                        cname: Box::new(with_owner(cname, name)),
                         target: target.clone(),
                     };
                 }
