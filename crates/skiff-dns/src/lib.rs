@@ -119,12 +119,17 @@ impl ClusterDns {
             overload: RateLimitedLog::new(Duration::from_secs(10)),
         });
         let (shutdown, watcher) = watch::channel(false);
+        // One receive loop per core on each UDP socket: local answers are computed inline in
+        // the loop, so one loop would answer on one core only.
+        let udp_loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         for (udp, tcp, _) in sockets {
             let (udp, tcp) = (Arc::new(udp), Arc::new(tcp));
-            let (s, w) = (server.clone(), watcher.clone());
-            server::supervise("UDP", move || {
-                server::serve_udp(s.clone(), udp.clone(), w.clone())
-            });
+            for _ in 0..udp_loops {
+                let (s, w, udp) = (server.clone(), watcher.clone(), udp.clone());
+                server::supervise("UDP", move || {
+                    server::serve_udp(s.clone(), udp.clone(), w.clone())
+                });
+            }
             let (s, w) = (server.clone(), watcher.clone());
             server::supervise("TCP", move || {
                 server::serve_tcp(s.clone(), tcp.clone(), w.clone())
