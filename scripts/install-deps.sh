@@ -9,6 +9,7 @@ packages=(
   runc crun skopeo umoci docker-registry       # reference runtimes, registry tests
   jq curl
   apache2-utils openssl                        # registry tests (htpasswd, token signing)
+  dnsmasq-base dnsperf                         # the cluster DNS benchmark (docs/benchmarks.md)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -65,7 +65,13 @@ const SERVER_HALF: &[&str] = &[
     "skiff-server",
 ];
 /// The crates of a node.
-const NODE_HALF: &[&str] = &["skiff-agent", "skiff-runtime", "skiff-net", "skiff-image"];
+const NODE_HALF: &[&str] = &[
+    "skiff-agent",
+    "skiff-runtime",
+    "skiff-net",
+    "skiff-image",
+    "skiff-dns",
+];
 /// Crates that do IO: an async runtime, sockets, TLS, files, system calls.
 const IO_CRATES: &[&str] = &[
     "tokio",
