@@ -363,7 +363,9 @@ fn add_port(d: &mut Desired, p: &PortInput<'_>, input: &PlanInput<'_>) {
     };
     if let Some(cip) = p.cluster_ip {
         let key = format!("{cip} . {proto} . {}", p.port.port);
-        if internal.is_empty() {
+        if !key_free(d, SERVICE_IPS, &key, p) {
+            // Another Service's address and port: none of this one's rules for it.
+        } else if internal.is_empty() {
             insert_element(d, NO_ENDPOINT_SERVICES, key, no_endpoints, p);
         } else {
             let mut rules = vec![format!(
@@ -456,16 +458,26 @@ fn insert_element(
     verdict: &str,
     p: &PortInput<'_>,
 ) {
-    let elements = d.maps.entry(map).or_default();
-    // A key claimed in one map must not be claimed in its no-endpoint twin either.
+    if key_free(d, map, &key, p) {
+        d.maps
+            .entry(map)
+            .or_default()
+            .insert(key, verdict.to_string());
+    }
+}
+
+/// Whether no Service holds `key` in `map` or its no-endpoint twin yet; counts and logs the
+/// conflict otherwise.
+fn key_free(d: &mut Desired, map: &'static str, key: &str, p: &PortInput<'_>) -> bool {
     let twin = match map {
         SERVICE_IPS => NO_ENDPOINT_SERVICES,
         NO_ENDPOINT_SERVICES => SERVICE_IPS,
         SERVICE_NODEPORTS => NO_ENDPOINT_NODEPORTS,
         _ => SERVICE_NODEPORTS,
     };
-    let taken =
-        elements.contains_key(&key) || d.maps.get(twin).is_some_and(|m| m.contains_key(&key));
+    let taken = [map, twin]
+        .iter()
+        .any(|m| d.maps.get(m).is_some_and(|m| m.contains_key(key)));
     if taken {
         d.skipped += 1;
         tracing::warn!(
@@ -473,10 +485,308 @@ fn insert_element(
             destination = %key,
             "skipping a destination another Service already uses"
         );
-        return;
     }
-    d.maps
-        .entry(map)
-        .or_default()
-        .insert(key, verdict.to_string());
+    !taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_link_proto::proto::service::{EndpointPortSummary, ServiceKey};
+
+    fn ep(ip: &str, node: &str, ready: bool, terminating: bool) -> EndpointSummary {
+        EndpointSummary {
+            addresses: vec![ip.into()],
+            node_name: Some(node.into()),
+            ready,
+            serving: ready || terminating,
+            terminating,
+            ports: vec![EndpointPortSummary {
+                name: "http".into(),
+                protocol: "TCP".into(),
+                port: 8080,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn svc(name: &str, ip: &str, endpoints: Vec<EndpointSummary>) -> ServiceSummary {
+        ServiceSummary {
+            key: ServiceKey {
+                namespace: "default".into(),
+                name: name.into(),
+            },
+            cluster_ips: vec![ip.into()],
+            ports: vec![ServicePortSummary {
+                name: "http".into(),
+                protocol: "TCP".into(),
+                port: 80,
+                node_port: Some(30080),
+            }],
+            endpoints,
+            ..Default::default()
+        }
+    }
+
+    fn plan(services: &[ServiceSummary]) -> Desired {
+        let local_ips = [Ipv4Addr::new(10, 43, 0, 10)].into_iter().collect();
+        build(
+            services,
+            &PlanInput {
+                node_name: "node-a",
+                cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+                service_cidr: "10.43.0.0/16".parse().unwrap(),
+                local_ips: &local_ips,
+            },
+        )
+    }
+
+    fn chain<'a>(d: &'a Desired, prefix: &str) -> &'a Vec<String> {
+        d.chains
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix))
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| panic!("no chain {prefix}* in {:#?}", d.chains))
+    }
+
+    #[test]
+    fn cluster_ip_balances_over_ready_endpoints_and_masquerades_outsiders() {
+        let d = plan(&[svc(
+            "web",
+            "10.43.0.20",
+            vec![
+                ep("10.42.1.5", "node-a", true, false),
+                ep("10.42.2.5", "node-b", true, false),
+                ep("10.42.2.6", "node-b", false, true),
+            ],
+        )]);
+        let rules = chain(&d, "svc-");
+        assert_eq!(
+            rules[0],
+            "ip daddr 10.43.0.20 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
+        );
+        assert!(
+            rules[1].starts_with("numgen random mod 2 vmap { 0 : goto ep-"),
+            "{rules:?}"
+        );
+        assert!(
+            !rules[1].contains("10.42.2.6"),
+            "terminating while others are ready"
+        );
+        let ep_rules = d
+            .chains
+            .iter()
+            .find(|(n, _)| n.ends_with("__10.42.1.5/8080"))
+            .unwrap()
+            .1;
+        assert_eq!(
+            ep_rules,
+            &vec![
+                "ip saddr 10.42.1.5 jump mark-for-masquerade".to_string(),
+                "meta l4proto tcp dnat ip to 10.42.1.5:8080".to_string()
+            ]
+        );
+        let key = "10.43.0.20 . tcp . 80";
+        assert!(d.maps[SERVICE_IPS][key].starts_with("goto svc-"));
+        // A ClusterIP Service has no node port even if the summary names one.
+        assert!(d.maps[SERVICE_NODEPORTS].is_empty());
+    }
+
+    #[test]
+    fn terminating_serving_endpoints_are_used_when_none_is_ready() {
+        let d = plan(&[svc(
+            "web",
+            "10.43.0.20",
+            vec![
+                ep("10.42.2.6", "node-b", false, true),
+                ep("10.42.2.7", "node-b", false, false),
+            ],
+        )]);
+        assert_eq!(
+            chain(&d, "svc-")[1],
+            format!(
+                "goto {}",
+                d.chains.keys().find(|n| n.contains("10.42.2.6")).unwrap()
+            )
+        );
+        assert!(!d.chains.keys().any(|n| n.contains("10.42.2.7")));
+    }
+
+    #[test]
+    fn no_endpoints_reject_and_local_policies_drop() {
+        let mut empty = svc("empty", "10.43.0.21", vec![]);
+        empty.service_type = ServiceType::NodePort;
+        let mut itp = svc(
+            "itp",
+            "10.43.0.22",
+            vec![ep("10.42.2.5", "node-b", true, false)],
+        );
+        itp.internal_traffic_local = true;
+        let mut etp = svc(
+            "etp",
+            "10.43.0.23",
+            vec![ep("10.42.2.5", "node-b", true, false)],
+        );
+        etp.service_type = ServiceType::LoadBalancer;
+        etp.ports[0].node_port = Some(30081);
+        etp.load_balancer_ips = vec!["192.0.2.7".into()];
+        etp.external_traffic_local = true;
+        let d = plan(&[empty, itp, etp]);
+        let none = &d.maps[NO_ENDPOINT_SERVICES];
+        assert_eq!(none["10.43.0.21 . tcp . 80"], "goto reject-chain");
+        assert_eq!(
+            d.maps[NO_ENDPOINT_NODEPORTS]["tcp . 30080"],
+            "goto reject-chain"
+        );
+        assert_eq!(
+            none["10.43.0.22 . tcp . 80"], "drop",
+            "ITP Local, none here"
+        );
+        assert_eq!(none["192.0.2.7 . tcp . 80"], "drop", "ETP Local, none here");
+        assert_eq!(d.maps[NO_ENDPOINT_NODEPORTS]["tcp . 30081"], "drop");
+        // Internal traffic of the ETP Local Service still goes cluster-wide.
+        assert!(d.maps[SERVICE_IPS].contains_key("10.43.0.23 . tcp . 80"));
+    }
+
+    #[test]
+    fn external_traffic_local_keeps_the_client_and_node_port_cluster_masquerades() {
+        let mut s = svc(
+            "etp",
+            "10.43.0.23",
+            vec![
+                ep("10.42.1.5", "node-a", true, false),
+                ep("10.42.2.5", "node-b", true, false),
+            ],
+        );
+        s.service_type = ServiceType::NodePort;
+        s.external_traffic_local = true;
+        let d = plan(&[s.clone()]);
+        let ext = chain(&d, "ext-");
+        assert!(
+            ext[0].starts_with("ip saddr 10.42.0.0/16 goto svc-"),
+            "{ext:?}"
+        );
+        assert_eq!(ext[1], "fib saddr type local jump mark-for-masquerade");
+        assert!(
+            ext[3].starts_with("goto ep-") && ext[3].contains("10.42.1.5"),
+            "{ext:?}"
+        );
+        assert!(!ext.iter().any(|r| r == "jump mark-for-masquerade"));
+        s.external_traffic_local = false;
+        let d = plan(&[s]);
+        let ext = chain(&d, "ext-");
+        assert_eq!(ext[0], "jump mark-for-masquerade");
+        assert!(ext[1].starts_with("goto svc-"));
+    }
+
+    #[test]
+    fn client_ip_affinity_uses_a_timed_set_per_endpoint() {
+        let mut s = svc(
+            "sticky",
+            "10.43.0.24",
+            vec![
+                ep("10.42.1.5", "node-a", true, false),
+                ep("10.42.2.5", "node-b", true, false),
+            ],
+        );
+        s.session_affinity_seconds = Some(600);
+        let d = plan(&[s]);
+        assert_eq!(d.sets.len(), 2);
+        assert!(d.sets.values().all(|t| *t == 600));
+        let rules = chain(&d, "svc-");
+        assert!(rules[1].starts_with("ip saddr @aff-") && rules[1].contains(" goto ep-"));
+        assert!(rules[3].starts_with("numgen random mod 2"));
+        let (name, _) = d.sets.iter().next().unwrap();
+        let ep_chain = name.replacen("aff-", "ep-", 1);
+        let ep_chain = ep_chain.rsplit_once('/').unwrap().0;
+        assert!(d.chains[ep_chain].contains(&format!("update @{name} {{ ip saddr }}")));
+    }
+
+    #[test]
+    fn bad_values_are_skipped_and_never_reach_the_rules() {
+        let mut s = svc(
+            "web",
+            "10.43.0.20",
+            vec![
+                ep("10.42.1.5\"; flush ruleset", "node-a", true, false),
+                ep("10.42.1.6", "node-a", true, false),
+            ],
+        );
+        s.external_ips = vec!["1.2.3.4 } drop".into(), "::1".into()];
+        s.ports.push(ServicePortSummary {
+            name: "x".into(),
+            protocol: "ICMP".into(),
+            port: 1,
+            node_port: None,
+        });
+        s.ports.push(ServicePortSummary {
+            name: "y".into(),
+            protocol: "UDP".into(),
+            port: 0,
+            node_port: None,
+        });
+        let weird = ServiceSummary {
+            key: ServiceKey {
+                namespace: "a\" }; flush ruleset; #".into(),
+                name: "b c".into(),
+            },
+            ..svc(
+                "",
+                "10.43.0.30",
+                vec![ep("10.42.1.6", "node-a", true, false)],
+            )
+        };
+        let outside = svc(
+            "outside",
+            "192.168.1.1",
+            vec![ep("10.42.1.6", "node-a", true, false)],
+        );
+        let thief = svc(
+            "thief",
+            "10.43.0.20",
+            vec![ep("10.42.1.6", "node-a", true, false)],
+        );
+        let d = plan(&[s, weird, outside, thief]);
+        assert_eq!(
+            d.skipped, 6,
+            "endpoint, external IP, protocol, port 0, outside CIDR, duplicate"
+        );
+        assert_eq!(d.services, 2);
+        let texts = d
+            .chains
+            .iter()
+            .flat_map(|(n, rules)| std::iter::once(n).chain(rules))
+            .chain(d.maps.values().flat_map(|m| m.keys().chain(m.values())));
+        for text in texts {
+            assert!(
+                !text.contains(['"', ';', '#']) && !text.contains("flush ruleset"),
+                "{text}"
+            );
+            assert!(!text.contains("1.2.3.4"), "{text}");
+        }
+        assert!(d.chains.keys().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-./_".contains(c))));
+    }
+
+    #[test]
+    fn local_headless_and_external_name_services_get_nothing() {
+        let dns = svc(
+            "kube-dns",
+            "10.43.0.10",
+            vec![ep("10.42.1.5", "node-a", true, false)],
+        );
+        let mut headless = svc("h", "None", vec![ep("10.42.1.5", "node-a", true, false)]);
+        headless.headless = true;
+        headless.cluster_ips.clear();
+        let mut alias = svc("alias", "", vec![]);
+        alias.service_type = ServiceType::ExternalName;
+        alias.cluster_ips.clear();
+        let d = plan(&[dns, headless, alias]);
+        assert!(
+            d.chains.is_empty() && d.maps.values().all(BTreeMap::is_empty),
+            "{d:#?}"
+        );
+        assert_eq!((d.services, d.skipped), (0, 0));
+    }
 }

@@ -242,3 +242,124 @@ pub(crate) fn diff(old: &Desired, new: &Desired) -> String {
 pub(crate) fn delete_table() -> String {
     format!("table {TABLE}\ndelete table {TABLE}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(chains: &[(&str, &[&str])], elements: &[(&'static str, &str, &str)]) -> Desired {
+        let mut d = Desired::default();
+        for (name, rules) in chains {
+            d.chains.insert(
+                name.to_string(),
+                rules.iter().map(|r| r.to_string()).collect(),
+            );
+        }
+        for (map, k, v) in elements {
+            d.maps
+                .entry(map)
+                .or_default()
+                .insert(k.to_string(), v.to_string());
+        }
+        d
+    }
+
+    #[test]
+    fn the_base_table_hooks_nat_and_filter_and_keeps_node_ports_off_localhost() {
+        let any = base(&[]);
+        assert!(any.contains("fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"));
+        assert!(any.contains("type nat hook prerouting priority dstnat;"));
+        assert!(any.contains("type filter hook forward priority -110;"));
+        assert!(any.contains("meta mark & 0x4000 == 0 return"));
+        let some = base(&["192.168.1.11".parse().unwrap()]);
+        assert!(some.contains("elements = { 192.168.1.11 }"));
+        assert!(
+            some.contains("ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
+        );
+    }
+
+    #[test]
+    fn a_full_sync_replaces_the_table_in_one_script() {
+        let d = desired(
+            &[
+                ("svc-a", &["goto ep-a"]),
+                ("ep-a", &["meta l4proto tcp dnat ip to 10.42.1.5:80"]),
+            ],
+            &[(SERVICE_IPS, "10.43.0.20 . tcp . 80", "goto svc-a")],
+        );
+        let s = full(&base(&[]), &d);
+        assert!(s.starts_with(
+            "table inet skiff-proxy\ndelete table inet skiff-proxy\ntable inet skiff-proxy {"
+        ));
+        let pos = |n: &str| s.find(n).unwrap_or_else(|| panic!("{n} missing in {s}"));
+        assert!(
+            pos("add chain inet skiff-proxy svc-a")
+                < pos("add rule inet skiff-proxy svc-a goto ep-a")
+        );
+        assert!(pos("add rule inet skiff-proxy svc-a") < pos("add element inet skiff-proxy service-ips { 10.43.0.20 . tcp . 80 : goto svc-a }"));
+    }
+
+    #[test]
+    fn a_change_touches_only_what_differs_in_a_safe_order() {
+        let old = desired(
+            &[
+                (
+                    "svc-a",
+                    &["numgen random mod 2 vmap { 0 : goto ep-1, 1 : goto ep-2 }"],
+                ),
+                ("ep-1", &["r1"]),
+                ("ep-2", &["r2"]),
+                ("svc-b", &["goto ep-3"]),
+                ("ep-3", &["r3"]),
+            ],
+            &[
+                (SERVICE_IPS, "10.43.0.20 . tcp . 80", "goto svc-a"),
+                (SERVICE_IPS, "10.43.0.21 . tcp . 80", "goto svc-b"),
+            ],
+        );
+        assert_eq!(diff(&old, &old), "");
+        // ep-2 goes, svc-b goes, svc-c comes.
+        let new = desired(
+            &[
+                ("svc-a", &["goto ep-1"]),
+                ("ep-1", &["r1"]),
+                ("svc-c", &["goto ep-1"]),
+            ],
+            &[
+                (SERVICE_IPS, "10.43.0.20 . tcp . 80", "goto svc-a"),
+                (SERVICE_IPS, "10.43.0.22 . tcp . 80", "goto svc-c"),
+            ],
+        );
+        let s = diff(&old, &new);
+        let lines: Vec<&str> = s.lines().collect();
+        let at = |l: &str| {
+            lines
+                .iter()
+                .position(|x| *x == l)
+                .unwrap_or_else(|| panic!("{l} missing in\n{s}"))
+        };
+        let t = "inet skiff-proxy";
+        assert!(
+            at(&format!(
+                "delete element {t} service-ips {{ 10.43.0.21 . tcp . 80 }}"
+            )) < at(&format!("delete chain {t} svc-b"))
+        );
+        assert!(at(&format!("flush chain {t} svc-a")) < at(&format!("delete chain {t} ep-2")));
+        assert!(at(&format!("flush chain {t} ep-2")) < at(&format!("delete chain {t} ep-2")));
+        assert!(
+            at(&format!("add chain {t} svc-c"))
+                < at(&format!(
+                    "add element {t} service-ips {{ 10.43.0.22 . tcp . 80 : goto svc-c }}"
+                ))
+        );
+        assert!(
+            !s.contains("ep-1 r1"),
+            "unchanged chains are not rewritten:\n{s}"
+        );
+        assert!(
+            !s.contains("10.43.0.20"),
+            "unchanged elements are not touched:\n{s}"
+        );
+        assert!(!s.contains("delete table") && !s.contains("flush table"));
+    }
+}
