@@ -64,6 +64,9 @@ pub struct ProxySyncStats {
     pub commands: usize,
     /// Wall time of the sync, rendering included.
     pub elapsed: Duration,
+    /// Of which waiting for `nft` (which reads the table back from the kernel to resolve
+    /// names before it sends a transaction).
+    pub nft: Duration,
 }
 
 /// The node's service proxy. Cheap to share by reference; syncs are serialized.
@@ -150,7 +153,10 @@ impl ServiceProxy {
                 stats.commands = diff.lines().count();
                 if diff.is_empty() {
                     false
-                } else if let Err(e) = self.apply(diff, "change service rules").await {
+                } else if let Err(e) = self
+                    .apply(diff, "change service rules", &mut stats.nft)
+                    .await
+                {
                     tracing::warn!(error = %e, "incremental service rule change failed; rebuilding the proxy table");
                     true
                 } else {
@@ -164,7 +170,8 @@ impl ServiceProxy {
             let full = script::full(&self.base, &desired);
             stats.commands = full.lines().count();
             stats.full = true;
-            self.apply(full, "replace table inet skiff-proxy").await?;
+            self.apply(full, "replace table inet skiff-proxy", &mut stats.nft)
+                .await?;
         }
         state.applied = Some(desired);
         stats.elapsed = started.elapsed();
@@ -172,10 +179,11 @@ impl ServiceProxy {
         Ok(stats)
     }
 
-    async fn apply(&self, script: String, op: &str) -> Result<(), NetError> {
-        nft::run_nft(&self.ns, &["-f", "-"], script, op)
-            .await
-            .map(drop)
+    async fn apply(&self, script: String, op: &str, spent: &mut Duration) -> Result<(), NetError> {
+        let started = Instant::now();
+        let result = nft::run_nft(&self.ns, &["-f", "-"], script, op).await;
+        *spent += started.elapsed();
+        result.map(drop)
     }
 }
 
