@@ -12,6 +12,9 @@
 //! - [`PodNetwork::detach`] when the pod is gone: the veth pair, address and rules go.
 //! - [`PodNetwork::sync_peers`] whenever the set of nodes changes: routes to every other
 //!   node's pod CIDR (host-gw), or VXLAN routes, ARP and FDB entries.
+//! - [`ServiceProxy::new`] once, then [`ServiceProxy::sync`] with the cluster's Services
+//!   whenever they change: ClusterIP, NodePort, external and load-balancer IPs as nftables
+//!   DNAT rules (table `inet skiff-proxy`), modelled on upstream's nftables kube-proxy.
 //! - [`PodNetwork::cleanup_all`] for `skiff agent --cleanup`: removes everything.
 //!
 //! `hostNetwork: true` pods need nothing from this crate: the agent does not call `attach` and
@@ -30,6 +33,7 @@ mod netns;
 mod nft;
 mod peers;
 mod pod;
+mod proxy;
 mod state;
 mod sysctl;
 
@@ -43,4 +47,5 @@ pub use netlink::{route_socket_usable, SKIFF_ROUTE_PROTOCOL};
 pub use netns::NetNs;
 pub use nft::TABLE as NFT_TABLE;
 pub use pod::VETH_PREFIX;
+pub use proxy::{ProxySettings, ProxySyncStats, ServiceProxy, PROXY_TABLE, SERVICE_ADDRESS_LABEL};
 pub use state::STATE_FILE;

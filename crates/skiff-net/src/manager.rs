@@ -18,7 +18,7 @@ use crate::netns::NetNs;
 use crate::nft::{self, HostPortRule, RulesetInput};
 use crate::pod::{host_veth_name, PodPlumbing, VETH_PREFIX};
 use crate::state::{self, NodeState, PodRecord};
-use crate::{peers, sysctl, NetError};
+use crate::{peers, proxy, sysctl, NetError};
 
 /// The node's pod network: bridge, per-pod veth pairs and addresses, peer routes, NAT rules.
 ///
@@ -92,6 +92,8 @@ pub struct CleanupReport {
     pub links: Vec<String>,
     /// Number of peer routes deleted.
     pub routes: usize,
+    /// Number of the service proxy's local Service addresses removed from `lo`.
+    pub service_addresses: usize,
     /// Whether the state file existed and was removed.
     pub state_removed: bool,
 }
@@ -277,6 +279,11 @@ impl PodNetwork {
     /// The configuration it was set up with.
     pub fn config(&self) -> &NetworkConfig {
         &self.inner.config
+    }
+
+    /// The node's network namespace.
+    pub(crate) fn netns(&self) -> &NetNs {
+        &self.inner.ns
     }
 
     /// MTU of the bridge and pod interfaces.
@@ -618,6 +625,7 @@ impl PodNetwork {
         let mut report = CleanupReport::default();
 
         nft::delete_table(&ns).await?;
+        report.service_addresses = proxy::remove_all(&ns, &nl).await?;
         for route in nl.skiff_routes().await? {
             nl.delete_route(route).await?;
             report.routes += 1;

@@ -214,11 +214,22 @@ impl Netlink {
         prefix_len: u8,
         what: &str,
     ) -> Result<(), NetError> {
+        self.set_ipv4_addresses(index, &[(addr, prefix_len)], what)
+            .await
+    }
+
+    /// Makes `wanted` (address, prefix length) exactly the IPv4 addresses of link `index`.
+    pub(crate) async fn set_ipv4_addresses(
+        &self,
+        index: u32,
+        wanted: &[(Ipv4Addr, u8)],
+        what: &str,
+    ) -> Result<(), NetError> {
         let existing = self.ipv4_addresses(Some(index)).await?;
-        let mut present = false;
+        let mut present = Vec::new();
         for a in existing {
-            if a.addr == addr && a.prefix_len == prefix_len {
-                present = true;
+            if wanted.contains(&(a.addr, a.prefix_len)) {
+                present.push((a.addr, a.prefix_len));
                 continue;
             }
             let mut msg = AddressMessage::default();
@@ -239,7 +250,10 @@ impl Netlink {
                     a.addr, a.prefix_len
                 )))?;
         }
-        if !present {
+        for &(addr, prefix_len) in wanted {
+            if present.contains(&(addr, prefix_len)) {
+                continue;
+            }
             self.handle
                 .address()
                 .add(index, IpAddr::V4(addr), prefix_len)

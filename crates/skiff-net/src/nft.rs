@@ -207,10 +207,18 @@ pub(crate) async fn run_nft(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(script.as_bytes())?;
+            // Written from another thread: nft may fill its output pipes before it has read
+            // a long script, and neither side would then make progress.
+            let writer = child
+                .stdin
+                .take()
+                .map(|mut stdin| std::thread::spawn(move || stdin.write_all(script.as_bytes())));
+            let output = child.wait_with_output()?;
+            if let Some(writer) = writer {
+                // A write error shows in nft's own status and stderr.
+                let _ = writer.join();
             }
-            child.wait_with_output()
+            Ok(output)
         })
         .await?
         .map_err(NetError::NftSpawn)?;

@@ -425,3 +425,60 @@ pub(crate) fn assert_absent_from_own_namespace(links: &[String]) {
 pub(crate) fn sock(addr: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((addr, port))
 }
+
+/// A TCP server in a namespace that answers every connection with its name and closes it
+/// (tells which endpoint of a Service served a connection).
+pub(crate) struct NameServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NameServer {
+    pub(crate) fn start(ns: &Netns, port: u16, name: &str) -> Self {
+        let file = File::open(&ns.path).expect("open netns");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = name.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            let listener = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.write_all(name.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        ready_rx.recv().expect("name server ready");
+        NameServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects to `addr` from `ns` and reads what the server says (a [`NameServer`]'s name).
+pub(crate) fn ask_name(ns: &Netns, addr: SocketAddr) -> Result<String, std::io::Error> {
+    ns.within(|| {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+}
