@@ -12,6 +12,7 @@
 //! - [`garbage_collector`], [`namespace`], [`pod_gc`]: cleanup.
 //! - [`service_account`]: the `default` ServiceAccount of every namespace.
 //! - [`endpointslice`], [`endpoints`]: the endpoints of Services with selectors.
+//! - [`servicelb`]: LoadBalancer Services' ingress addresses: the Ready nodes' (k3s ServiceLB).
 //! - [`node_lifecycle`], [`node_ipam`]: node health, taints and evictions; pod CIDRs.
 //! - [`informer`]: one shared watch and cache per resource for all controllers.
 
@@ -36,6 +37,7 @@ pub mod replicaset;
 pub mod runner;
 pub mod scheduler;
 pub mod service_account;
+pub mod servicelb;
 pub mod util;
 
 use std::sync::Arc;
@@ -258,6 +260,7 @@ pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Erro
     let n = config.concurrent_syncs.max(1);
     endpointslice::start(client.clone(), &services, &pods, &slices, n, &mut tasks);
     endpoints::start(client.clone(), &services, &pods, &endpoints, n, &mut tasks);
+    servicelb::start(client.clone(), &services, &nodes, &mut tasks);
     replicaset::start(client.clone(), &pods, &sets, n, &mut tasks);
     deployment::start(client.clone(), &deployments, &sets, &pods, n, &mut tasks);
     daemonset::start(

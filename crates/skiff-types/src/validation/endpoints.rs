@@ -430,6 +430,14 @@ mod tests {
             ]
         );
         assert_eq!(
+            endpoints_errors(ep(json!([{"notReadyAddresses": [{"ip": "169.254.169.254"}]},
+                                       {"addresses": [{"ip": "0.0.0.0"}]}]))),
+            [
+                r#"subsets[0].notReadyAddresses[0].ip: Invalid value: "169.254.169.254": may not be in the link-local range (169.254.0.0/16, fe80::/10)"#,
+                r#"subsets[1].addresses[0].ip: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)"#,
+            ]
+        );
+        assert_eq!(
             endpoints_errors(ep(json!([{"addresses": [{"ip": "10.42.0.5"}],
                 "ports": [{"port": 80, "protocol": "TCP"}, {"name": "b", "port": 70000, "protocol": "TCP"}]}]))),
             [
