@@ -19,6 +19,18 @@ fn kubectl_for(server: &SkiffProcess) -> Option<Kubectl> {
     }
 }
 
+fn cluster_ip_in(k: &Kubectl, namespace: &str, name: &str) -> String {
+    k.ok(&[
+        "get",
+        "service",
+        "-n",
+        namespace,
+        name,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+}
+
 fn cluster_ip(k: &Kubectl, name: &str) -> String {
     k.ok(&["get", "service", name, "-o", "jsonpath={.spec.clusterIP}"])
 }
@@ -77,6 +89,14 @@ fn services_get_cluster_ips_like_upstream() {
         "jsonpath={.metadata.labels}",
     ]);
     assert!(labels.contains("\"provider\":\"kubernetes\""), "{labels}");
+    // kube-dns holds the tenth address from the start.
+    let dns = k.ok(&[
+        "get", "svc", "-n", "kube-system", "kube-dns", "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[*].name} {.spec.ports[*].protocol} {.metadata.labels.k8s-app}",
+    ]);
+    assert_eq!(dns, "10.43.0.10 dns dns-tcp UDP TCP kube-dns");
+    // Bound to loopback: no address pods can reach, so no endpoints for `kubernetes`.
+    assert!(k.run(&["get", "endpoints", "kubernetes"]).stderr.contains("NotFound"));
 
     // Allocation on create: in range, both fields, distinct.
     k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
@@ -119,17 +139,17 @@ fn services_get_cluster_ips_like_upstream() {
     // A chosen address: accepted once, refused when taken or out of range.
     k.ok_with_input(
         &["apply", "-f", "-"],
-        &service("pinned", Some("10.43.0.10")),
+        &service("pinned", Some("10.43.0.12")),
     );
-    assert_eq!(cluster_ip(&k, "pinned"), "10.43.0.10");
+    assert_eq!(cluster_ip(&k, "pinned"), "10.43.0.12");
     let taken = k.run_with_input(
         &["apply", "-f", "-"],
-        &service("pinned2", Some("10.43.0.10")),
+        &service("pinned2", Some("10.43.0.12")),
     );
     assert!(!taken.ok);
     assert!(
         taken.stderr.contains(
-            "Service \"pinned2\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.43.0.10\"}: failed to allocate IP 10.43.0.10: provided IP is already allocated"
+            "Service \"pinned2\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.43.0.12\"}: failed to allocate IP 10.43.0.12: provided IP is already allocated"
         ),
         "{}",
         taken.stderr
@@ -178,9 +198,38 @@ fn services_get_cluster_ips_like_upstream() {
     k.ok(&["delete", "svc", "pinned"]);
     k.ok_with_input(
         &["apply", "-f", "-"],
-        &service("pinned2", Some("10.43.0.10")),
+        &service("pinned2", Some("10.43.0.12")),
     );
-    assert_eq!(cluster_ip(&k, "pinned2"), "10.43.0.10");
+    assert_eq!(cluster_ip(&k, "pinned2"), "10.43.0.12");
+
+    // Node ports: allocated from the range, a requested one checked, freed on type change.
+    k.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let np: u16 = k
+        .ok(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"])
+        .parse()
+        .expect("a node port");
+    assert!((30000..=32767).contains(&np), "{np}");
+    k.ok(&["create", "service", "nodeport", "np2", "--tcp=80:8080", "--node-port=30080"]);
+    let clash = k.run(&["create", "service", "nodeport", "np3", "--tcp=80:8080", "--node-port=30080"]);
+    assert!(
+        clash.stderr.contains(
+            "Service \"np3\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{}",
+        clash.stderr
+    );
+    let far = k.run(&["create", "service", "nodeport", "np4", "--tcp=80:8080", "--node-port=40000"]);
+    assert!(
+        far.stderr.contains("provided port is not in the valid range. The range of valid ports is 30000-32767"),
+        "{}",
+        far.stderr
+    );
+    k.ok(&["patch", "svc", "np2", "-p", "{\"spec\":{\"type\":\"ClusterIP\"}}"]);
+    assert_eq!(
+        k.ok(&["get", "svc", "np2", "-o", "jsonpath={.spec.ports[0].nodePort}"]),
+        ""
+    );
+    k.ok(&["create", "service", "nodeport", "np3", "--tcp=80:8080", "--node-port=30080"]);
 
     // A restart keeps every address and allocates around them.
     server.stop();
@@ -191,18 +240,51 @@ fn services_get_cluster_ips_like_upstream() {
     assert_eq!(cluster_ip(&k, "kubernetes"), "10.43.0.1");
     k.ok(&["create", "service", "clusterip", "later", "--tcp=80:8080"]);
     let later = cluster_ip(&k, "later");
-    assert!(!seen.contains(&later) && later != "10.43.0.10", "{later}");
+    assert!(!seen.contains(&later) && later != "10.43.0.12", "{later}");
 }
 
 #[test]
 fn the_service_cidr_flag_moves_every_address() {
     skiff_tests::install_crypto();
     let dir = skiff_tests::temp_dir("ops-service-cidr");
-    let server = SkiffProcess::start_with_args(dir.path(), &["--service-cidr", "10.96.0.0/12"]);
+    let server = SkiffProcess::start_with_args(
+        dir.path(),
+        &[
+            "--service-cidr",
+            "10.96.0.0/12",
+            "--advertise-address",
+            "192.0.2.10",
+        ],
+    );
     let Some(k) = kubectl_for(&server) else {
         return;
     };
     assert_eq!(cluster_ip(&k, "kubernetes"), "10.96.0.1");
+    assert_eq!(cluster_ip_in(&k, "kube-system", "kube-dns"), "10.96.0.10");
+
+    // The kubernetes Service's endpoints: the advertised address and the API port, `https`.
+    let port = server.port;
+    let endpoints = k.ok(&["get", "endpoints", "kubernetes"]);
+    assert!(
+        endpoints.contains(&format!("kubernetes   192.0.2.10:{port}")),
+        "{endpoints}"
+    );
+    let slice = k.ok(&[
+        "get", "endpointslice", "kubernetes", "-o",
+        "jsonpath={.addressType} {.endpoints[0].addresses[0]} {.ports[0].name} {.ports[0].port} {.metadata.labels.kubernetes\\.io/service-name}",
+    ]);
+    assert_eq!(slice, format!("IPv4 192.0.2.10 https {port} kubernetes"));
+    // Deleted, they come back (the server's reconciler looks every 10 s).
+    k.ok(&["delete", "endpoints", "kubernetes"]);
+    k.ok(&["delete", "svc", "-n", "kube-system", "kube-dns"]);
+    skiff_testkit::wait::poll_until(
+        std::time::Duration::from_secs(30),
+        "the kubernetes endpoints and kube-dns to come back",
+        || {
+            k.run(&["get", "endpoints", "kubernetes"]).ok
+                && k.run(&["get", "svc", "-n", "kube-system", "kube-dns"]).ok
+        },
+    );
     k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
     let ip: Ipv4Addr = cluster_ip(&k, "web").parse().unwrap();
     assert_eq!(ip.octets()[0], 10);

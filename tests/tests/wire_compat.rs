@@ -69,6 +69,16 @@ fn minimal(api_version: &str, kind: &str) -> (String, Value) {
             json!({"spec": {"holderIdentity": "h"}}),
             "apis/coordination.k8s.io/v1/namespaces/default/leases",
         ),
+        "Endpoints" => (
+            json!({"subsets": [{"addresses": [{"ip": "10.42.0.9"}], "ports": [{"port": 80}]}]}),
+            "api/v1/namespaces/default/endpoints",
+        ),
+        "EndpointSlice" => (
+            json!({"addressType": "IPv4",
+                   "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {}}],
+                   "ports": [{"port": 80}]}),
+            "apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+        ),
         other => panic!("no minimal {other}: add one to wire_compat.rs"),
     };
     let mut object = body;

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod negotiate;
 mod node_authorizer;
+mod node_ports;
 mod node_proxy;
 pub mod node_restriction;
 mod objects;
@@ -41,7 +42,7 @@ pub use auth::{
     GroupAuthorizer, Identity, UnionAuthorizer,
 };
 pub use body::MAX_BODY_BYTES;
-pub use bootstrap::SYSTEM_NAMESPACES;
+pub use bootstrap::{KUBE_DNS, KUBE_DNS_OFFSET, SYSTEM_NAMESPACES};
 pub use health::HealthCheck;
 pub use limits::ServeLimits;
 pub use node_authorizer::NodeAuthorizer;
@@ -50,6 +51,7 @@ pub use node_proxy::{
 };
 pub use serve::{Authenticated, ServeError};
 pub use service::InProcessService;
+pub use node_ports::{InvalidNodePortRange, NodePortRange};
 pub use service_ips::{InvalidServiceCidr, ServiceCidr};
 pub use status::{ApiError, Details, StatusCause, Subject};
 
@@ -63,6 +65,9 @@ pub struct ApiConfig {
     /// Range Service ClusterIPs are allocated from (`--service-cidr`); its first address is
     /// the `kubernetes` Service's.
     pub service_cidr: ServiceCidr,
+    /// Range node ports of NodePort and LoadBalancer Services are allocated from
+    /// (`--service-node-port-range`, 30000-32767).
+    pub node_port_range: NodePortRange,
     /// The node certificates still good; a request with a revoked one is unauthenticated
     /// (401). `None`: node certificates are not checked beyond their chain.
     pub node_certificates: Option<skiff_pki::NodeCertificates>,
@@ -76,6 +81,7 @@ impl Default for ApiConfig {
             authorizer: Arc::new(GroupAuthorizer::masters()),
             max_body_bytes: MAX_BODY_BYTES,
             service_cidr: ServiceCidr::default(),
+            node_port_range: NodePortRange::default(),
             node_certificates: None,
             limits: ServeLimits::default(),
         }
@@ -111,6 +117,7 @@ struct Inner {
     openapi: OnceLock<openapi::OpenApiDocs>,
     node_proxy: OnceLock<Arc<dyn NodeProxy>>,
     service_ips: service_ips::ServiceIps,
+    node_ports: node_ports::NodePorts,
     inflight: limits::InFlight,
     store_health: health::StoreHealth,
     /// Checks the server added besides `ping` and `store`.
@@ -123,6 +130,7 @@ impl ApiServer {
         ApiServer {
             inner: Arc::new(Inner {
                 service_ips: service_ips::ServiceIps::new(config.service_cidr),
+                node_ports: node_ports::NodePorts::new(config.node_port_range),
                 inflight: limits::InFlight::new(&config.limits),
                 store_health: health::StoreHealth::default(),
                 health_checks: RwLock::new(Vec::new()),
@@ -147,6 +155,27 @@ impl ApiServer {
     /// at `api_port`. (Routing Service addresses to endpoints is not implemented yet.)
     pub async fn ensure_kubernetes_service(&self, api_port: u16) -> Result<(), ApiError> {
         bootstrap::kubernetes_service(self, api_port).await
+    }
+
+    /// Writes the Endpoints and EndpointSlice `default/kubernetes`: `address` (what other
+    /// machines and pods reach this server at) and the HTTPS `port`, named `https`. Nothing
+    /// is written without an address pods can reach (none, loopback or unspecified).
+    pub async fn ensure_kubernetes_endpoints(
+        &self,
+        address: Option<std::net::IpAddr>,
+        port: u16,
+    ) -> Result<(), ApiError> {
+        bootstrap::kubernetes_endpoints(self, address, port).await
+    }
+
+    /// Creates the `kube-dns` Service in `kube-system` (the tenth address of the service CIDR,
+    /// 53/UDP `dns` and 53/TCP `dns-tcp`, no selector) when it is missing.
+    pub async fn ensure_kube_dns_service(&self) -> Result<(), ApiError> {
+        bootstrap::kube_dns_service(self).await
+    }
+
+    pub(crate) fn node_ports(&self) -> &node_ports::NodePorts {
+        &self.inner.node_ports
     }
 
     pub(crate) fn service_ips(&self) -> &service_ips::ServiceIps {

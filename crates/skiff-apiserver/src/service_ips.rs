@@ -90,6 +90,12 @@ impl ServiceCidr {
         Ipv4Addr::from(self.network + 1)
     }
 
+    /// The address `n` after the network address (`nth(1)` is [`ServiceCidr::first`],
+    /// `nth(10)` the cluster DNS address 10.43.0.10).
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.network.saturating_add(n))
+    }
+
     /// Whether `ip` is a usable address of the range (not the network or broadcast address).
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let ip = u32::from(ip);

@@ -11,12 +11,16 @@
 //! - [`replicaset`], [`deployment`], [`daemonset`], [`job`]: the workload controllers.
 //! - [`garbage_collector`], [`namespace`], [`pod_gc`]: cleanup.
 //! - [`service_account`]: the `default` ServiceAccount of every namespace.
+//! - [`endpointslice`], [`endpoints`]: the endpoints of Services with selectors.
+//! - [`servicelb`]: LoadBalancer Services' ingress addresses: the Ready nodes' (k3s ServiceLB).
 //! - [`node_lifecycle`], [`node_ipam`]: node health, taints and evictions; pod CIDRs.
 //! - [`informer`]: one shared watch and cache per resource for all controllers.
 
 pub mod claim;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod error;
 pub mod events;
 #[cfg(test)]
@@ -33,6 +37,7 @@ pub mod replicaset;
 pub mod runner;
 pub mod scheduler;
 pub mod service_account;
+pub mod servicelb;
 pub mod util;
 
 use std::sync::Arc;
@@ -41,7 +46,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -226,7 +232,35 @@ pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Erro
         &mut tasks,
     );
 
+    let services = Informer::start_indexed(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        vec![(BY_NAMESPACE, namespace_index::<Service>)],
+        &mut tasks,
+    );
+    let endpoints = Informer::start_indexed(
+        Api::<Endpoints>::all(client.clone()),
+        watcher::Config::default(),
+        vec![(BY_NAMESPACE, namespace_index::<Endpoints>)],
+        &mut tasks,
+    );
+    let slices = Informer::start_indexed(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+        vec![
+            (
+                BY_NAMESPACE,
+                namespace_index::<EndpointSlice> as informer::IndexFn<EndpointSlice>,
+            ),
+            (endpointslice::BY_SERVICE, endpointslice::service_index),
+        ],
+        &mut tasks,
+    );
+
     let n = config.concurrent_syncs.max(1);
+    endpointslice::start(client.clone(), &services, &pods, &slices, n, &mut tasks);
+    endpoints::start(client.clone(), &services, &pods, &endpoints, n, &mut tasks);
+    servicelb::start(client.clone(), &services, &nodes, &mut tasks);
     replicaset::start(client.clone(), &pods, &sets, n, &mut tasks);
     deployment::start(client.clone(), &deployments, &sets, &pods, n, &mut tasks);
     daemonset::start(

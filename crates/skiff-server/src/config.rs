@@ -32,6 +32,11 @@ pub struct ServerConfig {
     /// Range of Service ClusterIPs (`10.43.0.0/16`); its first address is the `kubernetes`
     /// Service's.
     pub service_cidr: skiff_apiserver::ServiceCidr,
+    /// DNS domain of the cluster (`--cluster-domain`, `cluster.local`): Services are
+    /// `NAME.NAMESPACE.svc.DOMAIN`. Told to every node (its resolver answers for it).
+    pub cluster_domain: String,
+    /// Range of node ports for NodePort and LoadBalancer Services (`30000-32767`).
+    pub service_node_port_range: skiff_apiserver::NodePortRange,
     /// Join token secret to use instead of a generated one.
     pub token: Option<String>,
     /// Timings and limits of the scheduler and controllers.

@@ -64,6 +64,9 @@ pub struct ControlPlane {
     pub join_url: String,
     /// Whether Secrets are encrypted at rest.
     pub encrypted: bool,
+    /// The address pods and other machines reach the API at (the `kubernetes` Service's
+    /// endpoint): the advertised address, else the bind address, else the host's primary one.
+    pub advertised_ip: Option<IpAddr>,
     /// Held while the control plane runs: one server per data directory.
     _lock: DataDirLock,
 }
@@ -141,6 +144,7 @@ impl ControlPlane {
                     Arc::new(NodeAuthorizer::new(store.clone())),
                 ])),
                 service_cidr: config.service_cidr,
+                node_port_range: config.service_node_port_range,
                 // Filled by the node link: revoked node certificates get 401.
                 node_certificates: Some(skiff_pki::NodeCertificates::default()),
                 ..ApiConfig::default()
@@ -156,6 +160,14 @@ impl ControlPlane {
             .map_err(|source| ServerError::Bind { addr, source })?;
         let listen_address = listener.local_addr().unwrap_or(addr);
         api.ensure_kubernetes_service(listen_address.port())
+            .await
+            .map_err(|e| ServerError::Bootstrap(Box::new(e)))?;
+        let advertised_ip = config
+            .advertise_address
+            .or((!config.bind_address.is_unspecified()).then_some(config.bind_address))
+            .or(detected)
+            .or_else(crate::banner::primary_ip);
+        crate::system_services::ensure(&api, advertised_ip, listen_address.port())
             .await
             .map_err(|e| ServerError::Bootstrap(Box::new(e)))?;
         let local_ip = if config.bind_address.is_unspecified() || config.bind_address.is_loopback()
@@ -196,6 +208,7 @@ impl ControlPlane {
             local_url,
             join_url,
             encrypted,
+            advertised_ip,
             _lock: lock,
         })
     }

@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod event_ttl;
 pub mod nodes;
 pub mod secrets_encryption;
+mod system_services;
 
 pub use config::ServerConfig;
 pub use control_plane::{ControlPlane, ServerPaths};
@@ -110,7 +111,14 @@ pub async fn run_with_local_agent(
 ) -> Result<(), ServerError> {
     let plane = ControlPlane::start(&config).await?;
     // Background upkeep of the store, stopped with the control plane.
-    let mut upkeep = vec![event_ttl::spawn(plane.store.clone(), config.event_ttl)];
+    let mut upkeep = vec![
+        event_ttl::spawn(plane.store.clone(), config.event_ttl),
+        system_services::spawn(
+            plane.api.clone(),
+            plane.advertised_ip,
+            plane.listen_address.port(),
+        ),
+    ];
     if plane.encrypted {
         upkeep.push(secrets_encryption::spawn_rotation_watcher(
             plane.store.clone(),
@@ -237,5 +245,5 @@ pub async fn run_with_local_agent(
     api.await.map_err(|e| ServerError::Task(e.to_string()))?
 }
 
-pub use skiff_apiserver::{InvalidServiceCidr, ServiceCidr};
+pub use skiff_apiserver::{InvalidNodePortRange, InvalidServiceCidr, NodePortRange, ServiceCidr};
 pub use skiff_types::KUBERNETES_VERSION;

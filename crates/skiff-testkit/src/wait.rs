@@ -21,3 +21,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Blocking form of [`wait_for`] for tests without a runtime (kubectl, processes): polls
+/// `check` every 200 ms until it holds, or panics after `timeout` naming `what`.
+pub fn poll_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -42,7 +42,30 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value) {
         ("apps", "ReplicaSet") => default_replicaset(obj),
         ("apps", "DaemonSet") => default_daemonset(obj),
         ("batch", "Job") => default_job(obj),
+        ("", "Endpoints") => default_endpoints(obj),
+        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         _ => {}
+    }
+}
+
+/// Upstream `SetDefaults_Endpoints`: ports without a protocol are TCP.
+fn default_endpoints(obj: &mut Map<String, Value>) {
+    for subset in each_obj(obj, "subsets") {
+        for port in each_obj(subset, "ports") {
+            if matches!(port.get("protocol"), None | Some(Value::Null))
+                || port.get("protocol").and_then(Value::as_str) == Some("")
+            {
+                port.insert("protocol".to_string(), Value::from("TCP"));
+            }
+        }
+    }
+}
+
+/// Upstream discovery `SetDefaults_EndpointPort`: a missing name is `""`, a missing protocol TCP.
+fn default_endpoint_slice(obj: &mut Map<String, Value>) {
+    for port in each_obj(obj, "ports") {
+        set_default(port, "name", Value::from(""));
+        set_default(port, "protocol", Value::from("TCP"));
     }
 }
 

@@ -185,6 +185,19 @@ static RESOURCES: &[ResourceInfo] = &[
     ResourceInfo {
         group: "",
         version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        short_names: &["ep"],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        categories: &[],
+        list_kind: "EndpointsList",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
         kind: "Event",
         plural: "events",
         singular: "event",
@@ -354,6 +367,20 @@ static RESOURCES: &[ResourceInfo] = &[
         categories: &[],
         list_kind: "LeaseList",
     },
+    // discovery.k8s.io/v1
+    ResourceInfo {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        short_names: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        categories: &[],
+        list_kind: "EndpointSliceList",
+    },
 ];
 
 /// Every resource skiff serves, grouped by API group (core first), sorted by plural within it.
@@ -480,6 +507,8 @@ mod tests {
             ("apps", "daemonsets", &["status"]),
             ("batch", "jobs", &["status"]),
             ("coordination.k8s.io", "leases", &[]),
+            ("", "endpoints", &[]),
+            ("discovery.k8s.io", "endpointslices", &[]),
         ];
         for (group, plural, subs) in expect {
             let r = find(group, "v1", plural).unwrap_or_else(|| panic!("{plural} missing"));
@@ -535,6 +564,7 @@ mod tests {
         assert!(gv.contains(&("apps", "v1")));
         assert!(gv.contains(&("batch", "v1")));
         assert!(gv.contains(&("coordination.k8s.io", "v1")));
+        assert!(gv.contains(&("discovery.k8s.io", "v1")));
         assert_eq!(resources_in("apps", "v1").count(), 4);
     }
 

@@ -218,6 +218,23 @@ pub(crate) struct ServerArgs {
         value_name = "CIDR"
     )]
     pub service_cidr: skiff_server::ServiceCidr,
+    /// DNS domain of the cluster: Services resolve as NAME.NAMESPACE.svc.DOMAIN.
+    #[arg(
+        long,
+        env = "SKIFF_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        value_name = "DOMAIN",
+        value_parser = parse_cluster_domain
+    )]
+    pub cluster_domain: String,
+    /// Ports NodePort and LoadBalancer Services get their node ports from.
+    #[arg(
+        long,
+        env = "SKIFF_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767",
+        value_name = "FIRST-LAST"
+    )]
+    pub service_node_port_range: skiff_server::NodePortRange,
     /// Delete what a manifest of DIR/server/manifests created when the file is removed (or
     /// the object is removed from it); `false` leaves such objects in place.
     #[arg(
@@ -453,4 +470,23 @@ impl ControllerArgs {
             node_cidr_mask_size: self.node_cidr_mask_size,
         }
     }
+}
+
+/// A cluster domain: a DNS subdomain (`cluster.local`), without a trailing dot.
+fn parse_cluster_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "invalid cluster domain {text:?}: must be a DNS name of lower-case letters, digits, '-' and '.'"
+        ));
+    }
+    Ok(domain)
 }

@@ -62,6 +62,8 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
         disable_agent: args.disable_agent,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
+        cluster_domain: args.cluster_domain,
+        service_node_port_range: args.service_node_port_range,
         manifests_prune: args.manifests_prune,
         token: args.token,
         flannel_backend: args.flannel_backend,

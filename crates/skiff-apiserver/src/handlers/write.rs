@@ -135,6 +135,7 @@ pub(crate) async fn create_object_named(
     }
     // Held until the Service is stored, so no other create takes its address meanwhile.
     let _cluster_ip = assign_cluster_ips(api, info, &name, None, &mut object, dry_run)?;
+    let _node_ports = assign_node_ports(api, info, &name, None, &mut object, dry_run)?;
     wire_fields::fill_zero_fields(&info.api_version(), info.kind, &mut object);
     if dry_run {
         objects::set_meta(
@@ -219,6 +220,28 @@ fn assign_cluster_ips(
         })
 }
 
+/// Allocates or checks a Service's node ports (other kinds: nothing to do).
+fn assign_node_ports(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    name: &str,
+    old: Option<&Value>,
+    object: &mut Value,
+    dry_run: bool,
+) -> Result<Option<crate::node_ports::Reservation>, ApiError> {
+    if !(info.group.is_empty() && info.kind == "Service") {
+        return Ok(None);
+    }
+    api.node_ports()
+        .assign(api.store(), old, object, dry_run)
+        .map_err(|error| match error {
+            crate::node_ports::AssignError::Invalid(errors) => invalid(info, name, &errors),
+            crate::node_ports::AssignError::Full => {
+                ApiError::internal("failed to allocate a nodePort: range is full")
+            }
+        })
+}
+
 pub(super) fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
     serde_json::from_slice(stored.json())
         .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))
@@ -271,6 +294,9 @@ pub(crate) async fn update_object(
         Part::Main => strategy::prepare_for_update(info, old, &mut new),
         Part::Status => strategy::prepare_for_status_update(info, old, &mut new),
     }
+    if part == Part::Main && info.group.is_empty() && info.kind == "Service" {
+        crate::node_ports::drop_on_type_change(old, &mut new);
+    }
     defaults::apply_defaults(info, &mut new);
     // Zero-valued fields upstream always writes; also on the stored object compared against,
     // which may predate them.
@@ -288,6 +314,10 @@ pub(crate) async fn update_object(
     }
     let _cluster_ip = match part {
         Part::Main => assign_cluster_ips(api, info, &key.name, Some(old), &mut new, dry_run)?,
+        Part::Status => None,
+    };
+    let _node_ports = match part {
+        Part::Main => assign_node_ports(api, info, &key.name, Some(old), &mut new, dry_run)?,
         Part::Status => None,
     };
     if dry_run {

@@ -729,3 +729,62 @@ fn small_kinds() {
         "<none>"
     );
 }
+
+#[test]
+fn endpoints_and_endpoint_slices() {
+    assert_eq!(column_names("", "endpoints"), ["Name", "Endpoints", "Age"]);
+    let info = find("discovery.k8s.io", "v1", "endpointslices").expect("served");
+    let names: Vec<_> = columns(info).iter().map(|c| c.name).collect();
+    assert_eq!(names, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
+
+    let ep = |subsets: Value| {
+        json!({"metadata": {"name": "web", "creationTimestamp": ago(60)}, "subsets": subsets})
+    };
+    let cases = [
+        (json!(null), "<none>"),
+        (
+            json!([{"addresses": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}],
+                    "ports": [{"port": 80}]}]),
+            "10.42.0.5:80,10.42.0.6:80",
+        ),
+        (
+            json!([{"addresses": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}],
+                    "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]}]),
+            "10.42.0.5:80,10.42.0.6:80,10.42.0.5:81 + 1 more...",
+        ),
+        (json!([{"addresses": [{"ip": "fd00::5"}]}]), "fd00::5"),
+        (json!([{"notReadyAddresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80}]}]), ""),
+    ];
+    for (subsets, want) in cases {
+        assert_eq!(
+            cells("", "endpoints", ep(subsets.clone())),
+            vec![json!("web"), json!(want), json!("60s")],
+            "{subsets}"
+        );
+    }
+
+    let slice = |ports: Value, endpoints: Value| {
+        let object = json!({"metadata": {"name": "web-x7k2p", "creationTimestamp": ago(60)},
+            "addressType": "IPv4", "ports": ports, "endpoints": endpoints});
+        let t = table_at(info, &[object], json!({}), IncludeObject::None, now());
+        t["rows"][0]["cells"].clone()
+    };
+    assert_eq!(
+        slice(json!(null), json!(null)),
+        json!(["web-x7k2p", "IPv4", "<unset>", "<unset>", "60s"])
+    );
+    assert_eq!(
+        slice(
+            json!([{"name": "http", "port": 80}, {"name": "dns"}, {}, {"port": 9}]),
+            json!([{"addresses": ["10.42.0.1"]}, {"addresses": ["10.42.0.2", "10.42.0.3"]},
+                   {"addresses": ["10.42.0.4"]}])
+        ),
+        json!([
+            "web-x7k2p",
+            "IPv4",
+            "80,dns,* + 1 more...",
+            "10.42.0.1,10.42.0.2,10.42.0.3 + 1 more...",
+            "60s"
+        ])
+    );
+}

@@ -9,6 +9,7 @@
 mod apps;
 mod batch;
 mod core;
+mod endpoints;
 mod errors;
 mod gofmt;
 pub mod meta;
@@ -48,6 +49,8 @@ pub fn validate_create(info: &ResourceInfo, object: &Value) -> Result<(), Valida
         ("apps", "ControllerRevision") => apps::validate_controller_revision(obj, &mut errs),
         ("batch", "Job") => batch::validate_job(obj, &mut errs),
         ("coordination.k8s.io", "Lease") => core::validate_lease(obj, &mut errs),
+        ("", "Endpoints") => endpoints::validate_endpoints(obj, &mut errs),
+        ("discovery.k8s.io", "EndpointSlice") => endpoints::validate_endpoint_slice(obj, &mut errs),
         _ => validate_meta_only(info, obj, &mut errs),
     }
     ValidationErrors(errs).into_result()
@@ -86,6 +89,10 @@ pub fn validate_update(
         }
         ("batch", "Job") => batch::validate_job_update(n, o, &mut errs),
         ("coordination.k8s.io", "Lease") => core::validate_lease_update(n, &mut errs),
+        ("", "Endpoints") => endpoints::validate_endpoints_update(n, &mut errs),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            endpoints::validate_endpoint_slice_update(n, o, &mut errs)
+        }
         _ => {}
     }
     ValidationErrors(errs).into_result()

@@ -240,7 +240,7 @@ macro_rules! roots {
 fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
-        use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, policy};
+        use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, policy};
         let mut gen = SchemaGenerator::default();
         let mut names: Vec<(&'static str, String)> = Vec::new();
         roots!(gen, names,
@@ -253,12 +253,14 @@ fn schemas() -> &'static Schemas {
             "v1/Service" => core::v1::Service,
             "v1/ServiceAccount" => core::v1::ServiceAccount,
             "v1/Binding" => core::v1::Binding,
+            "v1/Endpoints" => core::v1::Endpoints,
             "apps/v1/Deployment" => apps::v1::Deployment,
             "apps/v1/ReplicaSet" => apps::v1::ReplicaSet,
             "apps/v1/DaemonSet" => apps::v1::DaemonSet,
             "apps/v1/ControllerRevision" => apps::v1::ControllerRevision,
             "batch/v1/Job" => batch::v1::Job,
             "coordination.k8s.io/v1/Lease" => coordination::v1::Lease,
+            "discovery.k8s.io/v1/EndpointSlice" => discovery::v1::EndpointSlice,
             "autoscaling/v1/Scale" => autoscaling::v1::Scale,
             "policy/v1/Eviction" => policy::v1::Eviction,
         );
