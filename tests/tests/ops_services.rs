@@ -96,7 +96,10 @@ fn services_get_cluster_ips_like_upstream() {
     ]);
     assert_eq!(dns, "10.43.0.10 dns dns-tcp UDP TCP kube-dns");
     // Bound to loopback: no address pods can reach, so no endpoints for `kubernetes`.
-    assert!(k.run(&["get", "endpoints", "kubernetes"]).stderr.contains("NotFound"));
+    assert!(k
+        .run(&["get", "endpoints", "kubernetes"])
+        .stderr
+        .contains("NotFound"));
 
     // Allocation on create: in range, both fields, distinct.
     k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
@@ -205,12 +208,32 @@ fn services_get_cluster_ips_like_upstream() {
     // Node ports: allocated from the range, a requested one checked, freed on type change.
     k.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
     let np: u16 = k
-        .ok(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[0].nodePort}"])
+        .ok(&[
+            "get",
+            "svc",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
         .parse()
         .expect("a node port");
     assert!((30000..=32767).contains(&np), "{np}");
-    k.ok(&["create", "service", "nodeport", "np2", "--tcp=80:8080", "--node-port=30080"]);
-    let clash = k.run(&["create", "service", "nodeport", "np3", "--tcp=80:8080", "--node-port=30080"]);
+    k.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let clash = k.run(&[
+        "create",
+        "service",
+        "nodeport",
+        "np3",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
     assert!(
         clash.stderr.contains(
             "Service \"np3\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
@@ -218,18 +241,46 @@ fn services_get_cluster_ips_like_upstream() {
         "{}",
         clash.stderr
     );
-    let far = k.run(&["create", "service", "nodeport", "np4", "--tcp=80:8080", "--node-port=40000"]);
+    let far = k.run(&[
+        "create",
+        "service",
+        "nodeport",
+        "np4",
+        "--tcp=80:8080",
+        "--node-port=40000",
+    ]);
     assert!(
-        far.stderr.contains("provided port is not in the valid range. The range of valid ports is 30000-32767"),
+        far.stderr.contains(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ),
         "{}",
         far.stderr
     );
-    k.ok(&["patch", "svc", "np2", "-p", "{\"spec\":{\"type\":\"ClusterIP\"}}"]);
+    k.ok(&[
+        "patch",
+        "svc",
+        "np2",
+        "-p",
+        "{\"spec\":{\"type\":\"ClusterIP\"}}",
+    ]);
     assert_eq!(
-        k.ok(&["get", "svc", "np2", "-o", "jsonpath={.spec.ports[0].nodePort}"]),
+        k.ok(&[
+            "get",
+            "svc",
+            "np2",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}"
+        ]),
         ""
     );
-    k.ok(&["create", "service", "nodeport", "np3", "--tcp=80:8080", "--node-port=30080"]);
+    k.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np3",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
 
     // A restart keeps every address and allocates around them.
     server.stop();

@@ -62,7 +62,10 @@ fn slice_endpoints(cluster: &Cluster) -> Vec<(String, String, bool)> {
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
         .map(|e: Value| {
             (
-                e["targetRef"]["name"].as_str().unwrap_or_default().to_string(),
+                e["targetRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 e["addresses"][0].as_str().unwrap_or_default().to_string(),
                 e["conditions"]["ready"].as_bool() == Some(true),
             )
@@ -91,18 +94,26 @@ fn endpoints_ips(cluster: &Cluster) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn service_endpoints_follow_pod_readiness() {
-    let Some(cluster) = Cluster::start(ClusterSpec::new("svc-endpoints").server_agent(true))
-    else {
+    let Some(cluster) = Cluster::start(ClusterSpec::new("svc-endpoints").server_agent(true)) else {
         return;
     };
 
     // The system Services: kube-dns at the tenth address, kubernetes pointing at the server.
     let dns = cluster.kubectl_ok(&[
-        "get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}",
+        "get",
+        "svc",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
     ]);
     assert_eq!(dns, "10.43.0.10");
     let api = cluster.kubectl_ok(&[
-        "get", "endpoints", "kubernetes", "-o",
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
         "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
     ]);
     assert_eq!(api, format!("{}:{}", cluster.server_ip(), cluster.port));
@@ -113,10 +124,14 @@ fn service_endpoints_follow_pod_readiness() {
         pods.len() == 2 && pods.iter().all(pod_running)
     });
     let pods = cluster.pod_ips("app=web");
-    cluster.wait_for("both pods ready in the slice", Duration::from_secs(30), || {
-        let endpoints = slice_endpoints(&cluster);
-        endpoints.len() == 2 && endpoints.iter().all(|(_, _, ready)| *ready)
-    });
+    cluster.wait_for(
+        "both pods ready in the slice",
+        Duration::from_secs(30),
+        || {
+            let endpoints = slice_endpoints(&cluster);
+            endpoints.len() == 2 && endpoints.iter().all(|(_, _, ready)| *ready)
+        },
+    );
     let endpoints = slice_endpoints(&cluster);
     for (name, ip) in &pods {
         assert!(
@@ -125,38 +140,68 @@ fn service_endpoints_follow_pod_readiness() {
         );
     }
     // The slice as kubectl shows it: named after the Service, the resolved container port.
-    let table = cluster.kubectl_ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
-    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], "{table}");
-    let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    let table = cluster.kubectl_ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert!(row[0].starts_with("web-") && row[0].len() > 4, "{table}");
     assert_eq!(row[1..3], ["IPv4", "8080"], "{table}");
     let slice = cluster.get_json(&["endpointslices", row[0]]);
-    assert_eq!(slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
     assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
     assert_eq!(slice["metadata"]["ownerReferences"][0]["controller"], true);
-    cluster.wait_for("the Endpoints list both pods", Duration::from_secs(10), || {
-        endpoints_ips(&cluster).0.len() == 2
-    });
+    cluster.wait_for(
+        "the Endpoints list both pods",
+        Duration::from_secs(10),
+        || endpoints_ips(&cluster).0.len() == 2,
+    );
 
     // The first pod's probe starts failing: it leaves the ready endpoints promptly.
     let (failing, failing_ip) = pods[0].clone();
     cluster.kubectl_ok(&["exec", &failing, "--", "rm", "/tmp/ready"]);
     let started = Instant::now();
-    cluster.wait_for("the failing pod to turn not-ready in the slice", Duration::from_secs(30), || {
-        slice_endpoints(&cluster)
-            .iter()
-            .any(|(n, _, ready)| n == &failing && !ready)
-    });
+    cluster.wait_for(
+        "the failing pod to turn not-ready in the slice",
+        Duration::from_secs(30),
+        || {
+            slice_endpoints(&cluster)
+                .iter()
+                .any(|(n, _, ready)| n == &failing && !ready)
+        },
+    );
     let took = started.elapsed();
     eprintln!("not-ready in the slice after {took:?} (probe period {PERIOD}s)");
     assert!(
         took <= Duration::from_secs(PERIOD * 2 + 2),
         "took {took:?} to leave the Service with a {PERIOD}s probe period"
     );
-    cluster.wait_for("the Endpoints to move it to notReadyAddresses", Duration::from_secs(10), || {
-        endpoints_ips(&cluster).1 == [failing_ip.clone()]
-    });
+    cluster.wait_for(
+        "the Endpoints to move it to notReadyAddresses",
+        Duration::from_secs(10),
+        || endpoints_ips(&cluster).1 == [failing_ip.clone()],
+    );
 
     // It passes again: back among the ready endpoints.
     cluster.kubectl_ok(&["exec", &failing, "--", "touch", "/tmp/ready"]);
@@ -177,9 +222,14 @@ fn service_endpoints_follow_pod_readiness() {
 
     // Deleting the Service takes its slices (owner references) and Endpoints with it.
     cluster.kubectl_ok(&["delete", "service", "web"]);
-    cluster.wait_for("the slices and Endpoints to go", Duration::from_secs(30), || {
-        let slices = cluster.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"]);
-        slices["items"].as_array().is_none_or(Vec::is_empty)
-            && !cluster.kubectl(&["get", "endpoints", "web"]).ok
-    });
+    cluster.wait_for(
+        "the slices and Endpoints to go",
+        Duration::from_secs(30),
+        || {
+            let slices =
+                cluster.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"]);
+            slices["items"].as_array().is_none_or(Vec::is_empty)
+                && !cluster.kubectl(&["get", "endpoints", "web"]).ok
+        },
+    );
 }

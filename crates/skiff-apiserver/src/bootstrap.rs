@@ -203,7 +203,10 @@ async fn put_system_object(
 ) -> Result<(), ApiError> {
     let info = registry::find(group, "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("the registry has no {plural}")))?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let key = Key::new(info.storage_name(), Some("default"), &name);
     if let Some(existing) = api.store().get(&key) {
         let old: serde_json::Value = serde_json::from_slice(existing.json())
@@ -220,7 +223,11 @@ async fn put_system_object(
                 new[*field] = object[*field].clone();
             }
             update_object(api, info, &key, &old, new, Part::Main, false).await?;
-            tracing::info!(resource = plural, name, "updated the API server's endpoints");
+            tracing::info!(
+                resource = plural,
+                name,
+                "updated the API server's endpoints"
+            );
             return Ok(());
         }
         // The address type is immutable: the old slice goes first.
@@ -231,7 +238,11 @@ async fn put_system_object(
     }
     match create_object(api, info, Some("default"), object, false).await {
         Ok(_) => {
-            tracing::info!(resource = plural, name, "created the API server's endpoints");
+            tracing::info!(
+                resource = plural,
+                name,
+                "created the API server's endpoints"
+            );
             Ok(())
         }
         Err(e) if e.reason == "AlreadyExists" => Ok(()),

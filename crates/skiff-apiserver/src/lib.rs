@@ -46,12 +46,12 @@ pub use bootstrap::{KUBE_DNS, KUBE_DNS_OFFSET, SYSTEM_NAMESPACES};
 pub use health::HealthCheck;
 pub use limits::ServeLimits;
 pub use node_authorizer::NodeAuthorizer;
+pub use node_ports::{InvalidNodePortRange, NodePortRange};
 pub use node_proxy::{
     NodeProxy, NodeProxyError, NodeReader, NodeWriter, PodExecOptions, PodLogOptions, ProxyFuture,
 };
 pub use serve::{Authenticated, ServeError};
 pub use service::InProcessService;
-pub use node_ports::{InvalidNodePortRange, NodePortRange};
 pub use service_ips::{InvalidServiceCidr, ServiceCidr};
 pub use status::{ApiError, Details, StatusCause, Subject};
 

@@ -165,6 +165,26 @@ pub(crate) fn drop_on_type_change(old: &Value, new: &mut Value) {
             )
         })
         .collect();
+    // The other type-dependent fields go with them when the update left them as they were.
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|ips| !ips.is_empty());
+    if let Some(map) = spec.as_object_mut() {
+        let mut fields = vec![
+            "healthCheckNodePort",
+            "allocateLoadBalancerNodePorts",
+            "loadBalancerClass",
+        ];
+        if !external_ips {
+            fields.push("externalTrafficPolicy");
+        }
+        for field in fields {
+            if map.get(field).is_some() && map.get(field) == old_spec.get(field) {
+                map.remove(field);
+            }
+        }
+    }
     for port in spec
         .get_mut("ports")
         .and_then(Value::as_array_mut)
@@ -362,6 +382,12 @@ mod tests {
         let mut new = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
         drop_on_type_change(&old, &mut new);
         assert_eq!(new["spec"]["ports"][0].get("nodePort"), None);
+        let old =
+            json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Cluster", "ports": []}});
+        let mut new =
+            json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": "Cluster", "ports": []}});
+        drop_on_type_change(&old, &mut new);
+        assert_eq!(new["spec"].get("externalTrafficPolicy"), None);
         // A node port the update sets itself stays (and validation refuses it).
         let mut new = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30081}]}});
         drop_on_type_change(&old, &mut new);

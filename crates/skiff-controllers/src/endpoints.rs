@@ -44,7 +44,11 @@ pub fn plan_subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset>
     let publish = spec.publish_not_ready_addresses.unwrap_or(false);
     let has_ports = spec.ports.as_ref().is_some_and(|p| !p.is_empty());
     // ports key → (ports, ready addresses, not-ready addresses)
-    type Group = (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>);
+    type Group = (
+        Vec<EndpointPort>,
+        Vec<EndpointAddress>,
+        Vec<EndpointAddress>,
+    );
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for pod in pods {
         if !selects(service, pod) || !should_be_in_endpoints(pod, publish) {
@@ -135,8 +139,7 @@ pub fn plan_endpoints(
     let labels = endpoints_labels(service);
     if let Some(current) = existing {
         let same_labels = current.metadata.labels.clone().unwrap_or_default() == labels;
-        if same_labels && same_subsets(current.subsets.as_deref().unwrap_or_default(), &subsets)
-        {
+        if same_labels && same_subsets(current.subsets.as_deref().unwrap_or_default(), &subsets) {
             return None;
         }
     }
@@ -153,10 +156,13 @@ pub fn plan_endpoints(
     Some(desired)
 }
 
+/// ip, hostname, nodeName, targetRef name of an address.
+type AddressView = (String, Option<String>, Option<String>, Option<String>);
+
 /// Compares the fields this controller writes (the server may fill in others).
 fn same_subsets(a: &[EndpointSubset], b: &[EndpointSubset]) -> bool {
     fn view(s: &EndpointSubset) -> impl PartialEq + '_ {
-        let addresses = |list: &'_ Option<Vec<EndpointAddress>>| -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+        let addresses = |list: &'_ Option<Vec<EndpointAddress>>| -> Vec<AddressView> {
             list.iter()
                 .flatten()
                 .map(|a| {
@@ -181,7 +187,11 @@ fn same_subsets(a: &[EndpointSubset], b: &[EndpointSubset]) -> bool {
                 )
             })
             .collect();
-        (addresses(&s.addresses), addresses(&s.not_ready_addresses), ports)
+        (
+            addresses(&s.addresses),
+            addresses(&s.not_ready_addresses),
+            ports,
+        )
     }
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| view(x) == view(y))
 }
@@ -212,7 +222,10 @@ pub fn start(
         None => Vec::new(),
     });
     let from_endpoints = endpoints.triggers(store.clone(), |change| match change.object() {
-        Some(ep) => vec![object_ref(namespace_of(&ep.metadata), name_of(&ep.metadata))],
+        Some(ep) => vec![object_ref(
+            namespace_of(&ep.metadata),
+            name_of(&ep.metadata),
+        )],
         None => Vec::new(),
     });
     tasks.spawn(delete_orphans(
@@ -272,7 +285,11 @@ fn services_of_pod(
 /// Deletes the Endpoints of deleted Services: on each deletion, and on every resync for
 /// Endpoints this controller wrote ([`LABEL_SKIP_MIRROR`]) whose Service is gone (deleted
 /// while the controller was not running).
-async fn delete_orphans(client: Client, services: Informer<Service>, endpoints: Informer<Endpoints>) {
+async fn delete_orphans(
+    client: Client,
+    services: Informer<Service>,
+    endpoints: Informer<Endpoints>,
+) {
     let mut changes = Box::pin(services.subscribe());
     while let Some(change) = changes.next().await {
         let gone: Vec<(String, String)> = match change {
@@ -310,7 +327,9 @@ async fn delete_orphans(client: Client, services: Informer<Service>, endpoints: 
             }
             let api: Api<Endpoints> = Api::namespaced(client.clone(), &namespace);
             match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => tracing::debug!(%namespace, %name, "deleted the Endpoints of a deleted Service"),
+                Ok(_) => {
+                    tracing::debug!(%namespace, %name, "deleted the Endpoints of a deleted Service")
+                }
                 Err(e) if is_not_found(&e) => {}
                 Err(error) => {
                     tracing::warn!(%namespace, %name, %error, "could not delete Endpoints")
@@ -350,8 +369,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use k8s_openapi::api::core::v1::{
-        Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus, ServicePort,
-        ServiceSpec,
+        Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus, ServicePort, ServiceSpec,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -477,7 +495,10 @@ mod tests {
             .iter()
             .find(|s| s.ports.as_ref().is_some_and(|p| p.len() == 2))
             .unwrap();
-        assert_eq!(ips(&both.addresses), ["10.42.0.9", "10.42.0.10", "10.42.0.11"]);
+        assert_eq!(
+            ips(&both.addresses),
+            ["10.42.0.9", "10.42.0.10", "10.42.0.11"]
+        );
         assert!(both.not_ready_addresses.is_none());
     }
 

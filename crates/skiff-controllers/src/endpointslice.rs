@@ -302,8 +302,7 @@ fn endpoint_view(e: &Endpoint) -> impl PartialEq + '_ {
 
 fn same_endpoints(a: &[Endpoint], b: &[Endpoint]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| endpoint_view(x) == endpoint_view(y))
 }
@@ -332,7 +331,11 @@ fn desired_groups(
 }
 
 /// A new slice of `service` (named by the server from `generateName`).
-fn new_slice(service: &Service, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>) -> EndpointSlice {
+fn new_slice(
+    service: &Service,
+    ports: Vec<EndpointPort>,
+    endpoints: Vec<Endpoint>,
+) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", name_of(&service.metadata))),

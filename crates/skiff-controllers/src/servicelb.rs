@@ -144,7 +144,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if is_not_found(&e) => Ok(Action::await_change()),
-        Err(e) => Err(e).context(|| format!("update load balancer status of Service {namespace}/{name}")),
+        Err(e) => {
+            Err(e).context(|| format!("update load balancer status of Service {namespace}/{name}"))
+        }
     }
 }
 
@@ -195,7 +197,10 @@ mod tests {
     fn ready_nodes_external_ip_first_sorted() {
         let nodes = vec![
             node(true, &[("InternalIP", "192.168.1.20")]),
-            node(true, &[("InternalIP", "192.168.1.3"), ("ExternalIP", "203.0.113.7")]),
+            node(
+                true,
+                &[("InternalIP", "192.168.1.3"), ("ExternalIP", "203.0.113.7")],
+            ),
             node(false, &[("InternalIP", "192.168.1.9")]),
             node(true, &[("InternalIP", "192.168.1.5")]),
         ];
@@ -208,8 +213,14 @@ mod tests {
             ])
         );
         // Another implementation's Services are left alone; other types are cleared.
-        assert_eq!(plan_ingress(&service("LoadBalancer", Some("x.io/lb")), &nodes), None);
-        assert_eq!(plan_ingress(&service("ClusterIP", None), &nodes), Some(Vec::new()));
+        assert_eq!(
+            plan_ingress(&service("LoadBalancer", Some("x.io/lb")), &nodes),
+            None
+        );
+        assert_eq!(
+            plan_ingress(&service("ClusterIP", None), &nodes),
+            Some(Vec::new())
+        );
     }
 
     #[test]

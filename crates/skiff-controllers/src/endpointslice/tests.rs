@@ -163,9 +163,15 @@ fn selected_pods_become_one_slice_with_upstreams_metadata() {
 
 #[test]
 fn readiness_changes_rewrite_the_slice_in_place() {
-    let before = vec![pod("web-a", "10.42.0.5", true), pod("web-b", "10.42.0.6", true)];
+    let before = vec![
+        pod("web-a", "10.42.0.5", true),
+        pod("web-b", "10.42.0.6", true),
+    ];
     let existing = stored(&plan_slices(&http_service(), &before, &[]));
-    let after = vec![pod("web-a", "10.42.0.5", true), pod("web-b", "10.42.0.6", false)];
+    let after = vec![
+        pod("web-a", "10.42.0.5", true),
+        pod("web-b", "10.42.0.6", false),
+    ];
     let plan = plan_slices(&http_service(), &after, &existing);
     assert!(plan.create.is_empty() && plan.delete.is_empty(), "{plan:?}");
     let [slice] = plan.update.as_slice() else {
@@ -186,7 +192,11 @@ fn terminating_terminal_and_unselected_pods() {
     done.status.as_mut().unwrap().phase = Some("Succeeded".into());
     let mut other = (*pod("other", "10.42.0.9", true)).clone();
     other.metadata.labels = Some(BTreeMap::from([("app".into(), "db".into())]));
-    let pods = vec![Arc::new(terminating.clone()), Arc::new(done), Arc::new(other)];
+    let pods = vec![
+        Arc::new(terminating.clone()),
+        Arc::new(done),
+        Arc::new(other),
+    ];
 
     let plan = plan_slices(&http_service(), &pods, &[]);
     let slice = &plan.create[0];
@@ -236,7 +246,13 @@ fn named_target_ports_resolve_per_pod_and_group_the_rest() {
 #[test]
 fn a_hundred_endpoints_per_slice_at_most() {
     let pods: Vec<Arc<Pod>> = (0..250)
-        .map(|i| pod(&format!("web-{i:03}"), &format!("10.42.{}.{}", i / 200, i % 200 + 1), true))
+        .map(|i| {
+            pod(
+                &format!("web-{i:03}"),
+                &format!("10.42.{}.{}", i / 200, i % 200 + 1),
+                true,
+            )
+        })
         .collect();
     let plan = plan_slices(&http_service(), &pods, &[]);
     let sizes: Vec<usize> = plan.create.iter().map(|s| s.endpoints.len()).collect();
@@ -288,7 +304,11 @@ fn hostnames_only_under_the_pods_subdomain() {
     let spec = elsewhere.spec.as_mut().unwrap();
     spec.hostname = Some("host-b".into());
     spec.subdomain = Some("other".into());
-    let plan = plan_slices(&http_service(), &[Arc::new(named), Arc::new(elsewhere)], &[]);
+    let plan = plan_slices(
+        &http_service(),
+        &[Arc::new(named), Arc::new(elsewhere)],
+        &[],
+    );
     let hostnames: Vec<Option<&str>> = plan.create[0]
         .endpoints
         .iter()

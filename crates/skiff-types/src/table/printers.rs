@@ -413,7 +413,7 @@ pub(super) fn cells(
 fn format_endpoints(o: V<'_>) -> String {
     const MAX: usize = 3;
     let subsets = o.get("subsets");
-    if subsets.len() == 0 {
+    if subsets.is_empty() {
         return "<none>".to_string();
     }
     let mut list: Vec<String> = Vec::new();

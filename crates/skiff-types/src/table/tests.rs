@@ -737,9 +737,7 @@ fn endpoints_and_endpoint_slices() {
     let names: Vec<_> = columns(info).iter().map(|c| c.name).collect();
     assert_eq!(names, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
 
-    let ep = |subsets: Value| {
-        json!({"metadata": {"name": "web", "creationTimestamp": ago(60)}, "subsets": subsets})
-    };
+    let ep = |subsets: Value| json!({"metadata": {"name": "web", "creationTimestamp": ago(60)}, "subsets": subsets});
     let cases = [
         (json!(null), "<none>"),
         (
@@ -753,7 +751,10 @@ fn endpoints_and_endpoint_slices() {
             "10.42.0.5:80,10.42.0.6:80,10.42.0.5:81 + 1 more...",
         ),
         (json!([{"addresses": [{"ip": "fd00::5"}]}]), "fd00::5"),
-        (json!([{"notReadyAddresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80}]}]), ""),
+        (
+            json!([{"notReadyAddresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80}]}]),
+            "",
+        ),
     ];
     for (subsets, want) in cases {
         assert_eq!(

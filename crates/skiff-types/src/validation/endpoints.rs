@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::errors::{FieldError, FieldPath};
+use super::immutable;
 use super::meta::{self, NameRule};
 use super::names;
 use super::pod;
 use super::value::V;
-use super::immutable;
 
 /// Address types a new slice may carry (`IP` is accepted on update only, as upstream).
 const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
@@ -328,7 +328,11 @@ mod tests {
         let info = find("discovery.k8s.io", "v1", "endpointslices").expect("served");
         match validate_create(info, &slice) {
             Ok(()) => Vec::new(),
-            Err(e) => e.causes().into_iter().map(|(_, m, f)| format!("{f}: {m}")).collect(),
+            Err(e) => e
+                .causes()
+                .into_iter()
+                .map(|(_, m, f)| format!("{f}: {m}"))
+                .collect(),
         }
     }
 
@@ -336,7 +340,11 @@ mod tests {
         let info = find("", "v1", "endpoints").expect("served");
         match validate_create(info, &ep) {
             Ok(()) => Vec::new(),
-            Err(e) => e.causes().into_iter().map(|(_, m, f)| format!("{f}: {m}")).collect(),
+            Err(e) => e
+                .causes()
+                .into_iter()
+                .map(|(_, m, f)| format!("{f}: {m}"))
+                .collect(),
         }
     }
 
@@ -357,15 +365,21 @@ mod tests {
             (slice("", &["10.42.0.5"]), &["addressType: Required value"]),
             (
                 slice("IP", &["10.42.0.5"]),
-                &[r#"addressType: Unsupported value: "IP": supported values: "FQDN", "IPv4", "IPv6""#],
+                &[
+                    r#"addressType: Unsupported value: "IP": supported values: "FQDN", "IPv4", "IPv6""#,
+                ],
             ),
             (
                 slice("IPv4", &["fd00::1"]),
-                &[r#"endpoints[0].addresses[0]: Invalid value: "fd00::1": must be a valid IPv4 address"#],
+                &[
+                    r#"endpoints[0].addresses[0]: Invalid value: "fd00::1": must be a valid IPv4 address"#,
+                ],
             ),
             (
                 slice("IPv4", &["127.0.0.1"]),
-                &[r#"endpoints[0].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)"#],
+                &[
+                    r#"endpoints[0].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)"#,
+                ],
             ),
             (
                 slice("IPv4", &[]),
@@ -390,9 +404,19 @@ mod tests {
             {"name": "x", "port": 82, "protocol": "ICMP"},
         ]);
         let got = slice_errors(s);
-        assert!(got.contains(&r#"ports[1].name: Duplicate value: "http""#.to_string()), "{got:?}");
-        assert!(got.contains(&"ports[1].protocol: Required value".to_string()), "{got:?}");
-        assert!(got.iter().any(|e| e.starts_with("ports[2].protocol: Unsupported value")), "{got:?}");
+        assert!(
+            got.contains(&r#"ports[1].name: Duplicate value: "http""#.to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"ports[1].protocol: Required value".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|e| e.starts_with("ports[2].protocol: Unsupported value")),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -402,7 +426,9 @@ mod tests {
         let new = slice("IPv6", &["fd00::1"]);
         let err = validate_update(info, &old, &new).expect_err("immutable");
         assert!(
-            err.causes().iter().any(|(_, m, f)| f == "addressType" && m.contains("field is immutable")),
+            err.causes()
+                .iter()
+                .any(|(_, m, f)| f == "addressType" && m.contains("field is immutable")),
             "{err:?}"
         );
     }
@@ -430,8 +456,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            endpoints_errors(ep(json!([{"notReadyAddresses": [{"ip": "169.254.169.254"}]},
-                                       {"addresses": [{"ip": "0.0.0.0"}]}]))),
+            endpoints_errors(ep(
+                json!([{"notReadyAddresses": [{"ip": "169.254.169.254"}]},
+                                       {"addresses": [{"ip": "0.0.0.0"}]}])
+            )),
             [
                 r#"subsets[0].notReadyAddresses[0].ip: Invalid value: "169.254.169.254": may not be in the link-local range (169.254.0.0/16, fe80::/10)"#,
                 r#"subsets[1].addresses[0].ip: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)"#,
