@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use skiff_image::{ImageStore, LogProgress, RegistryConfig};
+use skiff_link::proto::service::ServiceNetwork;
 use skiff_link::proto::{ClusterNetwork, NodeSummary, ObjectRef, PodChange};
 use skiff_link::quic::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkError, NodesUpdate};
 use skiff_link::session::DesiredPods;
@@ -24,6 +25,7 @@ use crate::network::{AgentNetwork, NodeNetwork};
 use crate::node::{self, Machine, NodeFacts};
 use crate::pods::{PodWorkers, WorkerContext};
 use crate::probes::{ProbeManager, ProbeNotice};
+use crate::services::{NodeServices, ServiceDataPath};
 use crate::state::{LocalState, ObjectKind};
 use crate::status::{self, StatusManager, Upstream};
 use crate::streams::{NodeStreams, PodIndex};
@@ -188,6 +190,12 @@ struct Agent {
     registered: Option<Node>,
     nodes: BTreeMap<String, NodeSummary>,
     cluster: Option<ClusterNetwork>,
+    /// The cluster's Services and service network.
+    services: NodeServices,
+    /// The proxy and resolver, once the pod and service networks are both known.
+    service_path: Option<ServiceDataPath>,
+    /// Whether the machine rebooted since the last agent ran (the kernel lost the rules).
+    rebooted: bool,
     /// Whether the desired state ever came from the server (pods the runtime holds that it
     /// does not list are only removed once it did).
     synced: bool,
@@ -282,6 +290,11 @@ impl Agent {
             reset_after: config.timings.restart_backoff_max * 2,
         };
         let runtime = Runtime::open(runtime_config, network.clone())?;
+        let services = NodeServices::load(&state)?;
+        if let Some(known) = services.network() {
+            // Known from before: pods started before the server is reached get it too.
+            runtime.set_cluster_dns(crate::services::cluster_dns(known));
+        }
         let runtime_events = runtime.subscribe();
         if let Some(facts) = state.meta::<NodeNetwork>(META_NETWORK)? {
             // Known from before: bring the network up now, also without the server.
@@ -371,6 +384,9 @@ impl Agent {
             registered: None,
             nodes: BTreeMap::new(),
             cluster: None,
+            services,
+            service_path: None,
+            rebooted,
             orphans: HashSet::new(),
         };
 
@@ -394,6 +410,8 @@ impl Agent {
                 }
             }
         }
+        // Services keep working from the local state, also without the server.
+        agent.ensure_service_path().await;
         agent.start_link().await?;
         Ok(agent)
     }
@@ -445,6 +463,7 @@ impl Agent {
         link_config.node_name = self.config.node_name.clone();
         link_config.resume_revision = self.state.revision()?;
         link_config.watch_nodes = true;
+        link_config.watch_services = true;
         let streams = Arc::new(NodeStreams::new(self.runtime.clone(), self.index.clone()));
         self.link_start = Some(tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
@@ -490,6 +509,12 @@ impl Agent {
         let mut node_timer = tokio::time::interval(self.config.timings.node_status_interval);
         node_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let persist_at = self.services.persist_at();
+            let persist_services = tokio::time::sleep_until(
+                persist_at
+                    .map(tokio::time::Instant::from_std)
+                    .unwrap_or_else(tokio::time::Instant::now),
+            );
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 started = async { self.link_start.as_mut().expect("guarded").await }, if self.link_start.is_some() => {
@@ -543,12 +568,19 @@ impl Agent {
                         self.on_probe(notice);
                     }
                 }
-                _ = node_timer.tick() => self.refresh_node().await,
+                _ = node_timer.tick() => {
+                    self.refresh_node().await;
+                    self.ensure_service_path().await;
+                }
+                _ = persist_services, if persist_at.is_some() => {
+                    self.services.persist(&self.state, false);
+                }
             }
         }
     }
 
     async fn stop(&mut self) {
+        self.services.persist(&self.state, true);
         self.workers.abort_all();
         self.runtime.shutdown();
         if let Some(task) = self.link_start.take() {
@@ -568,8 +600,12 @@ impl Agent {
 
     async fn on_link_event(&mut self, event: AgentLinkEvent) {
         match event {
-            AgentLinkEvent::Connected { server, .. } => {
+            AgentLinkEvent::Connected { server, services } => {
                 tracing::info!(%server, "connected to the server");
+                if let Some(network) = services {
+                    self.on_service_network(network);
+                    self.ensure_service_path().await;
+                }
             }
             AgentLinkEvent::Registered { uid } => {
                 tracing::info!(node = %self.config.node_name, %uid, "node registered");
@@ -577,8 +613,11 @@ impl Agent {
             AgentLinkEvent::Pods(desired) => self.on_desired(desired),
             AgentLinkEvent::Nodes(update) => self.on_nodes(update).await,
             AgentLinkEvent::Services(update) => {
-                // Not asked for yet (`watch_services` is off until the service proxy lands).
-                tracing::debug!(services = update.services.len(), "services update ignored");
+                if self.services.apply(update) {
+                    if let Some(path) = &self.service_path {
+                        path.update(self.services.list());
+                    }
+                }
             }
             AgentLinkEvent::StatusFailures(failures) => {
                 for f in failures {
@@ -639,6 +678,56 @@ impl Agent {
         }
     }
 
+    /// The service network the server announced: new pods get the cluster resolver.
+    fn on_service_network(&mut self, network: ServiceNetwork) {
+        match self.services.set_network(&self.state, network.clone()) {
+            Ok(true) => {
+                tracing::info!(cluster_dns = %network.cluster_dns, domain = %network.cluster_domain, "cluster DNS for pods");
+                self.runtime
+                    .set_cluster_dns(crate::services::cluster_dns(&network));
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot store the service network"),
+        }
+    }
+
+    /// Starts the Services data path (proxy rules, cluster DNS) once the pod network and the
+    /// service network are both known, or again for a different service network.
+    async fn ensure_service_path(&mut self) {
+        let Some(network) = self.services.network().cloned() else {
+            return;
+        };
+        if self
+            .service_path
+            .as_ref()
+            .is_some_and(|path| *path.network() == network)
+        {
+            return;
+        }
+        let (Some(pod_network), IpAddr::V4(node_ip)) =
+            (self.network.pod_network().await, self.node_ip)
+        else {
+            return;
+        };
+        // The old one first: it holds the resolver's socket.
+        self.service_path = None;
+        match ServiceDataPath::start(
+            &pod_network,
+            &network,
+            &self.config.node_name,
+            node_ip,
+            self.services.list(),
+            self.services.fresh() || self.rebooted,
+        )
+        .await
+        {
+            Ok(path) => self.service_path = Some(path),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the service proxy and cluster DNS; retrying")
+            }
+        }
+    }
+
     async fn on_nodes(&mut self, update: NodesUpdate) {
         if update.full {
             self.nodes.clear();
@@ -677,6 +766,7 @@ impl Agent {
                             let live: HashSet<String> = self.runtime.pods().into_iter().collect();
                             self.network.release_except(&live).await;
                             self.refresh_node().await;
+                            self.ensure_service_path().await;
                         }
                         Err(error) => tracing::error!(%error, "cannot set the pod network up"),
                     }

@@ -22,6 +22,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+mod services;
 pub mod state;
 pub mod status;
 pub mod streams;

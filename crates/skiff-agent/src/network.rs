@@ -115,6 +115,11 @@ impl AgentNetwork {
         let _ = rx.wait_for(|r| *r).await;
     }
 
+    /// The node's pod network, once set up.
+    pub(crate) async fn pod_network(&self) -> Option<PodNetwork> {
+        self.network().await
+    }
+
     async fn network(&self) -> Option<PodNetwork> {
         self.manager.lock().await.as_ref().map(|(_, n)| n.clone())
     }

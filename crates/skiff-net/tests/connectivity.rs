@@ -18,10 +18,7 @@ async fn host_gw_pods_reach_each_other_by_real_ip_and_egress_is_masqueraded() {
     }
     let cluster = Cluster::new(Layout::OneL2, 2);
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let net1 = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
-    let net2 = PodNetwork::setup(n2.config(Backend::HostGw)).await.unwrap();
-    net1.sync_peers(&cluster.peers()).await.unwrap();
-    net2.sync_peers(&cluster.peers()).await.unwrap();
+    let (net1, net2) = cluster.host_gw_pair().await;
 
     let server = Pod::new("server");
     let neighbour = Pod::new("neighbour");
@@ -80,11 +77,8 @@ async fn host_ports_reach_the_pod_through_the_node_address_and_go_away_on_detach
         return;
     }
     let cluster = Cluster::new(Layout::OneL2, 2);
-    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let net1 = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
-    let net2 = PodNetwork::setup(n2.config(Backend::HostGw)).await.unwrap();
-    net1.sync_peers(&cluster.peers()).await.unwrap();
-    net2.sync_peers(&cluster.peers()).await.unwrap();
+    let n1 = &cluster.nodes[0];
+    let (net1, net2) = cluster.host_gw_pair().await;
 
     let web = Pod::new("web");
     let mut request = web.request();

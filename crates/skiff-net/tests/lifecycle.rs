@@ -98,10 +98,7 @@ async fn a_restart_keeps_addresses_interfaces_and_connectivity() {
     }
     let cluster = Cluster::new(Layout::OneL2, 2);
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let net1 = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
-    let net2 = PodNetwork::setup(n2.config(Backend::HostGw)).await.unwrap();
-    net1.sync_peers(&cluster.peers()).await.unwrap();
-    net2.sync_peers(&cluster.peers()).await.unwrap();
+    let (net1, net2) = cluster.host_gw_pair().await;
 
     let server = Pod::new("server");
     let remote = Pod::new("remote");

@@ -90,10 +90,7 @@ async fn services_reach_pods_across_nodes_with_upstream_semantics() {
     }
     let cluster = Cluster::new(Layout::OneL2, 2);
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let net1 = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
-    let net2 = PodNetwork::setup(n2.config(Backend::HostGw)).await.unwrap();
-    net1.sync_peers(&cluster.peers()).await.unwrap();
-    net2.sync_peers(&cluster.peers()).await.unwrap();
+    let (net1, net2) = cluster.host_gw_pair().await;
     let proxy1 = ServiceProxy::new(&net1, settings(n1)).await.unwrap();
     let proxy2 = ServiceProxy::new(&net2, settings(n2)).await.unwrap();
 

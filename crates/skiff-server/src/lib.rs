@@ -145,11 +145,10 @@ pub async fn run_with_local_agent(
     });
     link_settings.service_network = Some(skiff_link::proto::service::ServiceNetwork {
         service_cidr: config.service_cidr.to_string(),
-        // The tenth address (10.43.0.10 by default), as k3s puts kube-dns.
-        cluster_dns: std::net::Ipv4Addr::from(u32::from(config.service_cidr.first()) + 9)
-            .to_string(),
-        cluster_domain: "cluster.local".to_string(),
-        node_port_range: "30000-32767".to_string(),
+        // The tenth address (10.43.0.10 by default), where the kube-dns Service is.
+        cluster_dns: config.service_cidr.nth(10).to_string(),
+        cluster_domain: config.cluster_domain.clone(),
+        node_port_range: config.service_node_port_range.to_string(),
     });
     // First start: the join token is created now, and the banner shows it.
     let first_start = !plane.paths.root.join("node-token").exists();

@@ -160,6 +160,17 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// The first two nodes' networks, host-gw, each routing to the other's pods.
+    pub(crate) async fn host_gw_pair(&self) -> (skiff_net::PodNetwork, skiff_net::PodNetwork) {
+        let setup =
+            |node: &SimNode| skiff_net::PodNetwork::setup(node.config(skiff_net::Backend::HostGw));
+        let net1 = setup(&self.nodes[0]).await.unwrap();
+        let net2 = setup(&self.nodes[1]).await.unwrap();
+        net1.sync_peers(&self.peers()).await.unwrap();
+        net2.sync_peers(&self.peers()).await.unwrap();
+        (net1, net2)
+    }
+
     pub(crate) fn new(layout: Layout, count: usize) -> Self {
         let host = Netns::new("host");
         let mut nodes = Vec::new();
