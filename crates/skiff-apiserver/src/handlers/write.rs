@@ -134,8 +134,7 @@ pub(crate) async fn create_object_named(
         return Err(invalid(info, &name, &errors));
     }
     // Held until the Service is stored, so no other create takes its address meanwhile.
-    let _cluster_ip = assign_cluster_ips(api, info, &name, None, &mut object, dry_run)?;
-    let _node_ports = assign_node_ports(api, info, &name, None, &mut object, dry_run)?;
+    let _reserved = assign_service_allocations(api, info, &name, None, &mut object, dry_run)?;
     wire_fields::fill_zero_fields(&info.api_version(), info.kind, &mut object);
     if dry_run {
         objects::set_meta(
@@ -198,48 +197,45 @@ fn generate_name_conflict(info: &ResourceInfo, name: &str) -> ApiError {
     error
 }
 
-/// Allocates or checks a Service's cluster IPs (other kinds: nothing to do).
-fn assign_cluster_ips(
+/// What a Service holds until it is stored: its cluster IPs and node ports, so no other write
+/// takes them meanwhile.
+type ServiceReservations = (
+    Option<crate::service_ips::Reservation>,
+    Option<crate::node_ports::Reservation>,
+);
+
+/// Allocates or checks a Service's cluster IPs, then its node ports (other kinds: nothing to
+/// do).
+fn assign_service_allocations(
     api: &ApiServer,
     info: &'static ResourceInfo,
     name: &str,
     old: Option<&Value>,
     object: &mut Value,
     dry_run: bool,
-) -> Result<Option<crate::service_ips::Reservation>, ApiError> {
+) -> Result<ServiceReservations, ApiError> {
     if !(info.group.is_empty() && info.kind == "Service") {
-        return Ok(None);
+        return Ok((None, None));
     }
-    api.service_ips()
+    let cluster_ips = api
+        .service_ips()
         .assign(api.store(), old, object, dry_run)
         .map_err(|error| match error {
             crate::service_ips::AssignError::Invalid(errors) => invalid(info, name, &errors),
             crate::service_ips::AssignError::Full => {
                 ApiError::internal("failed to allocate a serviceIP: range is full")
             }
-        })
-}
-
-/// Allocates or checks a Service's node ports (other kinds: nothing to do).
-fn assign_node_ports(
-    api: &ApiServer,
-    info: &'static ResourceInfo,
-    name: &str,
-    old: Option<&Value>,
-    object: &mut Value,
-    dry_run: bool,
-) -> Result<Option<crate::node_ports::Reservation>, ApiError> {
-    if !(info.group.is_empty() && info.kind == "Service") {
-        return Ok(None);
-    }
-    api.node_ports()
+        })?;
+    let node_ports = api
+        .node_ports()
         .assign(api.store(), old, object, dry_run)
         .map_err(|error| match error {
             crate::node_ports::AssignError::Invalid(errors) => invalid(info, name, &errors),
             crate::node_ports::AssignError::Full => {
                 ApiError::internal("failed to allocate a nodePort: range is full")
             }
-        })
+        })?;
+    Ok((cluster_ips, node_ports))
 }
 
 pub(super) fn parse_stored(stored: &Object) -> Result<Value, ApiError> {
@@ -312,13 +308,11 @@ pub(crate) async fn update_object(
     if let Err(errors) = result {
         return Err(invalid(info, &key.name, &errors));
     }
-    let _cluster_ip = match part {
-        Part::Main => assign_cluster_ips(api, info, &key.name, Some(old), &mut new, dry_run)?,
-        Part::Status => None,
-    };
-    let _node_ports = match part {
-        Part::Main => assign_node_ports(api, info, &key.name, Some(old), &mut new, dry_run)?,
-        Part::Status => None,
+    let _reserved = match part {
+        Part::Main => {
+            assign_service_allocations(api, info, &key.name, Some(old), &mut new, dry_run)?
+        }
+        Part::Status => (None, None),
     };
     if dry_run {
         return Ok(Updated { object: new });
