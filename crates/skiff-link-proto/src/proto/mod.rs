@@ -13,6 +13,7 @@
 pub mod exec;
 pub mod frame;
 pub mod image;
+pub mod policy;
 pub mod service;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
@@ -21,8 +22,9 @@ use serde::{Deserialize, Serialize};
 pub use frame::{decode, encode, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN};
 
 /// Newest protocol version this build speaks (2 added image hand-over: `FetchImage` and
-/// `StreamRequest::Image`; 3 added Services: `WatchServices` and `Services`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// `StreamRequest::Image`; 3 added Services: `WatchServices` and `Services`; 4 added
+/// NetworkPolicy: `WatchPolicies` and `Policies`).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// TLS ALPN identifier of the node link.
@@ -229,6 +231,9 @@ pub enum AgentMessage {
     /// Asks for the cluster's Services with their endpoints and their changes for the rest of
     /// the session (protocol version 3 and later); answered with `Services` messages.
     WatchServices,
+    /// Asks for the NetworkPolicy rules of this node's pods, now and after every change, for
+    /// the rest of the session (protocol version 4 and later); answered with `Policies`.
+    WatchPolicies,
 }
 
 /// A node as the other nodes need to know it (pod networking).
@@ -395,6 +400,15 @@ pub enum ServerMessage {
         removed: Vec<service::ServiceKey>,
         /// Whether this is the final part of the update (a long list spans several frames;
         /// the agent applies it only when complete).
+        last: bool,
+    },
+    /// The NetworkPolicy rules of the node's pods (after `WatchPolicies`): always the
+    /// complete set, replacing the previous one ([`policy`]).
+    Policies {
+        /// Every pod of the node that a policy isolates in some direction.
+        pods: Vec<policy::PodPolicy>,
+        /// Whether this is the final part of the set (a long set spans several frames; the
+        /// agent applies it only when complete).
         last: bool,
     },
     /// Answers `GetObjects`.

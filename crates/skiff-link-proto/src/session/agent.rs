@@ -572,5 +572,6 @@ fn server_message_name(message: &ServerMessage) -> &'static str {
         ServerMessage::Nodes { .. } => "nodes",
         ServerMessage::Objects { .. } => "objects",
         ServerMessage::Services { .. } => "services",
+        ServerMessage::Policies { .. } => "policies",
     }
 }

@@ -554,6 +554,7 @@ fn agent_message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::Goodbye { .. } => "goodbye",
         AgentMessage::WatchNodes => "watchNodes",
         AgentMessage::WatchServices => "watchServices",
+        AgentMessage::WatchPolicies => "watchPolicies",
         AgentMessage::GetObjects { .. } => "getObjects",
         AgentMessage::FetchImage { .. } => "fetchImage",
     }
