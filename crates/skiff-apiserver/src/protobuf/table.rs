@@ -437,6 +437,27 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         Field { tag: 1, json: "medium", kind: Kind::String, repeated: false },
         Field { tag: 2, json: "sizeLimit", kind: Kind::Message("io.k8s.apimachinery.pkg.api.resource.Quantity"), repeated: false },
     ]),
+    ("io.k8s.api.core.v1.EndpointAddress", &[
+        Field { tag: 1, json: "ip", kind: Kind::String, repeated: false },
+        Field { tag: 3, json: "hostname", kind: Kind::String, repeated: false },
+        Field { tag: 4, json: "nodeName", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "targetRef", kind: Kind::Message("io.k8s.api.core.v1.ObjectReference"), repeated: false },
+    ]),
+    ("io.k8s.api.core.v1.EndpointPort", &[
+        Field { tag: 1, json: "name", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "port", kind: Kind::Int32, repeated: false },
+        Field { tag: 3, json: "protocol", kind: Kind::String, repeated: false },
+        Field { tag: 4, json: "appProtocol", kind: Kind::String, repeated: false },
+    ]),
+    ("io.k8s.api.core.v1.EndpointSubset", &[
+        Field { tag: 1, json: "addresses", kind: Kind::Message("io.k8s.api.core.v1.EndpointAddress"), repeated: true },
+        Field { tag: 2, json: "notReadyAddresses", kind: Kind::Message("io.k8s.api.core.v1.EndpointAddress"), repeated: true },
+        Field { tag: 3, json: "ports", kind: Kind::Message("io.k8s.api.core.v1.EndpointPort"), repeated: true },
+    ]),
+    ("io.k8s.api.core.v1.Endpoints", &[
+        Field { tag: 1, json: "metadata", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), repeated: false },
+        Field { tag: 2, json: "subsets", kind: Kind::Message("io.k8s.api.core.v1.EndpointSubset"), repeated: true },
+    ]),
     ("io.k8s.api.core.v1.EnvFromSource", &[
         Field { tag: 1, json: "prefix", kind: Kind::String, repeated: false },
         Field { tag: 2, json: "configMapRef", kind: Kind::Message("io.k8s.api.core.v1.ConfigMapEnvSource"), repeated: false },
@@ -1275,6 +1296,75 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         Field { tag: 1, json: "name", kind: Kind::String, repeated: false },
         Field { tag: 2, json: "podGroup", kind: Kind::String, repeated: false },
         Field { tag: 3, json: "podGroupReplicaKey", kind: Kind::String, repeated: false },
+    ]),
+    ("io.k8s.api.discovery.v1.Endpoint", &[
+        Field { tag: 1, json: "addresses", kind: Kind::String, repeated: true },
+        Field { tag: 2, json: "conditions", kind: Kind::Message("io.k8s.api.discovery.v1.EndpointConditions"), repeated: false },
+        Field { tag: 3, json: "hostname", kind: Kind::String, repeated: false },
+        Field { tag: 4, json: "targetRef", kind: Kind::Message("io.k8s.api.core.v1.ObjectReference"), repeated: false },
+        Field { tag: 5, json: "deprecatedTopology", kind: Kind::MapOfString, repeated: false },
+        Field { tag: 6, json: "nodeName", kind: Kind::String, repeated: false },
+        Field { tag: 7, json: "zone", kind: Kind::String, repeated: false },
+        Field { tag: 8, json: "hints", kind: Kind::Message("io.k8s.api.discovery.v1.EndpointHints"), repeated: false },
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointConditions", &[
+        Field { tag: 1, json: "ready", kind: Kind::Bool, repeated: false },
+        Field { tag: 2, json: "serving", kind: Kind::Bool, repeated: false },
+        Field { tag: 3, json: "terminating", kind: Kind::Bool, repeated: false },
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointHints", &[
+        Field { tag: 1, json: "forZones", kind: Kind::Message("io.k8s.api.discovery.v1.ForZone"), repeated: true },
+        Field { tag: 2, json: "forNodes", kind: Kind::Message("io.k8s.api.discovery.v1.ForNode"), repeated: true },
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointPort", &[
+        Field { tag: 1, json: "name", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "protocol", kind: Kind::String, repeated: false },
+        Field { tag: 3, json: "port", kind: Kind::Int32, repeated: false },
+        Field { tag: 4, json: "appProtocol", kind: Kind::String, repeated: false },
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointSlice", &[
+        Field { tag: 1, json: "metadata", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), repeated: false },
+        Field { tag: 4, json: "addressType", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "endpoints", kind: Kind::Message("io.k8s.api.discovery.v1.Endpoint"), repeated: true },
+        Field { tag: 3, json: "ports", kind: Kind::Message("io.k8s.api.discovery.v1.EndpointPort"), repeated: true },
+    ]),
+    ("io.k8s.api.discovery.v1.ForNode", &[
+        Field { tag: 1, json: "name", kind: Kind::String, repeated: false },
+    ]),
+    ("io.k8s.api.discovery.v1.ForZone", &[
+        Field { tag: 1, json: "name", kind: Kind::String, repeated: false },
+    ]),
+    ("io.k8s.api.networking.v1.IpBlock", &[
+        Field { tag: 1, json: "cidr", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "except", kind: Kind::String, repeated: true },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicy", &[
+        Field { tag: 1, json: "metadata", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), repeated: false },
+        Field { tag: 2, json: "spec", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicySpec"), repeated: false },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyEgressRule", &[
+        Field { tag: 1, json: "ports", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyPort"), repeated: true },
+        Field { tag: 2, json: "to", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyPeer"), repeated: true },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyIngressRule", &[
+        Field { tag: 1, json: "ports", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyPort"), repeated: true },
+        Field { tag: 2, json: "from", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyPeer"), repeated: true },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPeer", &[
+        Field { tag: 1, json: "podSelector", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), repeated: false },
+        Field { tag: 2, json: "namespaceSelector", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), repeated: false },
+        Field { tag: 3, json: "ipBlock", kind: Kind::Message("io.k8s.api.networking.v1.IpBlock"), repeated: false },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPort", &[
+        Field { tag: 1, json: "protocol", kind: Kind::String, repeated: false },
+        Field { tag: 2, json: "port", kind: Kind::Message("io.k8s.apimachinery.pkg.util.intstr.IntOrString"), repeated: false },
+        Field { tag: 3, json: "endPort", kind: Kind::Int32, repeated: false },
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", &[
+        Field { tag: 1, json: "podSelector", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), repeated: false },
+        Field { tag: 2, json: "ingress", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyIngressRule"), repeated: true },
+        Field { tag: 3, json: "egress", kind: Kind::Message("io.k8s.api.networking.v1.NetworkPolicyEgressRule"), repeated: true },
+        Field { tag: 4, json: "policyTypes", kind: Kind::String, repeated: true },
     ]),
     ("io.k8s.api.policy.v1.Eviction", &[
         Field { tag: 1, json: "metadata", kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), repeated: false },

@@ -184,3 +184,56 @@ fn hostile_bodies_are_errors_not_panics() {
         let _ = decode_body(&body);
     }
 }
+
+#[test]
+fn endpoint_slice_as_a_controller_sends_it() {
+    let endpoint = W::default()
+        .str(1, "10.42.1.7")
+        .msg(2, W::default().int(1, 1).int(3, 0))
+        .str(6, "edge-1");
+    let port = W::default().str(1, "http").str(2, "TCP").int(3, 8080);
+    let body = envelope(
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        W::default()
+            .msg(1, W::default().str(1, "web-abc"))
+            .msg(2, endpoint)
+            .msg(3, port)
+            .str(4, "IPv4"),
+    );
+    assert_eq!(
+        decode_body(&body).unwrap(),
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-abc"}, "addressType": "IPv4",
+               "endpoints": [{"addresses": ["10.42.1.7"], "nodeName": "edge-1",
+                              "conditions": {"ready": true, "terminating": false}}],
+               "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]})
+    );
+}
+
+#[test]
+fn network_policy_with_named_port_and_ip_block() {
+    let selector = W::default().msg(1, W::default().str(1, "role").str(2, "db"));
+    let peer = W::default().msg(3, W::default().str(1, "10.0.0.0/8").str(2, "10.1.0.0/16"));
+    // IntOrString: type 1 (string), strVal "pg".
+    let port = W::default()
+        .str(1, "TCP")
+        .msg(2, W::default().int(1, 1).str(3, "pg"));
+    let rule = W::default().msg(1, port).msg(2, peer);
+    let spec = W::default().msg(1, selector).msg(2, rule).str(4, "Ingress");
+    let body = envelope(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        W::default().msg(1, W::default().str(1, "db")).msg(2, spec),
+    );
+    assert_eq!(
+        decode_body(&body).unwrap(),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "db"},
+               "spec": {"podSelector": {"matchLabels": {"role": "db"}},
+                        "ingress": [{"ports": [{"protocol": "TCP", "port": "pg"}],
+                                     "from": [{"ipBlock": {"cidr": "10.0.0.0/8",
+                                                           "except": ["10.1.0.0/16"]}}]}],
+                        "policyTypes": ["Ingress"]}})
+    );
+}
