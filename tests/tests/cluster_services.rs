@@ -1,10 +1,10 @@
 //! Issue 13 acceptance on the multi-node harness (each node in its own network namespace on a
 //! test bridge), with real containers and real kubectl: a pod on another node reaches a
-//! Service by ClusterIP, short name and FQDN; NodePort answers from outside the cluster on
-//! every node; a LoadBalancer Service gets the nodes' addresses and answers on them; headless
-//! names resolve to the pods; `kubernetes.default.svc` accepts a TCP connection; a pod failing
-//! its readiness probe leaves the Service; an agent restarted while cut off from the server
-//! keeps Services and DNS answering for its pods.
+//! Service by ClusterIP, short name and FQDN, and one made by `kubectl expose`; NodePort
+//! answers from outside the cluster on every node; a LoadBalancer Service gets the nodes'
+//! addresses and answers on them; headless names resolve to the pods; `kubernetes.default.svc`
+//! accepts a TCP connection; a pod failing its readiness probe leaves the Service; an agent
+//! restarted while cut off from the server keeps Services and DNS answering for its pods.
 //!
 //! One cluster serves every case (they do not interfere), to keep CI time down. Needs root.
 
@@ -211,6 +211,25 @@ fn services_route_and_resolve_across_nodes_and_survive_an_offline_restart() {
     reaches_all(&cluster, &format!("http://{cluster_ip}/"), &names);
     reaches_all(&cluster, "http://web/", &names);
     reaches_all(&cluster, "http://web.default.svc.cluster.local/", &names);
+
+    // `kubectl expose` (selector = the pod's labels, which both DaemonSet pods share).
+    let exposed = pods
+        .iter()
+        .find(|(_, node, _)| node == "node-a")
+        .map(|(name, _, _)| name.clone())
+        .expect("a web pod on node-a");
+    cluster.kubectl_ok(&[
+        "expose",
+        "pod",
+        &exposed,
+        "--name",
+        "web-exposed",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    reaches_all(&cluster, "http://web-exposed/", &names);
 
     // Headless: the name resolves to the pods themselves.
     let lookup = cluster.kubectl_ok(&[
