@@ -266,11 +266,12 @@ impl Node {
         let pid = self
             .cgroup_dirs()
             .into_iter()
-            .filter(|dir| dir.to_string_lossy().contains(&marker))
+            .map(|dir| dir.join(&marker))
+            .filter(|dir| dir.is_dir())
             .find_map(|dir| {
                 let mut pids = Vec::new();
                 collect_pids(&dir, &mut pids);
-                pids.into_iter().next()
+                pids.into_iter().min()
             })
             .ok_or_else(|| format!("no process of pod {uid} on node {}", self.name))?;
         let target = pid.to_string();
