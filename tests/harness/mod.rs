@@ -62,6 +62,9 @@ pub struct ClusterSpec {
     pub images: Vec<String>,
     /// Agents whose data directory is a tmpfs of this size (`64m`), a small disk of their own.
     pub agent_tmpfs: Vec<(String, String)>,
+    /// Agents whose namespace drops TCP to the server's API port from the start (the link's
+    /// UDP passes): nodes without a direct path to the API.
+    pub api_tcp_blocked: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -75,7 +78,15 @@ impl ClusterSpec {
             server_args: Vec::new(),
             images: vec!["latest".into()],
             agent_tmpfs: Vec::new(),
+            api_tcp_blocked: Vec::new(),
         }
+    }
+
+    /// Agent `name` cannot reach the API's TCP port (a firewall that lets only the link's UDP
+    /// through), from before it starts.
+    pub fn api_tcp_blocked(mut self, name: &str) -> Self {
+        self.api_tcp_blocked.push(name.to_string());
+        self
     }
 
     /// Agent `name` keeps its data directory on a tmpfs of `size` (unmounted with the node).
@@ -301,6 +312,11 @@ impl Cluster {
                 mount_tmpfs(&agent.data_dir, size);
             }
             seed_images(&agent.data_dir);
+            if spec.api_tcp_blocked.contains(name) {
+                agent
+                    .block_api_tcp(server_ip, port)
+                    .expect("block TCP to the API");
+            }
             agent.start().expect("start skiff agent");
             agents.push(agent);
         }

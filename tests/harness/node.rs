@@ -237,6 +237,74 @@ impl Node {
             .map(|_| ())
     }
 
+    /// Cuts the node's uplink: nothing in or out of its LAN interface (`eth0`), to the server
+    /// or any other node; traffic inside the node (its pods, its Services) goes on.
+    pub fn cut_uplink(&self) -> Result<(), String> {
+        let rules = "table inet skiff-test-uplink {\n\
+             chain in { type filter hook input priority -10; iifname \"eth0\" drop; }\n\
+             chain out { type filter hook output priority -10; oifname \"eth0\" drop; }\n\
+             chain fwd { type filter hook forward priority -10; iifname \"eth0\" drop; oifname \"eth0\" drop; }\n\
+             }\n";
+        let path = self.data_dir.with_extension("uplink.nft");
+        std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+        self.ns
+            .exec(&["nft", "-f", &path.to_string_lossy()])
+            .map(|_| ())
+    }
+
+    /// Restores what [`Node::cut_uplink`] cut.
+    pub fn restore_uplink(&self) -> Result<(), String> {
+        self.ns
+            .exec(&["nft", "delete", "table", "inet", "skiff-test-uplink"])
+            .map(|_| ())
+    }
+
+    /// Runs `cmd` inside a container of pod `uid` on this node (its network and mount
+    /// namespaces and root: the pod's own `resolv.conf` and binaries), without the server.
+    pub fn exec_in_pod(&self, uid: &str, cmd: &[&str]) -> Result<String, String> {
+        let marker = format!("pod{uid}");
+        let pid = self
+            .cgroup_dirs()
+            .into_iter()
+            .map(|dir| dir.join(&marker))
+            .filter(|dir| dir.is_dir())
+            .find_map(|dir| {
+                let mut pids = Vec::new();
+                collect_pids(&dir, &mut pids);
+                pids.into_iter().min()
+            })
+            .ok_or_else(|| format!("no process of pod {uid} on node {}", self.name))?;
+        let target = pid.to_string();
+        let mut full = vec![
+            "nsenter",
+            "-t",
+            target.as_str(),
+            "-n",
+            "-m",
+            "-r",
+            "-w",
+            "--",
+        ];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// Drops TCP from this node (its own processes and its pods) to the server's API port
+    /// `port`, leaving the link's UDP alone: a node without a direct path to the API.
+    pub fn block_api_tcp(&self, server: std::net::Ipv4Addr, port: u16) -> Result<(), String> {
+        let rules = format!(
+            "table inet skiff-test-noapi {{\n\
+             chain out {{ type filter hook output priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
+             chain fwd {{ type filter hook forward priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
+             }}\n"
+        );
+        let path = self.data_dir.with_extension("noapi.nft");
+        std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+        self.ns
+            .exec(&["nft", "-f", &path.to_string_lossy()])
+            .map(|_| ())
+    }
+
     /// Restores what [`Node::cut_link`] cut.
     pub fn restore_link(&self) -> Result<(), String> {
         self.ns

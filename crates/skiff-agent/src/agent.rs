@@ -17,6 +17,7 @@ use skiff_link::session::DesiredPods;
 use skiff_runtime::{BackoffConfig, PodEvent, Runtime, RuntimeConfig};
 use tokio::sync::{broadcast, mpsc, OnceCell};
 
+use crate::api_tunnel::{ApiTunnel, KubernetesService};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::images::ImagePuller;
@@ -194,6 +195,10 @@ struct Agent {
     services: NodeServices,
     /// The proxy and resolver, once the pod and service networks are both known.
     service_path: Option<ServiceDataPath>,
+    /// The `kubernetes` Service through the link when the API is not reachable directly.
+    api_tunnel: ApiTunnel,
+    /// The cluster IP the node answers itself for the API tunnel (read by the data path).
+    api_local: tokio::sync::watch::Receiver<Option<std::net::Ipv4Addr>>,
     /// Whether the machine rebooted since the last agent ran (the kernel lost the rules).
     rebooted: bool,
     /// Whether the desired state ever came from the server (pods the runtime holds that it
@@ -361,8 +366,13 @@ impl Agent {
             index: index.clone(),
         }));
 
+        let (api_local_tx, api_local) = tokio::sync::watch::channel(None);
+        let api_tunnel = ApiTunnel::start(config.api_via_link, link.clone(), api_local_tx);
+        api_tunnel.set_service(KubernetesService::from_services(&services.list()));
         let mut agent = Agent {
             synced: state.revision()?.is_some(),
+            api_tunnel,
+            api_local,
             config,
             state,
             runtime,
@@ -602,6 +612,7 @@ impl Agent {
         match event {
             AgentLinkEvent::Connected { server, services } => {
                 tracing::info!(%server, "connected to the server");
+                self.api_tunnel.recheck();
                 if let Some(network) = services {
                     self.on_service_network(network);
                     self.ensure_service_path().await;
@@ -614,8 +625,11 @@ impl Agent {
             AgentLinkEvent::Nodes(update) => self.on_nodes(update).await,
             AgentLinkEvent::Services(update) => {
                 if self.services.apply(update) {
+                    let list = self.services.list();
+                    self.api_tunnel
+                        .set_service(KubernetesService::from_services(&list));
                     if let Some(path) = &self.service_path {
-                        path.update(self.services.list());
+                        path.update(list);
                     }
                 }
             }
@@ -718,6 +732,7 @@ impl Agent {
             node_ip,
             self.services.list(),
             self.services.fresh() || self.rebooted,
+            self.api_local.clone(),
         )
         .await
         {

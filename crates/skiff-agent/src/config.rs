@@ -43,8 +43,23 @@ pub struct AgentConfig {
     /// The initial network namespace, when the process runs in another one (`--netns`): the
     /// runtime's exit-code source lives there.
     pub connector_netns: Option<PathBuf>,
+    /// Whether pods reach the `kubernetes` Service through the link (`--api-via-link`).
+    pub api_via_link: ApiViaLink,
     /// Timings (tests shorten them).
     pub timings: AgentTimings,
+}
+
+/// `--api-via-link`: how the node's pods reach the `kubernetes` Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiViaLink {
+    /// Through the link when a TCP connect to the Service's endpoints (the server's API
+    /// address) fails, probed at start, on every reconnect and periodically.
+    #[default]
+    Auto,
+    /// Always through the link.
+    Always,
+    /// Never: the proxy sends it to the endpoints, reachable or not.
+    Never,
 }
 
 /// How often the agent looks at things.
@@ -91,6 +106,7 @@ impl AgentConfig {
             registry_config: None,
             control_plane: false,
             connector_netns: None,
+            api_via_link: ApiViaLink::default(),
             timings: AgentTimings::default(),
         }
     }

@@ -11,8 +11,11 @@
 //! - [`image_transfer`]: image hand-over over the link (fetching from the server).
 //! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
 //! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
+//! - `api_tunnel`: the `kubernetes` Service through the link for nodes without a direct
+//!   path to the API.
 
 pub mod agent;
+mod api_tunnel;
 mod config;
 mod error;
 pub mod image_transfer;
@@ -29,7 +32,7 @@ pub mod streams;
 
 pub use agent::{cleanup, run, AgentPaths, CleanupSummary};
 pub use config::{
-    parse_labels, parse_taints, valid_node_name, AgentConfig, AgentTimings, SystemReserved,
-    TaintSpec, CONTROL_PLANE_LABEL,
+    parse_labels, parse_taints, valid_node_name, AgentConfig, AgentTimings, ApiViaLink,
+    SystemReserved, TaintSpec, CONTROL_PLANE_LABEL,
 };
 pub use error::AgentError;

@@ -148,6 +148,14 @@ impl NodeServices {
     }
 }
 
+/// The Service addresses the node answers itself: the cluster DNS address, and the
+/// `kubernetes` cluster IP while pods reach the API through the link.
+fn local_ips(dns_ip: Ipv4Addr, api_local: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
+    let mut ips = vec![dns_ip];
+    ips.extend(api_local.filter(|ip| *ip != dns_ip));
+    ips
+}
+
 /// The runtime's cluster DNS settings for a service network.
 pub(crate) fn cluster_dns(network: &ServiceNetwork) -> skiff_runtime::dns::ClusterDns {
     skiff_runtime::dns::ClusterDns {
@@ -194,6 +202,7 @@ impl ServiceDataPath {
         node_ip: Ipv4Addr,
         services: Vec<ServiceSummary>,
         sync_proxy: bool,
+        mut api_local: watch::Receiver<Option<Ipv4Addr>>,
     ) -> Result<ServiceDataPath, String> {
         let service_cidr: Ipv4Net = network.service_cidr.parse().map_err(|_| {
             format!(
@@ -207,13 +216,14 @@ impl ServiceDataPath {
                 network.cluster_dns
             )
         })?;
+        let api_ip = *api_local.borrow_and_update();
         let proxy = ServiceProxy::new(
             pod_network,
             ProxySettings {
                 node_name: node_name.to_string(),
                 nodeport_addresses: vec![node_ip],
                 service_cidr,
-                local_ips: vec![dns_ip],
+                local_ips: local_ips(dns_ip, api_ip),
             },
         )
         .await
@@ -230,7 +240,28 @@ impl ServiceDataPath {
         latest.mark_changed();
         let task = tokio::spawn(async move {
             let mut sync_proxy = sync_proxy;
-            while latest.changed().await.is_ok() {
+            let mut api_local_open = true;
+            loop {
+                tokio::select! {
+                    changed = latest.changed() => if changed.is_err() { return },
+                    changed = api_local.changed(), if api_local_open => {
+                        if changed.is_err() {
+                            api_local_open = false;
+                            continue;
+                        }
+                        // The `kubernetes` cluster IP answered by the node (API tunnel) or not.
+                        let api_ip = *api_local.borrow_and_update();
+                        let ips = local_ips(dns_ip, api_ip);
+                        if let Err(error) = proxy.set_local_ips(&ips).await {
+                            tracing::warn!(%error, "cannot change the Service addresses the node answers");
+                        }
+                        if !sync_proxy {
+                            continue;
+                        }
+                        latest.mark_changed();
+                        continue;
+                    }
+                }
                 let services = latest.borrow_and_update().clone();
                 dns.update(&services);
                 if !std::mem::replace(&mut sync_proxy, true) {

@@ -139,6 +139,18 @@ pub async fn run_with_local_agent(
         link_settings.control_plane_node = Some(config.node_name.clone());
     }
     link_settings.images = config.images.clone();
+    // Nodes without a direct path to the API reach it through the link (the API tunnel):
+    // their streams are spliced to this server's API listener, as local clients reach it.
+    let api_local_ip = if config.bind_address.is_unspecified() || config.bind_address.is_loopback()
+    {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        config.bind_address
+    };
+    link_settings.api_tunnel_target = Some(std::net::SocketAddr::new(
+        api_local_ip,
+        plane.listen_address.port(),
+    ));
     link_settings.cluster_network = Some(skiff_link::proto::ClusterNetwork {
         cluster_cidr: config.cluster_cidr.clone(),
         backend: config.flannel_backend.clone(),

@@ -171,6 +171,38 @@ pub(crate) struct NodeArgs {
     /// several nodes on one machine, for development and tests.
     #[arg(long, env = "SKIFF_NETNS", value_name = "PATH")]
     pub netns: Option<PathBuf>,
+    /// How this node's pods reach the `kubernetes` Service (the API): `auto` through the node
+    /// link when a TCP connect to the API's advertised address fails (probed at start, on
+    /// every reconnect and every 30 s), `always` through the link, `never` directly.
+    #[arg(
+        long,
+        env = "SKIFF_API_VIA_LINK",
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub api_via_link: ApiViaLinkArg,
+}
+
+/// `--api-via-link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ApiViaLinkArg {
+    /// Through the link when the API's address does not answer.
+    Auto,
+    /// Always through the link.
+    Always,
+    /// Never through the link.
+    Never,
+}
+
+impl From<ApiViaLinkArg> for skiff_agent::ApiViaLink {
+    fn from(arg: ApiViaLinkArg) -> Self {
+        match arg {
+            ApiViaLinkArg::Auto => skiff_agent::ApiViaLink::Auto,
+            ApiViaLinkArg::Always => skiff_agent::ApiViaLink::Always,
+            ApiViaLinkArg::Never => skiff_agent::ApiViaLink::Never,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

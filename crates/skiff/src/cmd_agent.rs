@@ -31,6 +31,7 @@ pub(crate) fn agent_config(
     config.cgroup_parent = node.cgroup_parent.clone();
     config.registry_config = Some(node.node_registry_config.clone());
     config.control_plane = control_plane;
+    config.api_via_link = node.api_via_link.into();
     config.validate().context("invalid node settings")?;
     Ok(config)
 }

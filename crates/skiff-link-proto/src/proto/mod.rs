@@ -5,7 +5,10 @@
 //! stream* and speaks [`AgentMessage`]s on it; the server answers with [`ServerMessage`]s. The
 //! server opens further bidirectional streams for logs, exec and image hand-over ([`image`]):
 //! each starts with one [`StreamRequest`] frame from the server; logs and exec are answered with
-//! one [`StreamReply`] frame from the agent, followed by raw bytes.
+//! one [`StreamReply`] frame from the agent, followed by raw bytes. From version 4 the agent
+//! opens streams too: one per pod connection to the `kubernetes` Service on a node without a
+//! direct path to the API ([`tunnel`]: [`tunnel::AgentStreamRequest`] answered by
+//! [`tunnel::AgentStreamReply`], then raw bytes spliced to the API listener).
 //!
 //! A connection without a client certificate may carry only one exchange: [`AgentMessage::Join`]
 //! answered by [`ServerMessage::Joined`] or [`ServerMessage::Refused`].
@@ -15,6 +18,7 @@ pub mod frame;
 pub mod image;
 pub mod policy;
 pub mod service;
+pub mod tunnel;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
 use serde::{Deserialize, Serialize};
@@ -23,7 +27,8 @@ pub use frame::{decode, encode, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN}
 
 /// Newest protocol version this build speaks (2 added image hand-over: `FetchImage` and
 /// `StreamRequest::Image`; 3 added Services: `WatchServices` and `Services`; 4 added
-/// NetworkPolicy: `WatchPolicies` and `Policies`).
+/// NetworkPolicy: `WatchPolicies` and `Policies`, and agent-opened API tunnel streams,
+/// [`tunnel`]).
 pub const PROTOCOL_VERSION: u32 = 4;
 /// Oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;

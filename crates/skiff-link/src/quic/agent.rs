@@ -19,9 +19,11 @@ use super::credentials::{self, NodeCredentials};
 use super::images::{ImageDownload, SharedImageWaiters};
 use super::streams::{serve_stream, LogProvider};
 use super::transport::{any_local_for, parse_server_url, ServerUrl};
+use super::tunnel::{self, ApiTunnelStream, TunnelError};
 use super::LinkError;
 use crate::proto::image::IMAGE_PROTOCOL_VERSION;
 use crate::proto::service::{ServiceNetwork, SERVICE_PROTOCOL_VERSION};
+use crate::proto::tunnel::API_TUNNEL_PROTOCOL_VERSION;
 use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
 use crate::session::{
     AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, ServicesUpdate, SessionConfig,
@@ -144,11 +146,15 @@ enum LinkCommand {
     Shutdown,
 }
 
+/// The established session's connection and negotiated protocol version.
+type CurrentConnection = Option<(quinn::Connection, u32)>;
+
 /// Handle to a running link client.
 pub struct AgentLink {
     commands: mpsc::UnboundedSender<LinkCommand>,
     endpoint: quinn::Endpoint,
     state: watch::Receiver<LinkState>,
+    current: watch::Receiver<CurrentConnection>,
     task: tokio::task::JoinHandle<()>,
     node_name: String,
 }
@@ -191,6 +197,7 @@ impl AgentLink {
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(LinkState::Connecting);
+        let (current_tx, current) = watch::channel(None);
         let node_name = config.node_name.clone();
         let runner = Runner {
             server,
@@ -203,6 +210,7 @@ impl AgentLink {
             events: events_tx,
             commands: commands_rx,
             state: state_tx,
+            current: current_tx,
             pending_statuses: BTreeMap::new(),
             pending_terminated: HashSet::new(),
             pending_events: Vec::new(),
@@ -217,6 +225,7 @@ impl AgentLink {
                 commands,
                 endpoint,
                 state,
+                current,
                 task,
                 node_name,
             },
@@ -303,6 +312,25 @@ impl AgentLink {
                 "the server did not answer the request for image {reference:?} in time"
             ))),
         }
+    }
+
+    /// Opens an API tunnel ([`crate::proto::tunnel`]): a stream the server splices to its API
+    /// listener. Fails at once with [`TunnelError::Unavailable`] while there is no session or
+    /// the server's protocol version has no tunnels; the server's answer must come within
+    /// `timeout`.
+    pub async fn open_api_tunnel(&self, timeout: Duration) -> Result<ApiTunnelStream, TunnelError> {
+        let current = self.current.borrow().clone();
+        let Some((connection, version)) = current else {
+            return Err(TunnelError::Unavailable(
+                "not connected to the server".into(),
+            ));
+        };
+        if version < API_TUNNEL_PROTOCOL_VERSION {
+            return Err(TunnelError::Unavailable(format!(
+                "the server speaks link protocol version {version}, which has no API tunnel"
+            )));
+        }
+        tunnel::open_api_tunnel(&connection, timeout).await
     }
 
     /// Local UDP address.
@@ -410,6 +438,8 @@ struct Runner {
     events: mpsc::Sender<AgentLinkEvent>,
     commands: mpsc::UnboundedReceiver<LinkCommand>,
     state: watch::Sender<LinkState>,
+    /// The established session's connection, for agent-opened streams.
+    current: watch::Sender<CurrentConnection>,
     /// Latest unacknowledged status per pod uid.
     pending_statuses: BTreeMap<String, PodStatusUpdate>,
     pending_terminated: HashSet<PodRef>,
@@ -563,6 +593,8 @@ impl Runner {
                     } => {
                         established = true;
                         version = negotiated;
+                        self.current
+                            .send_replace(Some((connection.clone(), negotiated)));
                         let _ = self.state.send(LinkState::Connected);
                         tracing::info!(node = %self.config.node_name, server = %addr, "link established");
                         self.emit(AgentLinkEvent::Connected {
@@ -732,6 +764,7 @@ impl Runner {
                 }
             }
         };
+        self.current.send_replace(None);
         if session.revision().is_some() {
             self.revision = session.revision();
         }

@@ -1,6 +1,7 @@
 //! The thin quinn driver around the IO-free sessions: the server's endpoint
 //! ([`server::LinkServer`]), the agent's link client ([`agent::AgentLink`]), the join exchange,
-//! server-initiated streams (logs, exec, image hand-over), transport settings and reconnect back-off.
+//! server-initiated streams (logs, exec, image hand-over), agent-initiated ones (the API tunnel,
+//! [`tunnel`]), transport settings and reconnect back-off.
 
 pub mod agent;
 mod backoff;
@@ -9,6 +10,7 @@ mod images;
 pub mod server;
 mod streams;
 mod transport;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ pub use streams::{
     ExecIo, ExecSink, ExecStream, ExecWriter, LogError, LogProvider, LogReader, LogStream, NoLogs,
 };
 pub use transport::{parse_server_url, ServerUrl};
+pub use tunnel::{splice, ApiTunnelSettings, ApiTunnelStream, SpliceEnd, SpliceStats, TunnelError};
 
 /// Errors of the link driver.
 #[derive(Debug, thiserror::Error)]

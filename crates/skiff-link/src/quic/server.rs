@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::images::{self, ImageSent, ImageSource};
 use super::streams::{self, ExecStream, LogError, LogStream};
 use super::transport::{endpoint_config, transport_config};
+use super::tunnel::{self, ApiTunnelSettings};
 use super::LinkError;
 use crate::proto::image::ImageTransferError;
 use crate::proto::service::{ServiceKey, ServiceSummary};
@@ -44,6 +45,8 @@ pub struct LinkServerConfig {
     pub session: SessionConfig,
     /// Persistent secret from which stateless-reset keys derive (keep it across restarts).
     pub restart_secret: [u8; 32],
+    /// The API tunnel nodes may open ([`tunnel`]); `None`: every tunnel is refused.
+    pub api_tunnel: Option<ApiTunnelSettings>,
 }
 
 /// A refusal sent to the agent with a clear message.
@@ -353,10 +356,12 @@ impl LinkServer {
         let registry = Arc::new(Registry::default());
         let drivers = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS as usize));
         let session_config = Arc::new(config.session);
+        let api_tunnel = config.api_tunnel.map(Arc::new);
         tokio::spawn(accept_loop(
             endpoint.clone(),
             service,
             session_config,
+            api_tunnel,
             registry.clone(),
             shutdown_rx,
             drivers.clone(),
@@ -407,6 +412,7 @@ async fn accept_loop<S: NodeService>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
     config: Arc<SessionConfig>,
+    api_tunnel: Option<Arc<ApiTunnelSettings>>,
     registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
     drivers: Arc<tokio::sync::Semaphore>,
@@ -426,6 +432,7 @@ async fn accept_loop<S: NodeService>(
             id: next_id,
             service: service.clone(),
             config: config.clone(),
+            api_tunnel: api_tunnel.clone(),
             registry: registry.clone(),
             shutdown: shutdown.clone(),
         };
@@ -440,6 +447,7 @@ struct Driver<S> {
     id: usize,
     service: Arc<S>,
     config: Arc<SessionConfig>,
+    api_tunnel: Option<Arc<ApiTunnelSettings>>,
     registry: Arc<Registry>,
     shutdown: watch::Receiver<bool>,
 }
@@ -491,6 +499,8 @@ impl<S: NodeService> Driver<S> {
         let (commands_tx, mut commands) = mpsc::unbounded_channel();
         let mut events: Option<mpsc::Sender<NodeEvent>> = None;
         let mut node_name: Option<String> = None;
+        // The node's own streams (API tunnels), accepted once its session is open.
+        let mut agent_streams: Option<tokio::task::JoinHandle<()>> = None;
         let ending = loop {
             // Write what the session queued.
             let mut write_failed = None;
@@ -533,6 +543,7 @@ impl<S: NodeService> Driver<S> {
                             connection: connection.clone(),
                         };
                         self.supersede(&name, &connection, &sender);
+                        let name_for_streams = name.clone();
                         events = Some(tx);
                         node_name = Some(name.clone());
                         let node_session = NodeSession {
@@ -545,6 +556,13 @@ impl<S: NodeService> Driver<S> {
                         };
                         let service = self.service.clone();
                         tokio::spawn(async move { service.serve(node_session).await });
+                        if agent_streams.is_none() {
+                            agent_streams = Some(tokio::spawn(tunnel::serve_agent_streams(
+                                connection.clone(),
+                                Arc::from(name_for_streams.as_str()),
+                                self.api_tunnel.clone(),
+                            )));
+                        }
                     }
                     ServerEvent::Closed(reason) => ended = Some(reason),
                     ServerEvent::Node(event) => {
@@ -610,6 +628,9 @@ impl<S: NodeService> Driver<S> {
                 CloseReason::PeerGoodbye(format!("connection lost: {message}"))
             }
         };
+        if let Some(task) = agent_streams {
+            task.abort();
+        }
         if let Some(name) = &node_name {
             tracing::info!(node = %name, %remote, %reason, "node session ended");
             self.forget(name);

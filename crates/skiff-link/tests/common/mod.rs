@@ -117,6 +117,16 @@ impl Cluster {
         port: u16,
         config: SessionConfig,
     ) -> (LinkServer, mpsc::UnboundedReceiver<NodeSession>, SocketAddr) {
+        self.start_with_tunnel(port, config, None).await
+    }
+
+    /// [`Cluster::start`] with an API tunnel offered to nodes.
+    pub(crate) async fn start_with_tunnel(
+        &self,
+        port: u16,
+        config: SessionConfig,
+        api_tunnel: Option<skiff_link::quic::ApiTunnelSettings>,
+    ) -> (LinkServer, mpsc::UnboundedReceiver<NodeSession>, SocketAddr) {
         let ca = self.ca();
         let serving = ca
             .issue_serving(&ServingNames::new(
@@ -155,6 +165,7 @@ impl Cluster {
                     tls: tls.clone(),
                     session: config.clone(),
                     restart_secret: self.secret,
+                    api_tunnel: api_tunnel.clone(),
                 },
                 service.clone(),
             ) {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use skiff_apiserver::ApiServer;
 use skiff_link::proto::ALPN;
-use skiff_link::quic::{LinkServer, LinkServerConfig};
+use skiff_link::quic::{ApiTunnelSettings, LinkServer, LinkServerConfig};
 use skiff_link::session::SessionConfig;
 use skiff_pki::{ClusterCa, JoinToken, ServerPki};
 
@@ -70,6 +70,9 @@ pub struct NodeLinkSettings {
     /// The server's own local node, if it runs one: the server gives it the control-plane
     /// role label itself (a node may not claim `node-role.kubernetes.io/*`, as upstream).
     pub control_plane_node: Option<String>,
+    /// The API listener nodes' tunnel streams are spliced to (the local API port), for nodes
+    /// whose pods have no direct path to the API; `None`: tunnels are refused.
+    pub api_tunnel_target: Option<SocketAddr>,
 }
 
 impl NodeLinkSettings {
@@ -88,6 +91,7 @@ impl NodeLinkSettings {
             work_limits: NodeWorkLimits::default(),
             node_cert_validity: skiff_pki::NODE_CERT_VALIDITY,
             control_plane_node: None,
+            api_tunnel_target: None,
         }
     }
 }
@@ -159,6 +163,7 @@ impl NodeLink {
             Some(certificates.clone()),
         )?;
         let listen = settings.listen;
+        let api_tunnel = settings.api_tunnel_target.map(ApiTunnelSettings::new);
         let session = SessionConfig {
             heartbeat_interval: settings.heartbeat_interval,
             services: settings.service_network.clone(),
@@ -181,6 +186,7 @@ impl NodeLink {
                 tls,
                 session,
                 restart_secret,
+                api_tunnel,
             },
             Arc::new(session::Sessions::new(shared)),
         )?;
