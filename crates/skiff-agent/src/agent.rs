@@ -24,6 +24,7 @@ use crate::inputs::{BoxFuture, InputResolver, ObjectSource};
 use crate::network::{AgentNetwork, NodeNetwork};
 use crate::node::{self, Machine, NodeFacts};
 use crate::pods::{PodWorkers, WorkerContext};
+use crate::policies::NodePolicies;
 use crate::probes::{ProbeManager, ProbeNotice};
 use crate::services::{NodeServices, ServiceDataPath};
 use crate::state::{LocalState, ObjectKind};
@@ -194,6 +195,8 @@ struct Agent {
     services: NodeServices,
     /// The proxy and resolver, once the pod and service networks are both known.
     service_path: Option<ServiceDataPath>,
+    /// The NetworkPolicy set of this node's pods.
+    policies: NodePolicies,
     /// Whether the machine rebooted since the last agent ran (the kernel lost the rules).
     rebooted: bool,
     /// Whether the desired state ever came from the server (pods the runtime holds that it
@@ -291,6 +294,10 @@ impl Agent {
         };
         let runtime = Runtime::open(runtime_config, network.clone())?;
         let services = NodeServices::load(&state)?;
+        let policies = NodePolicies::load(&state)?;
+        if let Some(set) = policies.set() {
+            tracing::info!(pods = set.len(), "network policies from the local state");
+        }
         if let Some(known) = services.network() {
             // Known from before: pods started before the server is reached get it too.
             runtime.set_cluster_dns(crate::services::cluster_dns(known));
@@ -386,6 +393,7 @@ impl Agent {
             cluster: None,
             services,
             service_path: None,
+            policies,
             rebooted,
             orphans: HashSet::new(),
         };
@@ -464,6 +472,7 @@ impl Agent {
         link_config.resume_revision = self.state.revision()?;
         link_config.watch_nodes = true;
         link_config.watch_services = true;
+        link_config.watch_policies = true;
         let streams = Arc::new(NodeStreams::new(self.runtime.clone(), self.index.clone()));
         self.link_start = Some(tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
@@ -509,8 +518,11 @@ impl Agent {
         let mut node_timer = tokio::time::interval(self.config.timings.node_status_interval);
         node_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let persist_at = self.services.persist_at();
-            let persist_services = tokio::time::sleep_until(
+            let persist_at = match (self.services.persist_at(), self.policies.persist_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let persist_tables = tokio::time::sleep_until(
                 persist_at
                     .map(tokio::time::Instant::from_std)
                     .unwrap_or_else(tokio::time::Instant::now),
@@ -572,8 +584,9 @@ impl Agent {
                     self.refresh_node().await;
                     self.ensure_service_path().await;
                 }
-                _ = persist_services, if persist_at.is_some() => {
+                _ = persist_tables, if persist_at.is_some() => {
                     self.services.persist(&self.state, false);
+                    self.policies.persist(&self.state, false);
                 }
             }
         }
@@ -581,6 +594,7 @@ impl Agent {
 
     async fn stop(&mut self) {
         self.services.persist(&self.state, true);
+        self.policies.persist(&self.state, true);
         self.workers.abort_all();
         self.runtime.shutdown();
         if let Some(task) = self.link_start.take() {
@@ -617,6 +631,12 @@ impl Agent {
                     if let Some(path) = &self.service_path {
                         path.update(self.services.list());
                     }
+                }
+            }
+            AgentLinkEvent::Policies(set) => {
+                let pods = set.len();
+                if self.policies.apply(set) {
+                    tracing::info!(pods, "network policies changed");
                 }
             }
             AgentLinkEvent::StatusFailures(failures) => {

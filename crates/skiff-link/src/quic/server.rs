@@ -17,6 +17,7 @@ use super::streams::{self, ExecStream, LogError, LogStream};
 use super::transport::{endpoint_config, transport_config};
 use super::LinkError;
 use crate::proto::image::ImageTransferError;
+use crate::proto::policy::PodPolicy;
 use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
@@ -133,6 +134,7 @@ enum Command {
         services: Vec<ServiceSummary>,
         removed: Vec<ServiceKey>,
     },
+    Policies(Vec<PodPolicy>),
     Objects(u64, Vec<ObjectResult>),
 }
 
@@ -286,6 +288,11 @@ impl NodeSender {
             services,
             removed,
         })
+    }
+
+    /// Sends the node's complete NetworkPolicy set (after `WatchPolicies`).
+    pub fn send_policies(&self, pods: Vec<PodPolicy>) -> Result<(), NodeCommandError> {
+        self.command(Command::Policies(pods))
     }
 
     /// Answers a `GetObjects` request.
@@ -669,6 +676,7 @@ fn apply(session: &mut ServerSession, command: Command) {
             services,
             removed,
         } => session.send_services(full, services, removed),
+        Command::Policies(pods) => session.send_policies(pods),
         Command::Objects(request, results) => {
             let refs: Vec<ObjectRef> = results.iter().map(|r| r.reference.clone()).collect();
             session.send_objects(request, results).or_else(|error| {
