@@ -150,43 +150,47 @@ pub(crate) struct World {
 }
 
 impl World {
-    fn apply_policy(&mut self, policy: &NetworkPolicy) {
-        if let Some(key) = key_of(&policy.metadata) {
-            self.policies
-                .insert(key, policy.spec.clone().unwrap_or_default());
-        }
+    // Each returns whether what the compiler reads changed: most pod updates (conditions,
+    // container states) change nothing here and cost no compile.
+
+    fn apply_policy(&mut self, policy: &NetworkPolicy) -> bool {
+        let Some(key) = key_of(&policy.metadata) else {
+            return false;
+        };
+        let spec = policy.spec.clone().unwrap_or_default();
+        self.policies.insert(key, spec.clone()).as_ref() != Some(&spec)
     }
 
-    fn delete_policy(&mut self, policy: &NetworkPolicy) {
-        if let Some(key) = key_of(&policy.metadata) {
-            self.policies.remove(&key);
-        }
+    fn delete_policy(&mut self, policy: &NetworkPolicy) -> bool {
+        key_of(&policy.metadata).is_some_and(|key| self.policies.remove(&key).is_some())
     }
 
-    fn apply_pod(&mut self, pod: &Pod) {
-        if let Some(facts) = PodFacts::of(pod) {
-            self.pods
-                .insert((facts.namespace.clone(), facts.name.clone()), facts);
-        }
+    fn apply_pod(&mut self, pod: &Pod) -> bool {
+        let Some(facts) = PodFacts::of(pod) else {
+            return false;
+        };
+        let key = (facts.namespace.clone(), facts.name.clone());
+        self.pods.insert(key, facts.clone()).as_ref() != Some(&facts)
     }
 
-    fn delete_pod(&mut self, pod: &Pod) {
-        if let Some(key) = key_of(&pod.metadata) {
-            self.pods.remove(&key);
-        }
+    fn delete_pod(&mut self, pod: &Pod) -> bool {
+        key_of(&pod.metadata).is_some_and(|key| self.pods.remove(&key).is_some())
     }
 
-    fn apply_namespace(&mut self, namespace: &Namespace) {
-        if let Some(name) = namespace.metadata.name.clone() {
-            let labels = namespace.metadata.labels.clone().unwrap_or_default();
-            self.namespaces.insert(name, labels);
-        }
+    fn apply_namespace(&mut self, namespace: &Namespace) -> bool {
+        let Some(name) = namespace.metadata.name.clone() else {
+            return false;
+        };
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        self.namespaces.insert(name, labels.clone()).as_ref() != Some(&labels)
     }
 
-    fn delete_namespace(&mut self, namespace: &Namespace) {
-        if let Some(name) = &namespace.metadata.name {
-            self.namespaces.remove(name);
-        }
+    fn delete_namespace(&mut self, namespace: &Namespace) -> bool {
+        namespace
+            .metadata
+            .name
+            .as_ref()
+            .is_some_and(|name| self.namespaces.remove(name).is_some())
     }
 
     /// Pods (with a peer address) that `peer` of a policy in `namespace` selects.
@@ -494,51 +498,80 @@ struct Listing {
     namespaces: Option<World>,
 }
 
-/// Folds one watch event in; `Some(kind)` when a kind finished (re)listing.
-fn fold(world: &mut World, listing: &mut Listing, change: Change) -> Option<&'static str> {
+/// What one watch event did.
+#[derive(Debug, PartialEq, Eq)]
+enum Folded {
+    /// Nothing the compiler reads changed (or a list is still in progress).
+    Nothing,
+    /// The world changed.
+    Changed,
+    /// A kind finished (re)listing and replaced what was known of it.
+    Listed(&'static str),
+}
+
+/// Folds one watch event in.
+fn fold(world: &mut World, listing: &mut Listing, change: Change) -> Folded {
     use watcher::Event;
-    match change {
+    let changed = match change {
         Change::Policy(event) => match *event {
-            Event::Init => listing.policies = Some(World::default()),
-            Event::InitApply(p) => listing
-                .policies
-                .get_or_insert_with(World::default)
-                .apply_policy(&p),
+            Event::Init => {
+                listing.policies = Some(World::default());
+                false
+            }
+            Event::InitApply(p) => {
+                let list = listing.policies.get_or_insert_with(World::default);
+                let _ = list.apply_policy(&p);
+                false
+            }
             Event::InitDone => {
                 world.policies = listing.policies.take().unwrap_or_default().policies;
-                return Some("networkpolicies");
+                return Folded::Listed("networkpolicies");
             }
             Event::Apply(p) => world.apply_policy(&p),
             Event::Delete(p) => world.delete_policy(&p),
         },
         Change::Pod(event) => match *event {
-            Event::Init => listing.pods = Some(World::default()),
-            Event::InitApply(p) => listing
-                .pods
-                .get_or_insert_with(World::default)
-                .apply_pod(&p),
+            Event::Init => {
+                listing.pods = Some(World::default());
+                false
+            }
+            Event::InitApply(p) => {
+                let _ = listing
+                    .pods
+                    .get_or_insert_with(World::default)
+                    .apply_pod(&p);
+                false
+            }
             Event::InitDone => {
                 world.pods = listing.pods.take().unwrap_or_default().pods;
-                return Some("pods");
+                return Folded::Listed("pods");
             }
             Event::Apply(p) => world.apply_pod(&p),
             Event::Delete(p) => world.delete_pod(&p),
         },
         Change::Namespace(event) => match *event {
-            Event::Init => listing.namespaces = Some(World::default()),
-            Event::InitApply(n) => listing
-                .namespaces
-                .get_or_insert_with(World::default)
-                .apply_namespace(&n),
+            Event::Init => {
+                listing.namespaces = Some(World::default());
+                false
+            }
+            Event::InitApply(n) => {
+                let list = listing.namespaces.get_or_insert_with(World::default);
+                let _ = list.apply_namespace(&n);
+                false
+            }
             Event::InitDone => {
                 world.namespaces = listing.namespaces.take().unwrap_or_default().namespaces;
-                return Some("namespaces");
+                return Folded::Listed("namespaces");
             }
             Event::Apply(n) => world.apply_namespace(&n),
             Event::Delete(n) => world.delete_namespace(&n),
         },
+    };
+    if changed {
+        Folded::Changed
+    } else {
+        Folded::Nothing
     }
-    None
 }
 
 /// Starts the server-wide watches; the receiver always holds the latest compiled directory.
@@ -562,6 +595,7 @@ pub(crate) fn start(admin: kube::Client) -> watch::Receiver<Option<PolicyDirecto
         let mut listing = Listing::default();
         let mut listed: BTreeSet<&'static str> = BTreeSet::new();
         let mut published: BTreeMap<String, Arc<Vec<PodPolicy>>> = BTreeMap::new();
+        let mut dirty = false;
         while let Some(first) = stream.next().await {
             // Take everything already waiting, then compile once.
             let mut batch = vec![first];
@@ -570,20 +604,24 @@ pub(crate) fn start(admin: kube::Client) -> watch::Receiver<Option<PolicyDirecto
             }
             for event in batch {
                 match event {
-                    Ok(change) => {
-                        if let Some(kind) = fold(&mut world, &mut listing, change) {
+                    Ok(change) => match fold(&mut world, &mut listing, change) {
+                        Folded::Nothing => {}
+                        Folded::Changed => dirty = true,
+                        Folded::Listed(kind) => {
                             listed.insert(kind);
+                            dirty = true;
                         }
-                    }
+                    },
                     Err(error) => {
                         tracing::debug!(%error, "policy watch interrupted; it resumes");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             }
-            if listed.len() < 3 {
+            if listed.len() < 3 || !(dirty || tx.borrow().is_none()) {
                 continue;
             }
+            dirty = false;
             // Keep the previous Arc of every unchanged node, so sessions see at a glance
             // that their node's list did not change.
             let compiled = compile(&world);

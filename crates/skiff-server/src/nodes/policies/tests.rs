@@ -35,14 +35,14 @@ impl Case {
             let ns: Namespace =
                 serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
                     .expect("namespace");
-            world.apply_namespace(&ns);
+            let _ = world.apply_namespace(&ns);
         }
         Self { world }
     }
 
     fn pod(mut self, pod: Value) -> Self {
         let pod: Pod = serde_json::from_value(pod).expect("pod");
-        self.world.apply_pod(&pod);
+        let _ = self.world.apply_pod(&pod);
         self
     }
 
@@ -51,7 +51,7 @@ impl Case {
             json!({"metadata": {"namespace": namespace, "name": name}, "spec": spec}),
         )
         .expect("policy");
-        self.world.apply_policy(&policy);
+        let _ = self.world.apply_policy(&policy);
         self
     }
 
@@ -422,7 +422,7 @@ fn relists_replace_a_kind() {
             &mut listing,
             Change::Policy(Box::new(watcher::Event::Init))
         ),
-        None
+        Folded::Nothing
     );
     assert_eq!(
         fold(
@@ -430,7 +430,37 @@ fn relists_replace_a_kind() {
             &mut listing,
             Change::Policy(Box::new(watcher::Event::InitDone))
         ),
-        Some("networkpolicies")
+        Folded::Listed("networkpolicies")
     );
     assert!(compile(&world).is_empty(), "the relist had no policy");
+}
+
+#[test]
+fn only_what_the_compiler_reads_counts_as_a_change() {
+    let mut world = cluster().world;
+    let mut listing = Listing::default();
+    let mut web: Pod = serde_json::from_value(pod(
+        "default",
+        "web-2",
+        "n2",
+        "10.42.1.10",
+        json!({"app": "web"}),
+    ))
+    .expect("pod");
+    let mut fold_pod = |world: &mut World, pod: &Pod| {
+        fold(
+            world,
+            &mut listing,
+            Change::Pod(Box::new(watcher::Event::Apply(pod.clone()))),
+        )
+    };
+    // A condition flipping (readiness) changes nothing the compiler reads.
+    web.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(
+        json!({"type": "Ready", "status": "False"}),
+    )
+    .unwrap()]);
+    assert_eq!(fold_pod(&mut world, &web), Folded::Nothing);
+    // A label does.
+    web.metadata.labels = Some([("app".to_string(), "api".to_string())].into());
+    assert_eq!(fold_pod(&mut world, &web), Folded::Changed);
 }
