@@ -24,7 +24,7 @@ use crate::inputs::{BoxFuture, InputResolver, ObjectSource};
 use crate::network::{AgentNetwork, NodeNetwork};
 use crate::node::{self, Machine, NodeFacts};
 use crate::pods::{PodWorkers, WorkerContext};
-use crate::policies::NodePolicies;
+use crate::policies::{NodePolicies, PolicyDataPath};
 use crate::probes::{ProbeManager, ProbeNotice};
 use crate::services::{NodeServices, ServiceDataPath};
 use crate::state::{LocalState, ObjectKind};
@@ -197,6 +197,8 @@ struct Agent {
     service_path: Option<ServiceDataPath>,
     /// The NetworkPolicy set of this node's pods.
     policies: NodePolicies,
+    /// The policy enforcer, once the pod network is up and a set is known.
+    policy_path: Option<PolicyDataPath>,
     /// Whether the machine rebooted since the last agent ran (the kernel lost the rules).
     rebooted: bool,
     /// Whether the desired state ever came from the server (pods the runtime holds that it
@@ -394,6 +396,7 @@ impl Agent {
             services,
             service_path: None,
             policies,
+            policy_path: None,
             rebooted,
             orphans: HashSet::new(),
         };
@@ -420,6 +423,8 @@ impl Agent {
         }
         // Services keep working from the local state, also without the server.
         agent.ensure_service_path().await;
+        // So do the pods' policies (a restart must not open what a policy closed).
+        agent.ensure_policy_path().await;
         agent.start_link().await?;
         Ok(agent)
     }
@@ -583,6 +588,7 @@ impl Agent {
                 _ = node_timer.tick() => {
                     self.refresh_node().await;
                     self.ensure_service_path().await;
+                    self.ensure_policy_path().await;
                 }
                 _ = persist_tables, if persist_at.is_some() => {
                     self.services.persist(&self.state, false);
@@ -637,6 +643,10 @@ impl Agent {
                 let pods = set.len();
                 if self.policies.apply(set) {
                     tracing::info!(pods, "network policies changed");
+                    match (&self.policy_path, self.policies.set()) {
+                        (Some(path), Some(set)) => path.update(set.to_vec()),
+                        _ => self.ensure_policy_path().await,
+                    }
                 }
             }
             AgentLinkEvent::StatusFailures(failures) => {
@@ -748,6 +758,26 @@ impl Agent {
         }
     }
 
+    /// Starts the policy enforcer once the pod network is up and a set is known (from the
+    /// server or, after a restart without it, from the local state).
+    async fn ensure_policy_path(&mut self) {
+        if self.policy_path.is_some() {
+            return;
+        }
+        let Some(set) = self.policies.set().map(<[_]>::to_vec) else {
+            return;
+        };
+        let Some(pod_network) = self.network.pod_network().await else {
+            return;
+        };
+        match PolicyDataPath::start(&pod_network, set).await {
+            Ok(path) => self.policy_path = Some(path),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the network policy enforcer; retrying")
+            }
+        }
+    }
+
     async fn on_nodes(&mut self, update: NodesUpdate) {
         if update.full {
             self.nodes.clear();
@@ -787,6 +817,7 @@ impl Agent {
                             self.network.release_except(&live).await;
                             self.refresh_node().await;
                             self.ensure_service_path().await;
+                            self.ensure_policy_path().await;
                         }
                         Err(error) => tracing::error!(%error, "cannot set the pod network up"),
                     }

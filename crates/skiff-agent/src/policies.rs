@@ -2,9 +2,12 @@
 //! state so that an agent restarted while the server is out of reach still isolates its pods
 //! as it last knew (a restart must not open what a policy closed).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use skiff_link::proto::policy::PodPolicy;
+use skiff_net::{PodNetwork, PolicyEnforcer};
+use tokio::sync::watch;
 
 use crate::error::AgentError;
 use crate::persist::Debounced;
@@ -65,6 +68,74 @@ impl NodePolicies {
             Ok(()) => self.schedule.persisted(),
             Err(error) => tracing::warn!(%error, "cannot store the node's network policies"),
         }
+    }
+}
+
+/// The node's policy rules: skiff-net's enforcer fed by one task from the latest set, so a
+/// slow `nft` transaction never holds up the agent's loop and a burst of sets becomes one
+/// sync.
+pub(crate) struct PolicyDataPath {
+    set: watch::Sender<Arc<Vec<PodPolicy>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PolicyDataPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyDataPath").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PolicyDataPath {
+    fn drop(&mut self) {
+        // The rules stay in the kernel: the pods stay isolated.
+        self.task.abort();
+    }
+}
+
+impl PolicyDataPath {
+    /// Starts the enforcer on the pod network and syncs it with `set`.
+    pub(crate) async fn start(
+        pod_network: &PodNetwork,
+        set: Vec<PodPolicy>,
+    ) -> Result<PolicyDataPath, String> {
+        let enforcer = PolicyEnforcer::new(pod_network)
+            .await
+            .map_err(|e| format!("network policy enforcer: {e}"))?;
+        let (sender, mut latest) = watch::channel(Arc::new(set));
+        latest.mark_changed();
+        let task = tokio::spawn(async move {
+            while latest.changed().await.is_ok() {
+                let set = latest.borrow_and_update().clone();
+                // A failed sync is retried with the next set, or after a second.
+                loop {
+                    match enforcer.sync(&set).await {
+                        Ok(stats) => {
+                            tracing::debug!(?stats, "network policy rules synced");
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot sync the network policy rules; retrying");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                changed = latest.changed() => {
+                                    if changed.is_err() {
+                                        return;
+                                    }
+                                    latest.mark_changed();
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(PolicyDataPath { set: sender, task })
+    }
+
+    /// Hands the current set over.
+    pub(crate) fn update(&self, set: Vec<PodPolicy>) {
+        self.set.send_replace(Arc::new(set));
     }
 }
 

@@ -158,7 +158,10 @@ async fn ingress_across_nodes(backend: Backend) {
         .sync(&[policy(web.ip, Some(vec![]), None)])
         .await
         .unwrap();
-    assert!(stats.full && stats.pods == 1 && stats.skipped == 0, "{stats:?}");
+    assert!(
+        stats.full && stats.pods == 1 && stats.skipped == 0,
+        "{stats:?}"
+    );
     for c in clients {
         assert_tcp_blocked(&c.ns, a, "deny-all ingress");
         assert_udp_blocked(&c.ns, udp, "deny-all ingress");
@@ -276,7 +279,11 @@ async fn ip_blocks_egress_and_replies() {
         .unwrap();
     assert_tcp_open(&near.pod.ns, sock(web.ip, TCP_A), "inside the block");
     assert_tcp_blocked(&far.pod.ns, sock(web.ip, TCP_A), "in the except");
-    assert_tcp_open(&far2.pod.ns, sock(web.ip, TCP_A), "in the except, but its own peer");
+    assert_tcp_open(
+        &far2.pod.ns,
+        sock(web.ip, TCP_A),
+        "in the except, but its own peer",
+    );
     assert_tcp_blocked(&cluster.host, sock(web.ip, TCP_A), "outside the block");
 
     // web isolated for ingress (deny all), not for egress: its own connections and their
@@ -285,11 +292,23 @@ async fn ip_blocks_egress_and_replies() {
         .sync(&[policy(web.ip, Some(vec![]), None)])
         .await
         .unwrap();
-    assert_tcp_open(&web.pod.ns, sock(near.ip, TCP_A), "reply from the same node");
+    assert_tcp_open(
+        &web.pod.ns,
+        sock(near.ip, TCP_A),
+        "reply from the same node",
+    );
     assert_tcp_open(&web.pod.ns, sock(far.ip, TCP_A), "reply from another node");
     assert_udp_open(&web.pod.ns, sock(far.ip, UDP_PORT), "UDP reply");
-    assert_tcp_blocked(&near.pod.ns, sock(web.ip, TCP_A), "new connection the other way");
-    assert_tcp_blocked(&far.pod.ns, sock(web.ip, TCP_A), "new connection the other way");
+    assert_tcp_blocked(
+        &near.pod.ns,
+        sock(web.ip, TCP_A),
+        "new connection the other way",
+    );
+    assert_tcp_blocked(
+        &far.pod.ns,
+        sock(web.ip, TCP_A),
+        "new connection the other way",
+    );
 
     // Egress deny-all: nothing but its own node.
     enforcer
@@ -299,8 +318,16 @@ async fn ip_blocks_egress_and_replies() {
     assert_tcp_blocked(&web.pod.ns, sock(near.ip, TCP_A), "egress deny, same node");
     assert_tcp_blocked(&web.pod.ns, sock(far.ip, TCP_A), "egress deny, other node");
     assert_udp_blocked(&web.pod.ns, sock(far.ip, UDP_PORT), "egress deny, UDP");
-    assert_tcp_blocked(&web.pod.ns, sock(cluster.host_ips[0], TCP_A), "egress deny, outside");
-    assert_tcp_open(&web.pod.ns, sock(n1.ip, TCP_A), "a pod always reaches its node");
+    assert_tcp_blocked(
+        &web.pod.ns,
+        sock(cluster.host_ips[0], TCP_A),
+        "egress deny, outside",
+    );
+    assert_tcp_open(
+        &web.pod.ns,
+        sock(n1.ip, TCP_A),
+        "a pod always reaches its node",
+    );
     assert_tcp_open(&near.pod.ns, sock(web.ip, TCP_A), "ingress not isolated");
 
     // Egress allowed to node 2's pod CIDR only.
@@ -311,7 +338,11 @@ async fn ip_blocks_egress_and_replies() {
         .unwrap();
     assert_tcp_open(&web.pod.ns, sock(far.ip, TCP_A), "egress to the CIDR");
     assert_tcp_blocked(&web.pod.ns, sock(near.ip, TCP_A), "egress outside the CIDR");
-    assert_tcp_blocked(&web.pod.ns, sock(cluster.host_ips[0], TCP_A), "egress outside");
+    assert_tcp_blocked(
+        &web.pod.ns,
+        sock(cluster.host_ips[0], TCP_A),
+        "egress outside",
+    );
     drop((outside, on_node, net2));
 }
 
@@ -402,9 +433,18 @@ async fn bridged_traffic_is_filtered_when_br_netfilter_was_off() {
     let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
     let web = served(&net, "web").await;
     let (stranger, _) = client(&net, "stranger").await;
-    let read = || n1.ns.exec(&["cat", &format!("/proc/sys/{key}")]).trim().to_string();
+    let read = || {
+        n1.ns
+            .exec(&["cat", &format!("/proc/sys/{key}")])
+            .trim()
+            .to_string()
+    };
     assert_eq!(read(), "0");
-    assert_eq!(run(&["cat", &format!("/proc/sys/{key}")]).trim(), "1", "per namespace");
+    assert_eq!(
+        run(&["cat", &format!("/proc/sys/{key}")]).trim(),
+        "1",
+        "per namespace"
+    );
     assert_tcp_open(&stranger.ns, sock(web.ip, TCP_A), "before any policy");
 
     let enforcer = PolicyEnforcer::new(&net).await.unwrap();
@@ -459,10 +499,20 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     let enforcer = PolicyEnforcer::new(&net).await.unwrap();
     let stats = enforcer.sync(&pods).await.unwrap();
     assert_eq!((stats.pods, stats.skipped), (2, 4), "{stats:?}");
-    assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_A), "huge rule dropped, not opened");
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(web.ip, TCP_A),
+        "huge rule dropped, not opened",
+    );
     assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_B), "reversed range dropped");
-    assert_tcp_blocked(&stranger.ns, sock(other.ip, TCP_A), "the others still enforced");
-    let rules = n1.ns.exec(&["nft", "list", "table", "inet", "skiff-policy"]);
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(other.ip, TCP_A),
+        "the others still enforced",
+    );
+    let rules = n1
+        .ns
+        .exec(&["nft", "list", "table", "inet", "skiff-policy"]);
     assert!(!rules.contains("11.0.0.0"), "{rules}");
 
     // Restart: the table outlives the enforcer; a new one changes nothing until its first
@@ -471,7 +521,11 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     let pods = vec![policy(web.ip, Some(vec![]), None)];
     enforcer.sync(&pods).await.unwrap();
     drop(enforcer);
-    assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_A), "rules outlive the enforcer");
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(web.ip, TCP_A),
+        "rules outlive the enforcer",
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (through, tries) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let hammer = {
@@ -506,13 +560,19 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     stop.store(true, Ordering::Relaxed);
     hammer.join().unwrap();
     assert!(tries.load(Ordering::Relaxed) > 0);
-    assert_eq!(through.load(Ordering::Relaxed), 0, "a connection got through the restart");
+    assert_eq!(
+        through.load(Ordering::Relaxed),
+        0,
+        "a connection got through the restart"
+    );
 
     // A pod that leaves the list is open again and its chain is gone.
     let stats = enforcer.sync(&[]).await.unwrap();
     assert_eq!(stats.chains, 0);
     assert_tcp_open(&stranger.ns, sock(web.ip, TCP_A), "policy removed");
-    let rules = n1.ns.exec(&["nft", "list", "table", "inet", "skiff-policy"]);
+    let rules = n1
+        .ns
+        .exec(&["nft", "list", "table", "inet", "skiff-policy"]);
     assert!(!rules.contains("chain in-"), "{rules}");
 
     // --cleanup removes the table.
@@ -522,5 +582,8 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     cleanup.netns = Some(n1.ns.path.clone());
     PodNetwork::cleanup_all(&cleanup).await.unwrap();
     let ruleset = n1.ns.exec(&["nft", "list", "ruleset"]);
-    assert!(!ruleset.contains(POLICY_TABLE.split(' ').nth(1).unwrap()), "{ruleset}");
+    assert!(
+        !ruleset.contains(POLICY_TABLE.split(' ').nth(1).unwrap()),
+        "{ruleset}"
+    );
 }
