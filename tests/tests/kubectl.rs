@@ -348,3 +348,114 @@ fn kubectl_1_32_drives_the_api() {
 fn kubectl_1_33_drives_the_api() {
     acceptance("1.33");
 }
+
+const NETWORK_POLICY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-client
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      app: web
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          role: client
+    - ipBlock:
+        cidr: 10.0.0.0/8
+        except: [10.1.0.0/16]
+    ports:
+    - port: 80
+    - port: 8000
+      endPort: 8080
+";
+
+/// Issue 13: NetworkPolicies through real kubectl: create -f, get (upstream's columns), the
+/// defaults (`policyTypes`, TCP), describe, a bad manifest refused with upstream's message,
+/// delete.
+#[test]
+fn kubectl_serves_network_policies() {
+    let Some(bin) = kubectl::find("1.32") else {
+        skiff_tests::skip("kubectl 1.32 is not installed");
+        return;
+    };
+    let dir = skiff_tests::temp_dir("kubectl-netpol");
+    let server = SkiffProcess::start(&dir.path().join("data"));
+    let k = Kubectl::new(&bin, &server.kubeconfig());
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path.to_string_lossy().into_owned()
+    };
+
+    let out = k.ok(&["api-resources", "--api-group=networking.k8s.io"]);
+    assert!(
+        out.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.first() == Some(&"networkpolicies")
+                && cols.contains(&"netpol")
+                && cols.contains(&"networking.k8s.io/v1")
+                && cols.contains(&"NetworkPolicy")
+        }),
+        "{out}"
+    );
+
+    let manifest = write("netpol.yaml", NETWORK_POLICY);
+    assert_eq!(
+        k.ok(&["create", "-f", &manifest]).trim(),
+        "networkpolicy.networking.k8s.io/allow-client created"
+    );
+    let out = k.ok(&["get", "netpol"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "POD-SELECTOR", "AGE"], "{out}");
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(row[..2], ["allow-client", "app=web"], "{out}");
+
+    let np = json(&k, &["get", "networkpolicy", "allow-client"]);
+    assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][1]["endPort"], 8080);
+
+    let out = k.ok(&["describe", "networkpolicy", "allow-client"]);
+    for want in [
+        "Name:         allow-client",
+        "PodSelector:     app=web",
+        "Allowing ingress traffic:",
+        "To Port: 80/TCP",
+        "From:",
+        "PodSelector: role=client",
+        "IPBlock:",
+        "CIDR: 10.0.0.0/8",
+        "Except: 10.1.0.0/16",
+        "Policy Types: Ingress",
+    ] {
+        assert!(out.contains(want), "describe lacks {want:?}:\n{out}");
+    }
+
+    let bad = write(
+        "bad.yaml",
+        &NETWORK_POLICY
+            .replace("name: allow-client", "name: bad")
+            .replace("endPort: 8080", "endPort: 7000"),
+    );
+    let refused = k.run(&["create", "-f", &bad]);
+    assert!(!refused.ok, "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "The NetworkPolicy \"bad\" is invalid: spec.ingress[0].ports[1].endPort: \
+             Invalid value: 7000: must be greater than or equal to `port`"
+        ),
+        "{refused:?}"
+    );
+
+    assert_eq!(
+        k.ok(&["delete", "netpol", "allow-client"]).trim(),
+        "networkpolicy.networking.k8s.io \"allow-client\" deleted"
+    );
+    let gone = k.run(&["get", "netpol", "allow-client"]);
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
+    drop(server);
+}

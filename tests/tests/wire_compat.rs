@@ -79,6 +79,10 @@ fn minimal(api_version: &str, kind: &str) -> (String, Value) {
                    "ports": [{"port": 80}]}),
             "apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
         ),
+        "NetworkPolicy" => (
+            json!({"spec": {"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}),
+            "apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        ),
         other => panic!("no minimal {other}: add one to wire_compat.rs"),
     };
     let mut object = body;

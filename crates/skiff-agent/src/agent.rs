@@ -25,6 +25,7 @@ use crate::inputs::{BoxFuture, InputResolver, ObjectSource};
 use crate::network::{AgentNetwork, NodeNetwork};
 use crate::node::{self, Machine, NodeFacts};
 use crate::pods::{PodWorkers, WorkerContext};
+use crate::policies::{NodePolicies, PolicyDataPath};
 use crate::probes::{ProbeManager, ProbeNotice};
 use crate::services::{NodeServices, ServiceDataPath};
 use crate::state::{LocalState, ObjectKind};
@@ -199,6 +200,10 @@ struct Agent {
     api_tunnel: ApiTunnel,
     /// The cluster IP the node answers itself for the API tunnel (read by the data path).
     api_local: tokio::sync::watch::Receiver<Option<std::net::Ipv4Addr>>,
+    /// The NetworkPolicy set of this node's pods.
+    policies: NodePolicies,
+    /// The policy enforcer, once the pod network is up and a set is known.
+    policy_path: Option<PolicyDataPath>,
     /// Whether the machine rebooted since the last agent ran (the kernel lost the rules).
     rebooted: bool,
     /// Whether the desired state ever came from the server (pods the runtime holds that it
@@ -296,6 +301,10 @@ impl Agent {
         };
         let runtime = Runtime::open(runtime_config, network.clone())?;
         let services = NodeServices::load(&state)?;
+        let policies = NodePolicies::load(&state)?;
+        if let Some(set) = policies.set() {
+            tracing::info!(pods = set.len(), "network policies from the local state");
+        }
         if let Some(known) = services.network() {
             // Known from before: pods started before the server is reached get it too.
             runtime.set_cluster_dns(crate::services::cluster_dns(known));
@@ -396,6 +405,8 @@ impl Agent {
             cluster: None,
             services,
             service_path: None,
+            policies,
+            policy_path: None,
             rebooted,
             orphans: HashSet::new(),
         };
@@ -422,6 +433,8 @@ impl Agent {
         }
         // Services keep working from the local state, also without the server.
         agent.ensure_service_path().await;
+        // So do the pods' policies (a restart must not open what a policy closed).
+        agent.ensure_policy_path().await;
         agent.start_link().await?;
         Ok(agent)
     }
@@ -474,6 +487,7 @@ impl Agent {
         link_config.resume_revision = self.state.revision()?;
         link_config.watch_nodes = true;
         link_config.watch_services = true;
+        link_config.watch_policies = true;
         let streams = Arc::new(NodeStreams::new(self.runtime.clone(), self.index.clone()));
         self.link_start = Some(tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
@@ -519,8 +533,11 @@ impl Agent {
         let mut node_timer = tokio::time::interval(self.config.timings.node_status_interval);
         node_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let persist_at = self.services.persist_at();
-            let persist_services = tokio::time::sleep_until(
+            let persist_at = match (self.services.persist_at(), self.policies.persist_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let persist_tables = tokio::time::sleep_until(
                 persist_at
                     .map(tokio::time::Instant::from_std)
                     .unwrap_or_else(tokio::time::Instant::now),
@@ -581,9 +598,11 @@ impl Agent {
                 _ = node_timer.tick() => {
                     self.refresh_node().await;
                     self.ensure_service_path().await;
+                    self.ensure_policy_path().await;
                 }
-                _ = persist_services, if persist_at.is_some() => {
+                _ = persist_tables, if persist_at.is_some() => {
                     self.services.persist(&self.state, false);
+                    self.policies.persist(&self.state, false);
                 }
             }
         }
@@ -591,6 +610,7 @@ impl Agent {
 
     async fn stop(&mut self) {
         self.services.persist(&self.state, true);
+        self.policies.persist(&self.state, true);
         self.workers.abort_all();
         self.runtime.shutdown();
         if let Some(task) = self.link_start.take() {
@@ -630,6 +650,16 @@ impl Agent {
                         .set_service(KubernetesService::from_services(&list));
                     if let Some(path) = &self.service_path {
                         path.update(list);
+                    }
+                }
+            }
+            AgentLinkEvent::Policies(set) => {
+                let pods = set.len();
+                if self.policies.apply(set) {
+                    tracing::info!(pods, "network policies changed");
+                    match (&self.policy_path, self.policies.set()) {
+                        (Some(path), Some(set)) => path.update(set.to_vec()),
+                        _ => self.ensure_policy_path().await,
                     }
                 }
             }
@@ -743,6 +773,26 @@ impl Agent {
         }
     }
 
+    /// Starts the policy enforcer once the pod network is up and a set is known (from the
+    /// server or, after a restart without it, from the local state).
+    async fn ensure_policy_path(&mut self) {
+        if self.policy_path.is_some() {
+            return;
+        }
+        let Some(set) = self.policies.set().map(<[_]>::to_vec) else {
+            return;
+        };
+        let Some(pod_network) = self.network.pod_network().await else {
+            return;
+        };
+        match PolicyDataPath::start(&pod_network, set).await {
+            Ok(path) => self.policy_path = Some(path),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the network policy enforcer; retrying")
+            }
+        }
+    }
+
     async fn on_nodes(&mut self, update: NodesUpdate) {
         if update.full {
             self.nodes.clear();
@@ -782,6 +832,7 @@ impl Agent {
                             self.network.release_except(&live).await;
                             self.refresh_node().await;
                             self.ensure_service_path().await;
+                            self.ensure_policy_path().await;
                         }
                         Err(error) => tracing::error!(%error, "cannot set the pod network up"),
                     }

@@ -16,27 +16,21 @@ use skiff_net::{PodNetwork, ProxySettings, ServiceProxy};
 use tokio::sync::watch;
 
 use crate::error::AgentError;
+use crate::persist::Debounced;
 use crate::state::LocalState;
 
 /// Meta key of the service network in the local state.
 const META_SERVICE_NETWORK: &str = "serviceNetwork";
 /// Meta key of the last known Services.
 const META_SERVICES: &str = "services";
-/// The table is written once changes pause for this long…
-const PERSIST_QUIET: Duration = Duration::from_secs(1);
-/// …or, under steady churn, at most this often (endpoints change with every pod; the storage
-/// of an edge node is often flash).
-const PERSIST_EVERY: Duration = Duration::from_secs(10);
 
 /// The node's view of the cluster's Services.
 #[derive(Debug, Default)]
 pub(crate) struct NodeServices {
     network: Option<ServiceNetwork>,
     table: BTreeMap<ServiceKey, ServiceSummary>,
-    /// Whether the table changed since it was last written.
-    dirty: bool,
-    last_persisted: Option<Instant>,
-    last_change: Option<Instant>,
+    /// When to write the table (endpoints change with every pod).
+    schedule: Debounced,
     /// Whether the server sent the table in this process (else it is the local state's).
     fresh: bool,
 }
@@ -101,10 +95,9 @@ impl NodeServices {
                 changed |= self.table.remove(&key).is_some();
             }
         }
-        self.dirty |= changed;
         self.fresh = true;
         if changed {
-            self.last_change = Some(Instant::now());
+            self.schedule.changed();
         }
         changed
     }
@@ -116,15 +109,7 @@ impl NodeServices {
 
     /// When the table should next be written, if it changed.
     pub(crate) fn persist_at(&self) -> Option<Instant> {
-        if !self.dirty {
-            return None;
-        }
-        let quiet = self.last_change.map(|at| at + PERSIST_QUIET);
-        let steady = self.last_persisted.map(|at| at + PERSIST_EVERY);
-        match (quiet, steady) {
-            (Some(q), Some(s)) => Some(q.min(s)),
-            (q, s) => q.or(s).or(Some(Instant::now())),
-        }
+        self.schedule.persist_at()
     }
 
     /// Every Service, in key order.
@@ -134,15 +119,11 @@ impl NodeServices {
 
     /// Writes the table if it changed and [`Self::persist_at`] has come (or `force`).
     pub(crate) fn persist(&mut self, state: &LocalState, force: bool) {
-        let due = self.persist_at().is_some_and(|at| at <= Instant::now());
-        if !self.dirty || !(due || force) {
+        if !self.schedule.due(force) {
             return;
         }
         match state.set_meta(META_SERVICES, &self.list()) {
-            Ok(()) => {
-                self.dirty = false;
-                self.last_persisted = Some(Instant::now());
-            }
+            Ok(()) => self.schedule.persisted(),
             Err(error) => tracing::warn!(%error, "cannot store the cluster's services"),
         }
     }

@@ -84,7 +84,9 @@ fn gv_path(group: &str, version: &str) -> String {
 /// Adds the schema of the type behind `(group, version, kind)` to `gen`; returns its
 /// definition name, or `None` for kinds skiff has no Rust type for.
 fn add_kind(gen: &mut SchemaGenerator, group: &str, version: &str, kind: &str) -> Option<String> {
-    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, policy};
+    use k8s_openapi::api::{
+        apps, autoscaling, batch, coordination, core, discovery, networking, policy,
+    };
     fn add<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
         let _ = gen.subschema_for::<T>();
         T::schema_name().into_owned()
@@ -109,6 +111,7 @@ fn add_kind(gen: &mut SchemaGenerator, group: &str, version: &str, kind: &str) -
         ("batch", "v1", "CronJob") => add::<batch::v1::CronJob>(gen),
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>(gen),
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>(gen),
+        ("networking.k8s.io", "v1", "NetworkPolicy") => add::<networking::v1::NetworkPolicy>(gen),
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>(gen),
         ("policy", "v1", "Eviction") => add::<policy::v1::Eviction>(gen),
         _ => return None,

@@ -13,6 +13,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use skiff_link::proto::exec::{ExecFrameDecoder, MAX_EXEC_FRAME};
 use skiff_link::proto::image::{BlobHeader, ImageWant};
+use skiff_link::proto::policy::{PodPolicy, PolicyPeer, PolicyPort, PolicyRule};
 use skiff_link::proto::service::{ServiceKey, ServicePortSummary, ServiceSummary};
 use skiff_link::proto::{
     decode, encode, AgentMessage, FrameDecoder, FrameError, Hello, JoinRequest, NodeSummary,
@@ -227,6 +228,7 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
         text().prop_map(|reason| AgentMessage::Goodbye { reason }),
         Just(AgentMessage::WatchNodes),
         Just(AgentMessage::WatchServices),
+        Just(AgentMessage::WatchPolicies),
         (any::<u64>(), vec(object_ref(), 0..4))
             .prop_map(|(request, refs)| AgentMessage::GetObjects { request, refs }),
         (any::<u64>(), text())
@@ -342,6 +344,42 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                     })
                     .collect(),
                 removed: Vec::new(),
+                last,
+            }),
+        (
+            vec(
+                (
+                    text(),
+                    any::<u32>(),
+                    any::<u8>(),
+                    prop::option::of(any::<u16>())
+                ),
+                0..3
+            ),
+            any::<bool>()
+        )
+            .prop_map(|(pods, last)| ServerMessage::Policies {
+                pods: pods
+                    .into_iter()
+                    .map(|(name, ip, bits, port)| PodPolicy {
+                        namespace: "default".into(),
+                        name,
+                        ip: ip.into(),
+                        ingress: Some(vec![PolicyRule {
+                            peers: Some(vec![PolicyPeer {
+                                cidr: format!("{}/{}", std::net::Ipv4Addr::from(ip), bits % 33)
+                                    .parse()
+                                    .unwrap(),
+                                except: Vec::new(),
+                            }]),
+                            ports: vec![PolicyPort {
+                                port,
+                                ..Default::default()
+                            }],
+                        }]),
+                        egress: None,
+                    })
+                    .collect(),
                 last,
             }),
         (

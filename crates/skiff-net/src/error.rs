@@ -133,6 +133,13 @@ pub enum NetError {
         /// What nft printed.
         stderr: String,
     },
+    /// The kernel cannot hand bridged traffic to the IP hooks (`br_netfilter`), so traffic
+    /// between two pods of the node could not be filtered.
+    #[error(
+        "NetworkPolicy needs br_netfilter (net/bridge/bridge-nf-call-iptables) to filter \
+         traffic between pods of one node: {0}"
+    )]
+    BridgeNetfilter(String),
     /// A kernel setting under `/proc/sys` could not be read or written.
     #[error("sysctl {key}: {source}")]
     Sysctl {

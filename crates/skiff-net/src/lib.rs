@@ -15,6 +15,10 @@
 //! - [`ServiceProxy::new`] once, then [`ServiceProxy::sync`] with the cluster's Services
 //!   whenever they change: ClusterIP, NodePort, external and load-balancer IPs as nftables
 //!   DNAT rules (table `inet skiff-proxy`), modelled on upstream's nftables kube-proxy.
+//! - [`PolicyEnforcer::new`] once, then [`PolicyEnforcer::sync`] with the node's
+//!   NetworkPolicies (one [`PodPolicy`](skiff_link_proto::proto::policy::PodPolicy) per
+//!   isolated local pod) whenever they change: per-pod nftables chains in the forward hook
+//!   (table `inet skiff-policy`).
 //! - [`PodNetwork::cleanup_all`] for `skiff agent --cleanup`: removes everything.
 //!
 //! `hostNetwork: true` pods need nothing from this crate: the agent does not call `attach` and
@@ -31,8 +35,10 @@ mod manager;
 mod netlink;
 mod netns;
 mod nft;
+mod nft_objects;
 mod peers;
 mod pod;
+mod policy;
 mod proxy;
 mod state;
 mod sysctl;
@@ -47,5 +53,6 @@ pub use netlink::{route_socket_usable, SKIFF_ROUTE_PROTOCOL};
 pub use netns::NetNs;
 pub use nft::TABLE as NFT_TABLE;
 pub use pod::VETH_PREFIX;
+pub use policy::{PolicyEnforcer, PolicySyncStats, POLICY_TABLE};
 pub use proxy::{ProxySettings, ProxySyncStats, ServiceProxy, PROXY_TABLE, SERVICE_ADDRESS_LABEL};
 pub use state::STATE_FILE;

@@ -18,7 +18,7 @@ use crate::netns::NetNs;
 use crate::nft::{self, HostPortRule, RulesetInput};
 use crate::pod::{host_veth_name, PodPlumbing, VETH_PREFIX};
 use crate::state::{self, NodeState, PodRecord};
-use crate::{peers, proxy, sysctl, NetError};
+use crate::{peers, policy, proxy, sysctl, NetError};
 
 /// The node's pod network: bridge, per-pod veth pairs and addresses, peer routes, NAT rules.
 ///
@@ -626,6 +626,7 @@ impl PodNetwork {
 
         nft::delete_table(&ns).await?;
         report.service_addresses = proxy::remove_all(&ns, &nl).await?;
+        policy::remove_all(&ns).await?;
         for route in nl.skiff_routes().await? {
             nl.delete_route(route).await?;
             report.routes += 1;

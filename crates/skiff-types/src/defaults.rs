@@ -44,6 +44,7 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value) {
         ("batch", "Job") => default_job(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
+        ("networking.k8s.io", "NetworkPolicy") => default_network_policy(obj),
         _ => {}
     }
 }
@@ -66,6 +67,30 @@ fn default_endpoint_slice(obj: &mut Map<String, Value>) {
     for port in each_obj(obj, "ports") {
         set_default(port, "name", Value::from(""));
         set_default(port, "protocol", Value::from("TCP"));
+    }
+}
+
+/// Upstream networking/v1 `SetDefaults_NetworkPolicy` and `SetDefaults_NetworkPolicyPort`:
+/// `policyTypes` is `[Ingress]`, plus `Egress` when there are egress rules; ports without a
+/// protocol are TCP. `podSelector` (a struct in Go, always written) is `{}` when absent.
+fn default_network_policy(obj: &mut Map<String, Value>) {
+    let Some(spec) = child_obj(obj, "spec") else {
+        return;
+    };
+    set_default(spec, "podSelector", Value::Object(Map::new()));
+    for rules in ["ingress", "egress"] {
+        for rule in each_obj(spec, rules) {
+            for port in each_obj(rule, "ports") {
+                set_default(port, "protocol", Value::from("TCP"));
+            }
+        }
+    }
+    if is_empty_or_absent(spec, "policyTypes") {
+        let mut types = vec![Value::from("Ingress")];
+        if !is_empty_or_absent(spec, "egress") {
+            types.push(Value::from("Egress"));
+        }
+        spec.insert("policyTypes".to_string(), Value::Array(types));
     }
 }
 

@@ -381,6 +381,20 @@ static RESOURCES: &[ResourceInfo] = &[
         categories: &[],
         list_kind: "EndpointSliceList",
     },
+    // networking.k8s.io/v1
+    ResourceInfo {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        short_names: &["netpol"],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        categories: &[],
+        list_kind: "NetworkPolicyList",
+    },
 ];
 
 /// Every resource skiff serves, grouped by API group (core first), sorted by plural within it.
@@ -509,6 +523,7 @@ mod tests {
             ("coordination.k8s.io", "leases", &[]),
             ("", "endpoints", &[]),
             ("discovery.k8s.io", "endpointslices", &[]),
+            ("networking.k8s.io", "networkpolicies", &[]),
         ];
         for (group, plural, subs) in expect {
             let r = find(group, "v1", plural).unwrap_or_else(|| panic!("{plural} missing"));
@@ -565,6 +580,7 @@ mod tests {
         assert!(gv.contains(&("batch", "v1")));
         assert!(gv.contains(&("coordination.k8s.io", "v1")));
         assert!(gv.contains(&("discovery.k8s.io", "v1")));
+        assert!(gv.contains(&("networking.k8s.io", "v1")));
         assert_eq!(resources_in("apps", "v1").count(), 4);
     }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{earliest, CloseReason, Outbox, SessionConfig};
+use crate::proto::policy::PodPolicy;
 use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, Hello, JoinRequest,
@@ -99,6 +100,9 @@ pub enum AgentEvent {
     Nodes(NodesUpdate),
     /// The cluster's Services changed (after [`AgentSession::watch_services`]).
     Services(ServicesUpdate),
+    /// The node's complete NetworkPolicy set, replacing the previous one (after
+    /// [`AgentSession::watch_policies`]).
+    Policies(Vec<PodPolicy>),
     /// The answer to [`AgentSession::get_objects`].
     Objects {
         /// The request number.
@@ -137,6 +141,8 @@ pub struct AgentSession {
     snapshot: Option<Vec<Pod>>,
     /// The parts of a Services update received so far.
     services_part: Option<ServicesUpdate>,
+    /// The parts of a Policies set received so far.
+    policies_part: Option<Vec<PodPolicy>>,
     close_reason: Option<CloseReason>,
 }
 
@@ -188,6 +194,7 @@ impl AgentSession {
             revision: None,
             snapshot: None,
             services_part: None,
+            policies_part: None,
             close_reason: None,
         }
     }
@@ -382,6 +389,13 @@ impl AgentSession {
                     self.events.push_back(AgentEvent::Services(update));
                 }
             }
+            (State::Established, ServerMessage::Policies { pods, last }) => {
+                self.policies_part.get_or_insert_with(Vec::new).extend(pods);
+                if last {
+                    let set = self.policies_part.take().unwrap_or_default();
+                    self.events.push_back(AgentEvent::Policies(set));
+                }
+            }
             (State::Established, ServerMessage::Objects { request, results }) => {
                 self.events
                     .push_back(AgentEvent::Objects { request, results });
@@ -490,6 +504,13 @@ impl AgentSession {
     /// [`crate::proto::service::SERVICE_PROTOCOL_VERSION`] or later; the caller checks).
     pub fn watch_services(&mut self) -> Result<(), FrameError> {
         self.send(&AgentMessage::WatchServices)
+    }
+
+    /// Asks for the NetworkPolicy rules of this node's pods, now and after every change
+    /// ([`AgentEvent::Policies`]; protocol version
+    /// [`crate::proto::policy::POLICY_PROTOCOL_VERSION`] or later; the caller checks).
+    pub fn watch_policies(&mut self) -> Result<(), FrameError> {
+        self.send(&AgentMessage::WatchPolicies)
     }
 
     /// Asks the server for an image (only with protocol version

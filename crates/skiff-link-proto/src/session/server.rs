@@ -7,6 +7,7 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::{CloseReason, Outbox, SessionConfig};
+use crate::proto::policy::PodPolicy;
 use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     decode, AgentMessage, ClusterNetwork, FrameDecoder, FrameError, JoinRequest, NodeSummary,
@@ -80,6 +81,10 @@ pub enum NodeEvent {
     /// The node wants the cluster's Services; answer with [`ServerSession::send_services`]
     /// (full) now and with their changes whenever they change.
     WatchServices,
+    /// The node wants its pods' NetworkPolicy rules (protocol version
+    /// [`crate::proto::policy::POLICY_PROTOCOL_VERSION`] and later); answer with
+    /// [`ServerSession::send_policies`] now and whenever its set changes.
+    WatchPolicies,
     /// The node reads config maps and secrets; answer with [`ServerSession::send_objects`].
     GetObjects {
         /// Request number to echo.
@@ -120,6 +125,8 @@ pub struct ServerSession {
     handshake_deadline: Instant,
     last_heard: Instant,
     close_reason: Option<CloseReason>,
+    /// The negotiated protocol version, once established.
+    version: u32,
 }
 
 impl ServerSession {
@@ -135,6 +142,7 @@ impl ServerSession {
             events: VecDeque::new(),
             last_heard: now,
             close_reason: None,
+            version: 0,
         }
     }
 
@@ -227,6 +235,7 @@ impl ServerSession {
                     return self.refuse(RefusalCode::UnsupportedVersion, &message);
                 }
                 self.state = State::Established;
+                self.version = highest;
                 self.queue(&ServerMessage::Welcome {
                     version: highest,
                     heartbeat_interval_ms: duration_ms(self.config.heartbeat_interval),
@@ -272,6 +281,12 @@ impl ServerSession {
             (State::Established, AgentMessage::WatchServices) => {
                 self.events
                     .push_back(ServerEvent::Node(NodeEvent::WatchServices));
+            }
+            (State::Established, AgentMessage::WatchPolicies)
+                if self.version >= crate::proto::policy::POLICY_PROTOCOL_VERSION =>
+            {
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::WatchPolicies));
             }
             (State::Established, AgentMessage::GetObjects { request, refs }) => {
                 self.events
@@ -435,6 +450,19 @@ impl ServerSession {
                 removed: if last { removed.clone() } else { Vec::new() },
                 last,
             }
+        })?;
+        self.outbox.frames.extend(parts);
+        Ok(())
+    }
+
+    /// Sends the node's complete NetworkPolicy set (replacing the previous one), in as many
+    /// frames as it needs; an empty set is one frame.
+    pub fn send_policies(&mut self, pods: Vec<PodPolicy>) -> Result<(), FrameError> {
+        self.ensure_established()?;
+        let mut parts = Vec::new();
+        self.split(pods, &mut parts, |pods, last| ServerMessage::Policies {
+            pods,
+            last,
         })?;
         self.outbox.frames.extend(parts);
         Ok(())

@@ -603,3 +603,81 @@ fn a_services_list_larger_than_a_frame_arrives_whole_in_one_update() {
         })]
     );
 }
+
+fn pod_policy(i: usize) -> crate::proto::policy::PodPolicy {
+    use crate::proto::policy::{PodPolicy, PolicyPeer, PolicyPort, PolicyRule};
+    PodPolicy {
+        namespace: "default".into(),
+        name: format!("web-{i:05}"),
+        ip: std::net::Ipv4Addr::new(10, 42, (i / 250) as u8, (i % 250) as u8),
+        ingress: Some(vec![PolicyRule {
+            peers: Some(vec![PolicyPeer {
+                cidr: "10.42.7.0/24".parse().unwrap(),
+                except: vec!["10.42.7.128/25".parse().unwrap()],
+            }]),
+            ports: vec![PolicyPort {
+                port: Some(80),
+                ..Default::default()
+            }],
+        }]),
+        egress: Some(vec![]),
+    }
+}
+
+#[test]
+fn a_policy_set_larger_than_a_frame_arrives_whole_and_replaces_the_last() {
+    let t0 = Instant::now();
+    let (mut agent, mut server) = established(t0);
+    server_events(&mut server);
+    agent.watch_policies().unwrap();
+    pump(&mut agent, &mut server, t0);
+    assert_eq!(
+        server_events(&mut server),
+        vec![ServerEvent::Node(NodeEvent::WatchPolicies)]
+    );
+    agent_events(&mut agent);
+    // 64 KiB frames (`config`): 2,000 pods of ~250 bytes need several parts.
+    let set: Vec<_> = (0..2000).map(pod_policy).collect();
+    server.send_policies(set.clone()).unwrap();
+    let mut frames = 0;
+    while let Some(frame) = server.poll_transmit() {
+        frames += 1;
+        agent.handle_bytes(&frame, t0);
+        if frames == 1 {
+            assert_eq!(
+                agent_events(&mut agent),
+                vec![],
+                "a partial set is not applied"
+            );
+        }
+    }
+    assert!(frames > 1, "one frame cannot hold them: {frames}");
+    assert_eq!(agent_events(&mut agent), vec![AgentEvent::Policies(set)]);
+    // An empty set (the last policy deleted) is sent, and arrives, as such.
+    server.send_policies(Vec::new()).unwrap();
+    pump(&mut agent, &mut server, t0);
+    assert_eq!(agent_events(&mut agent), vec![AgentEvent::Policies(vec![])]);
+}
+
+#[test]
+fn watch_policies_needs_protocol_version_four() {
+    let t0 = Instant::now();
+    let mut server = ServerSession::new(PeerIdentity::Node("n1".into()), config(), t0);
+    let hello = AgentMessage::Hello(crate::proto::Hello {
+        min_version: 1,
+        max_version: crate::proto::policy::POLICY_PROTOCOL_VERSION - 1,
+        node_name: "n1".into(),
+        resume_revision: None,
+        agent_version: "0.3".into(),
+    });
+    server.handle_bytes(&crate::proto::encode(&hello, 1024).unwrap(), t0);
+    assert!(server.is_established());
+    server.handle_bytes(
+        &crate::proto::encode(&AgentMessage::WatchPolicies, 1024).unwrap(),
+        t0,
+    );
+    let Some(CloseReason::ProtocolViolation(reason)) = server.close_reason() else {
+        panic!("expected a violation, got {:?}", server.close_reason())
+    };
+    assert!(reason.contains("unexpected watchPolicies"), "{reason}");
+}

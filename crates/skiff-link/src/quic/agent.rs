@@ -22,6 +22,7 @@ use super::transport::{any_local_for, parse_server_url, ServerUrl};
 use super::tunnel::{self, ApiTunnelStream, TunnelError};
 use super::LinkError;
 use crate::proto::image::IMAGE_PROTOCOL_VERSION;
+use crate::proto::policy::{PodPolicy, POLICY_PROTOCOL_VERSION};
 use crate::proto::service::{ServiceNetwork, SERVICE_PROTOCOL_VERSION};
 use crate::proto::tunnel::API_TUNNEL_PROTOCOL_VERSION;
 use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
@@ -66,6 +67,9 @@ pub struct AgentLinkConfig {
     /// Ask for the cluster's Services on every session ([`AgentLinkEvent::Services`]) when the
     /// server speaks protocol version 3 or later.
     pub watch_services: bool,
+    /// Ask for the node's NetworkPolicy set on every session ([`AgentLinkEvent::Policies`])
+    /// when the server speaks protocol version 4 or later.
+    pub watch_policies: bool,
 }
 
 impl AgentLinkConfig {
@@ -86,6 +90,7 @@ impl AgentLinkConfig {
             renew_before: Duration::ZERO,
             watch_nodes: false,
             watch_services: false,
+            watch_policies: false,
         }
     }
 }
@@ -131,6 +136,9 @@ pub enum AgentLinkEvent {
     Nodes(NodesUpdate),
     /// The cluster's Services (with [`AgentLinkConfig::watch_services`]).
     Services(ServicesUpdate),
+    /// The node's complete NetworkPolicy set, replacing the previous one (with
+    /// [`AgentLinkConfig::watch_policies`]).
+    Policies(Vec<PodPolicy>),
 }
 
 type ObjectsReply = oneshot::Sender<Result<Vec<ObjectResult>, LinkError>>;
@@ -613,6 +621,11 @@ impl Runner {
                                 tracing::warn!(%error, "cannot ask for the cluster's services");
                             }
                         }
+                        if self.config.watch_policies && version >= POLICY_PROTOCOL_VERSION {
+                            if let Err(error) = session.watch_policies() {
+                                tracing::warn!(%error, "cannot ask for the node's network policies");
+                            }
+                        }
                         self.flush_terminated(&mut session);
                         self.flush_events(&mut session);
                     }
@@ -621,6 +634,9 @@ impl Runner {
                     }
                     AgentEvent::Services(update) => {
                         self.emit(AgentLinkEvent::Services(update)).await;
+                    }
+                    AgentEvent::Policies(set) => {
+                        self.emit(AgentLinkEvent::Policies(set)).await;
                     }
                     AgentEvent::Objects { request, results } => {
                         if let Some(reply) = self.pending_objects.remove(&request) {

@@ -18,6 +18,7 @@ use super::transport::{endpoint_config, transport_config};
 use super::tunnel::{self, ApiTunnelSettings};
 use super::LinkError;
 use crate::proto::image::ImageTransferError;
+use crate::proto::policy::PodPolicy;
 use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
@@ -136,6 +137,7 @@ enum Command {
         services: Vec<ServiceSummary>,
         removed: Vec<ServiceKey>,
     },
+    Policies(Vec<PodPolicy>),
     Objects(u64, Vec<ObjectResult>),
 }
 
@@ -289,6 +291,11 @@ impl NodeSender {
             services,
             removed,
         })
+    }
+
+    /// Sends the node's complete NetworkPolicy set (after `WatchPolicies`).
+    pub fn send_policies(&self, pods: Vec<PodPolicy>) -> Result<(), NodeCommandError> {
+        self.command(Command::Policies(pods))
     }
 
     /// Answers a `GetObjects` request.
@@ -690,6 +697,7 @@ fn apply(session: &mut ServerSession, command: Command) {
             services,
             removed,
         } => session.send_services(full, services, removed),
+        Command::Policies(pods) => session.send_policies(pods),
         Command::Objects(request, results) => {
             let refs: Vec<ObjectRef> = results.iter().map(|r| r.reference.clone()).collect();
             session.send_objects(request, results).or_else(|error| {

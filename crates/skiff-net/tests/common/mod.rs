@@ -162,8 +162,15 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// The first two nodes' networks, host-gw, each routing to the other's pods.
     pub(crate) async fn host_gw_pair(&self) -> (skiff_net::PodNetwork, skiff_net::PodNetwork) {
-        let setup =
-            |node: &SimNode| skiff_net::PodNetwork::setup(node.config(skiff_net::Backend::HostGw));
+        self.pair(skiff_net::Backend::HostGw).await
+    }
+
+    /// The first two nodes' networks with `backend`, each routing to the other's pods.
+    pub(crate) async fn pair(
+        &self,
+        backend: skiff_net::Backend,
+    ) -> (skiff_net::PodNetwork, skiff_net::PodNetwork) {
+        let setup = |node: &SimNode| skiff_net::PodNetwork::setup(node.config(backend));
         let net1 = setup(&self.nodes[0]).await.unwrap();
         let net2 = setup(&self.nodes[1]).await.unwrap();
         net1.sync_peers(&self.peers()).await.unwrap();
@@ -492,4 +499,9 @@ pub(crate) fn ask_name(ns: &Netns, addr: SocketAddr) -> Result<String, std::io::
         stream.read_to_string(&mut answer)?;
         Ok(answer)
     })
+}
+
+/// Whether a TCP connection from `ns` to `addr` is established within `timeout`.
+pub(crate) fn tcp_connects(ns: &Netns, addr: SocketAddr, timeout: Duration) -> bool {
+    ns.within(|| TcpStream::connect_timeout(&addr, timeout).is_ok())
 }

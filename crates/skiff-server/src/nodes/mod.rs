@@ -16,6 +16,7 @@ mod lease;
 mod logs;
 mod objects;
 mod peers;
+mod policies;
 mod registration;
 mod services;
 mod session;
@@ -127,6 +128,9 @@ pub(crate) struct Shared {
     /// The service directory, started when the first agent asks for it.
     pub services:
         tokio::sync::OnceCell<tokio::sync::watch::Receiver<Option<services::ServiceDirectory>>>,
+    /// The server-wide NetworkPolicy compiler, started by the first node that asks.
+    pub policies:
+        tokio::sync::OnceCell<tokio::sync::watch::Receiver<Option<policies::PolicyDirectory>>>,
 }
 
 impl NodeLink {
@@ -179,6 +183,7 @@ impl NodeLink {
             settings,
             directory: tokio::sync::OnceCell::new(),
             services: tokio::sync::OnceCell::new(),
+            policies: tokio::sync::OnceCell::new(),
         });
         let server = LinkServer::bind(
             LinkServerConfig {

@@ -15,7 +15,8 @@ use skiff_link::quic::{JoinGrant, NodeEvent, NodeService, NodeSession, Refusal};
 use super::error::{message, status_code};
 use super::lease::Heart;
 use super::{
-    certificates, desired, join, objects, peers, registration, services, work_limits, Shared,
+    certificates, desired, join, objects, peers, policies, registration, services, work_limits,
+    Shared,
 };
 
 /// The control plane's [`NodeService`].
@@ -59,6 +60,7 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
     ));
     let mut directory_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut services_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut policies_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut heart = Heart::new(&name, &as_node, &shared.admin);
     let mut registration: Option<Node> = None;
     if !shared.certificates.is_current(&name) {
@@ -164,6 +166,21 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                     services_task = Some(tokio::spawn(services::serve(directory, sender.clone())));
                 }
             }
+            NodeEvent::WatchPolicies => {
+                if policies_task.is_none() {
+                    let admin = shared.admin.clone();
+                    let directory = shared
+                        .policies
+                        .get_or_init(|| async move { policies::start(admin) })
+                        .await
+                        .clone();
+                    policies_task = Some(tokio::spawn(policies::serve(
+                        directory,
+                        name.clone(),
+                        sender.clone(),
+                    )));
+                }
+            }
             NodeEvent::GetObjects { request, refs } => {
                 let permit = match work.objects(&refs) {
                     Ok(permit) => permit,
@@ -212,6 +229,9 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
     }
     desired.abort();
     if let Some(task) = services_task {
+        task.abort();
+    }
+    if let Some(task) = policies_task {
         task.abort();
     }
     if let Some(task) = directory_task {

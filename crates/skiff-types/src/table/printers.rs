@@ -232,6 +232,12 @@ static ENDPOINT_SLICE: &[Column] = &[
     AGE,
 ];
 
+static NETWORK_POLICY: &[Column] = &[
+    NAME,
+    col("Pod-Selector", "string", "Selects the pods to which this NetworkPolicy object applies.  The array of ingress rules is applied to any pods selected by this field. Multiple network policies can select the same set of pods.  In this case, the ingress rules for each are combined additively. This field is NOT optional and follows standard label selector semantics. An empty podSelector matches all pods in this namespace.", 0),
+    AGE,
+];
+
 static DEFAULT: &[Column] = &[NAME, col("Created At", "date", AGE_DESC, 0)];
 
 /// Columns for a kind.
@@ -253,6 +259,7 @@ pub(super) fn columns(group: &str, kind: &str) -> &'static [Column] {
         ("coordination.k8s.io", "Lease") => LEASE,
         ("", "Endpoints") => ENDPOINTS,
         ("discovery.k8s.io", "EndpointSlice") => ENDPOINT_SLICE,
+        ("networking.k8s.io", "NetworkPolicy") => NETWORK_POLICY,
         _ => DEFAULT,
     }
 }
@@ -391,6 +398,14 @@ pub(super) fn cells(
             None,
         ),
         ("", "Endpoints") => (vec![name, json!(format_endpoints(o)), age], None),
+        ("networking.k8s.io", "NetworkPolicy") => (
+            vec![
+                name,
+                json!(format_label_selector(o.get("spec").get("podSelector").0)),
+                age,
+            ],
+            None,
+        ),
         ("discovery.k8s.io", "EndpointSlice") => (
             vec![
                 name,

@@ -789,3 +789,22 @@ fn endpoints_and_endpoint_slices() {
         ])
     );
 }
+
+#[test]
+fn network_policies() {
+    let info = find("networking.k8s.io", "v1", "networkpolicies").expect("served");
+    let names: Vec<_> = columns(info).iter().map(|c| c.name).collect();
+    assert_eq!(names, ["Name", "Pod-Selector", "Age"]);
+    let row = |selector: Value| {
+        let object = json!({"metadata": {"name": "deny", "creationTimestamp": ago(60)},
+            "spec": {"podSelector": selector}});
+        let t = table_at(info, &[object], json!({}), IncludeObject::None, now());
+        t["rows"][0]["cells"].clone()
+    };
+    assert_eq!(row(json!({})), json!(["deny", "<none>", "60s"]));
+    assert_eq!(
+        row(json!({"matchLabels": {"role": "db", "app": "web"},
+                   "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]})),
+        json!(["deny", "app=web,role=db,tier notin (a)", "60s"])
+    );
+}

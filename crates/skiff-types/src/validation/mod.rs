@@ -14,6 +14,7 @@ mod errors;
 mod gofmt;
 pub mod meta;
 pub mod names;
+mod networking;
 mod pod;
 mod schema;
 mod value;
@@ -51,6 +52,9 @@ pub fn validate_create(info: &ResourceInfo, object: &Value) -> Result<(), Valida
         ("coordination.k8s.io", "Lease") => core::validate_lease(obj, &mut errs),
         ("", "Endpoints") => endpoints::validate_endpoints(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => endpoints::validate_endpoint_slice(obj, &mut errs),
+        ("networking.k8s.io", "NetworkPolicy") => {
+            networking::validate_network_policy(obj, &mut errs)
+        }
         _ => validate_meta_only(info, obj, &mut errs),
     }
     ValidationErrors(errs).into_result()
@@ -92,6 +96,9 @@ pub fn validate_update(
         ("", "Endpoints") => endpoints::validate_endpoints_update(n, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => {
             endpoints::validate_endpoint_slice_update(n, o, &mut errs)
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            networking::validate_network_policy_update(n, o, &mut errs)
         }
         _ => {}
     }

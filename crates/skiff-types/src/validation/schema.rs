@@ -240,7 +240,9 @@ macro_rules! roots {
 fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
-        use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, policy};
+        use k8s_openapi::api::{
+            apps, autoscaling, batch, coordination, core, discovery, networking, policy,
+        };
         let mut gen = SchemaGenerator::default();
         let mut names: Vec<(&'static str, String)> = Vec::new();
         roots!(gen, names,
@@ -261,6 +263,7 @@ fn schemas() -> &'static Schemas {
             "batch/v1/Job" => batch::v1::Job,
             "coordination.k8s.io/v1/Lease" => coordination::v1::Lease,
             "discovery.k8s.io/v1/EndpointSlice" => discovery::v1::EndpointSlice,
+            "networking.k8s.io/v1/NetworkPolicy" => networking::v1::NetworkPolicy,
             "autoscaling/v1/Scale" => autoscaling::v1::Scale,
             "policy/v1/Eviction" => policy::v1::Eviction,
         );
