@@ -57,14 +57,17 @@ fn endpoints(name: &str, labels: Value, ready: &[&str], not_ready: &[&str]) -> V
     })
 }
 
-/// The slices labelled for `service`, by manager: (name, manager, [(address, ready)]).
-async fn slices(client: &Client, service: &str) -> Vec<(String, String, Vec<(String, bool)>)> {
+/// A slice as the test compares it: (name, manager, [(address, ready)]).
+type SliceView = (String, String, Vec<(String, bool)>);
+
+/// The slices labelled for `service`, by manager.
+async fn slices(client: &Client, service: &str) -> Vec<SliceView> {
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let list = api
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
         .await
         .expect("list slices");
-    let mut out: Vec<(String, String, Vec<(String, bool)>)> = list
+    let mut out: Vec<SliceView> = list
         .items
         .iter()
         .map(|s| {

@@ -11,9 +11,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 
+/// A subset: ready IPs, not-ready IPs, ports as (name, port, protocol).
+type Subset<'a> = (&'a [&'a str], &'a [&'a str], &'a [(&'a str, i32, &'a str)]);
+
 /// The Endpoints `ext` with a `team` label, two annotations (one not copied) and `subsets`:
 /// (ready IPs, not-ready IPs, ports as (name, port, protocol)).
-fn endpoints(subsets: &[(&[&str], &[&str], &[(&str, i32, &str)])]) -> Endpoints {
+fn endpoints(subsets: &[Subset<'_>]) -> Endpoints {
     let address = |ip: &&str| EndpointAddress {
         ip: ip.to_string(),
         node_name: Some("n1".into()),
