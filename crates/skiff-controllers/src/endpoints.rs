@@ -26,7 +26,7 @@ use crate::endpointslice::{
     should_be_in_endpoints, LABEL_HEADLESS,
 };
 use crate::error::{is_conflict, is_not_found, ApiContext};
-use crate::informer::{object_ref, Change, Informer, BY_NAMESPACE};
+use crate::informer::{object_ref, same_name, Change, Informer, BY_NAMESPACE};
 use crate::util::meta::{name_of, namespace_of};
 use crate::util::pods;
 use crate::Error;
@@ -212,22 +212,12 @@ pub fn start(
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
     let store = services.store();
-    let own = services.triggers(store.clone(), |change| match change {
-        Change::Applied(s) => vec![ObjectRef::from_obj(s.as_ref())],
-        _ => Vec::new(),
-    });
     let (svc, eps) = (services.clone(), endpoints.clone());
     let from_pods = pods.triggers(store.clone(), move |change| match change.object() {
         Some(pod) => services_of_pod(&svc, &eps, pod),
         None => Vec::new(),
     });
-    let from_endpoints = endpoints.triggers(store.clone(), |change| match change.object() {
-        Some(ep) => vec![object_ref(
-            namespace_of(&ep.metadata),
-            name_of(&ep.metadata),
-        )],
-        None => Vec::new(),
-    });
+    let from_endpoints = endpoints.triggers(store, same_name::<Endpoints, Service>);
     tasks.spawn(delete_orphans(
         client.clone(),
         services.clone(),
@@ -238,14 +228,15 @@ pub fn start(
         pods: pods.clone(),
         endpoints: endpoints.clone(),
     });
-    tasks.spawn(crate::runner::run(
+    crate::runner::spawn(
+        tasks,
         COMPONENT,
-        store,
-        futures::stream::select_all([own.boxed(), from_pods.boxed(), from_endpoints.boxed()]),
+        services,
+        vec![from_pods.boxed(), from_endpoints.boxed()],
         reconcile,
         ctx,
         concurrency,
-    ));
+    );
 }
 
 /// The Services whose Endpoints may involve `pod`: those selecting it, and those whose

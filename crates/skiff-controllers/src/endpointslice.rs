@@ -30,7 +30,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
 
 use crate::error::{is_not_found, ApiContext};
-use crate::informer::{object_ref, Change, Informer, BY_NAMESPACE};
+use crate::informer::{object_ref, Informer, BY_NAMESPACE};
 use crate::util::meta::{controller_ref, name_of, namespace_of};
 use crate::util::pods;
 use crate::Error;
@@ -484,14 +484,7 @@ fn managed_slices(slices: &Informer<EndpointSlice>, service: &Service) -> Vec<Ar
     slices
         .indexed(BY_SERVICE, &key)
         .into_iter()
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_MANAGED_BY))
-                .map(String::as_str)
-                == Some(MANAGED_BY)
-        })
+        .filter(|s| managed_by(s) == Some(MANAGED_BY))
         .collect()
 }
 
@@ -555,28 +548,14 @@ pub fn start(
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
     let store = services.store();
-    let own = services.triggers(store.clone(), |change| match change {
-        Change::Applied(s) => vec![ObjectRef::from_obj(s.as_ref())],
-        _ => Vec::new(),
-    });
     let (svc, sl) = (services.clone(), slices.clone());
     let from_pods = pods.triggers(store.clone(), move |change| match change.object() {
         Some(pod) => services_of_pod(&svc, &sl, pod),
         None => Vec::new(),
     });
-    let from_slices = slices.triggers(store.clone(), |change| {
-        let Some(slice) = change.object() else {
-            return Vec::new();
-        };
-        match slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_SERVICE_NAME))
-        {
-            Some(service) => vec![object_ref(namespace_of(&slice.metadata), service)],
-            None => Vec::new(),
-        }
+    let from_slices = slices.triggers(store, |change| match change.object() {
+        Some(slice) => service_of_slice(slice),
+        None => Vec::new(),
     });
     let ctx = Arc::new(Ctx {
         client,
@@ -584,14 +563,41 @@ pub fn start(
         slices: slices.clone(),
         written: Mutex::new(HashMap::new()),
     });
-    tasks.spawn(crate::runner::run(
+    crate::runner::spawn(
+        tasks,
         COMPONENT,
-        store,
-        futures::stream::select_all([own.boxed(), from_pods.boxed(), from_slices.boxed()]),
+        services,
+        vec![from_pods.boxed(), from_slices.boxed()],
         reconcile,
         ctx,
         concurrency,
-    ));
+    );
+}
+
+/// The `endpointslice.kubernetes.io/managed-by` label of a slice.
+pub fn managed_by(slice: &EndpointSlice) -> Option<&str> {
+    slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .map(String::as_str)
+}
+
+/// The Service (or, for mirrored slices, the Endpoints) a slice belongs to: its
+/// `kubernetes.io/service-name` label in its namespace.
+pub fn service_of_slice<P: kube::Resource<DynamicType = ()>>(
+    slice: &EndpointSlice,
+) -> Vec<ObjectRef<P>> {
+    match slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SERVICE_NAME))
+    {
+        Some(service) => vec![object_ref(namespace_of(&slice.metadata), service)],
+        None => Vec::new(),
+    }
 }
 
 /// Whether the cache shows every write recorded for the Service (forgetting those it shows).

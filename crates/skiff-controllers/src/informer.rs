@@ -286,6 +286,16 @@ where
         first.chain(rest)
     }
 
+    /// Reconcile requests for a controller of `K` itself: every added or modified object
+    /// (deletions reach no reconcile: the object is gone from the cache). `Resync` maps to
+    /// every cached object.
+    pub fn own_triggers(&self) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+        self.triggers(self.store(), |change| match change {
+            Change::Applied(o) => vec![ObjectRef::from_obj(o.as_ref())],
+            _ => Vec::new(),
+        })
+    }
+
     /// Reconcile requests for controllers of `P`: every change of `K` is mapped by `map` to the
     /// objects to reconcile. `Resync` maps to every `P` in `parents`.
     pub fn triggers<P, F>(
@@ -318,6 +328,23 @@ pub fn object_ref<P: Resource<DynamicType = ()>>(namespace: &str, name: &str) ->
         r
     } else {
         r.within(namespace)
+    }
+}
+
+/// The object of kind `P` with the same namespace and name as the changed one (a Service's
+/// Endpoints, an Endpoints' Service).
+pub fn same_name<D: Resource, P: Resource<DynamicType = ()>>(
+    change: &Change<D>,
+) -> Vec<ObjectRef<P>> {
+    match change.object() {
+        Some(o) => {
+            let meta = o.meta();
+            vec![object_ref(
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            )]
+        }
+        None => Vec::new(),
     }
 }
 

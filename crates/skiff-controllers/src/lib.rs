@@ -12,6 +12,8 @@
 //! - [`garbage_collector`], [`namespace`], [`pod_gc`]: cleanup.
 //! - [`service_account`]: the `default` ServiceAccount of every namespace.
 //! - [`endpointslice`], [`endpoints`]: the endpoints of Services with selectors.
+//! - [`endpointslicemirroring`]: slices mirroring the hand-written Endpoints of Services
+//!   without selectors.
 //! - [`servicelb`]: LoadBalancer Services' ingress addresses: the Ready nodes' (k3s ServiceLB).
 //! - [`node_lifecycle`], [`node_ipam`]: node health, taints and evictions; pod CIDRs.
 //! - [`informer`]: one shared watch and cache per resource for all controllers.
@@ -21,6 +23,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod error;
 pub mod events;
 #[cfg(test)]
@@ -85,6 +88,9 @@ pub struct ControllerConfig {
     pub node_cidr_mask_size: u8,
     /// Concurrent reconciles per workload controller (`--concurrent-*-syncs`, upstream 5).
     pub concurrent_syncs: u16,
+    /// Addresses of one Endpoints subset mirrored into slices at most
+    /// (`--mirroring-max-endpoints-per-subset`, upstream 1000).
+    pub mirroring_max_endpoints_per_subset: usize,
 }
 
 impl Default for ControllerConfig {
@@ -100,6 +106,7 @@ impl Default for ControllerConfig {
             cluster_cidr: Some(skiff_types::podcidr::DEFAULT_CLUSTER_CIDR.to_string()),
             node_cidr_mask_size: skiff_types::podcidr::DEFAULT_NODE_PREFIX_LEN,
             concurrent_syncs: 5,
+            mirroring_max_endpoints_per_subset: endpointslicemirroring::MAX_ENDPOINTS_PER_SUBSET,
         }
     }
 }
@@ -260,6 +267,15 @@ pub fn start(clients: Clients, config: ControllerConfig) -> Result<Running, Erro
     let n = config.concurrent_syncs.max(1);
     endpointslice::start(client.clone(), &services, &pods, &slices, n, &mut tasks);
     endpoints::start(client.clone(), &services, &pods, &endpoints, n, &mut tasks);
+    endpointslicemirroring::start(
+        client.clone(),
+        &endpoints,
+        &services,
+        &slices,
+        config.mirroring_max_endpoints_per_subset,
+        n,
+        &mut tasks,
+    );
     servicelb::start(client.clone(), &services, &nodes, &mut tasks);
     replicaset::start(client.clone(), &pods, &sets, n, &mut tasks);
     deployment::start(client.clone(), &deployments, &sets, &pods, n, &mut tasks);

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -14,6 +15,7 @@ use kube::runtime::watcher;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
+use crate::informer::Informer;
 use crate::Error;
 
 /// Retry delay after a conflict (someone else wrote the object first).
@@ -60,6 +62,35 @@ pub async fn run<K, Ctx, F, Fut>(
         std::future::ready(())
     })
     .await;
+}
+
+/// Spawns [`run`] on `tasks` for the objects of `primary`: each is reconciled when it is
+/// added or modified ([`Informer::own_triggers`]) and whenever one of `triggers` names it.
+/// The one start shape of the controllers keyed by one cached kind.
+pub fn spawn<K, Ctx, F, Fut>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    name: &'static str,
+    primary: &Informer<K>,
+    triggers: Vec<BoxStream<'static, ObjectRef<K>>>,
+    reconcile: F,
+    context: Arc<Ctx>,
+    concurrency: u16,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Ctx: Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Ctx>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let mut all = triggers;
+    all.push(primary.own_triggers().boxed());
+    tasks.spawn(run(
+        name,
+        primary.store(),
+        futures::stream::select_all(all),
+        reconcile,
+        context,
+        concurrency,
+    ));
 }
 
 /// A stream that yields once every `period` (for periodic resyncs).

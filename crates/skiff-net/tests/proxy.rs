@@ -332,3 +332,93 @@ async fn proxy_skips_bad_input_survives_restarts_and_cleans_up() {
         .ip(&["-o", "addr", "show", "label", SERVICE_ADDRESS_LABEL]);
     assert!(left.trim().is_empty(), "{left}");
 }
+
+/// Polls `check` every 50 ms until it holds, or panics after `timeout` naming `what`.
+async fn eventually(timeout: Duration, what: &str, check: impl Fn() -> bool) {
+    skiff_testkit::wait::wait_for(timeout, what, || {
+        let ok = check();
+        async move { ok.then_some(()) }
+    })
+    .await
+}
+
+/// Issue 13: UDP clients that keep their source port follow endpoint changes at once, instead
+/// of talking to the old endpoint (or into the void) until their conntrack entry times out —
+/// which it never does while they keep sending. The proxy deletes the stale entries after the
+/// sync that changed the Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_clients_follow_endpoint_changes_despite_conntrack() {
+    if !root_or_skip("udp_clients_follow_endpoint_changes_despite_conntrack") {
+        return;
+    }
+    let cluster = Cluster::new(Layout::OneL2, 1);
+    let n1 = &cluster.nodes[0];
+    let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    let (a, b, client) = (Pod::new("udp-a"), Pod::new("udp-b"), Pod::new("udp-client"));
+    let ip_a = net.attach(&a.request()).await.unwrap().ip;
+    let ip_b = net.attach(&b.request()).await.unwrap().ip;
+    net.attach(&client.request()).await.unwrap();
+    let _server_a = UdpName::start(&a.ns, 5300, "A");
+    let _server_b = UdpName::start(&b.ns, 5300, "B");
+    let (on_a, on_b) = (
+        endpoint(ip_a, "node-1", "UDP", 5300),
+        endpoint(ip_b, "node-1", "UDP", 5300),
+    );
+    let proxy = ServiceProxy::new(&net, settings(n1)).await.unwrap();
+    let period = Duration::from_millis(100);
+
+    // The endpoint changes from A to B while a client sends from a fixed port every 100 ms:
+    // its datagrams reach B within about a second (A still answers: without the cleanup
+    // they would keep going there).
+    let dns = |eps: Vec<EndpointSummary>| service("udp-dns", "10.43.0.60", "UDP", 53, eps);
+    proxy.sync(&[dns(vec![on_a.clone()])]).await.unwrap();
+    let steady = UdpClient::start(&client.ns, 40053, sock([10, 43, 0, 60].into(), 53), period);
+    eventually(Duration::from_secs(5), "A to answer", || {
+        steady.answers().iter().any(|x| x == "A")
+    })
+    .await;
+    let stats = proxy.sync(&[dns(vec![on_b.clone()])]).await.unwrap();
+    let changed = Instant::now();
+    let before = steady.answers().len();
+    eventually(
+        Duration::from_millis(1500),
+        "the client's datagrams to reach B",
+        || steady.answers()[before..].iter().any(|x| x == "B"),
+    )
+    .await;
+    eprintln!(
+        "B answered {:?} after the change ({stats:?})",
+        changed.elapsed()
+    );
+    assert!(stats.conntrack_deleted >= 1, "{stats:?}");
+    let after: Vec<String> = steady.answers()[before..].to_vec();
+    let last_a = after.iter().rposition(|x| x == "A");
+    let first_b = after.iter().position(|x| x == "B");
+    assert!(last_a < first_b, "A answered after B took over: {after:?}");
+
+    // The first endpoint: a client started before the node had rules for its Service (a
+    // pod starting while the agent syncs), so its datagrams left through the default route
+    // and their conntrack entry is not DNATed. Once the Service has an endpoint, they reach
+    // it.
+    let early = UdpClient::start(&client.ns, 40054, sock([10, 43, 0, 61].into(), 53), period);
+    eventually(Duration::from_secs(5), "the early client to send", || {
+        early.sent() >= 3
+    })
+    .await;
+    assert!(early.answers().is_empty(), "{:?}", early.answers());
+    let late = service("udp-late", "10.43.0.61", "UDP", 53, vec![on_a.clone()]);
+    let stats = proxy.sync(&[dns(vec![on_b.clone()]), late]).await.unwrap();
+    assert!(stats.conntrack_deleted >= 1, "{stats:?}");
+    eventually(
+        Duration::from_millis(1500),
+        "the early client's datagrams to reach A",
+        || early.answers().iter().any(|x| x == "A"),
+    )
+    .await;
+    // The first client was not disturbed.
+    let now = steady.answers().len();
+    eventually(Duration::from_secs(2), "B to keep answering", || {
+        steady.answers()[now..].iter().any(|x| x == "B")
+    })
+    .await;
+}

@@ -11,6 +11,7 @@
 //!   working while the agent restarts.
 //! - [`PodNetwork::cleanup_all`] removes the table and those addresses.
 
+mod conntrack;
 mod device;
 mod plan;
 mod script;
@@ -67,6 +68,8 @@ pub struct ProxySyncStats {
     /// Of which waiting for `nft` (which reads the table back from the kernel to resolve
     /// names before it sends a transaction).
     pub nft: Duration,
+    /// Stale UDP conntrack entries deleted after the change (see `conntrack.rs`).
+    pub conntrack_deleted: usize,
 }
 
 /// The node's service proxy. Cheap to share by reference; syncs are serialized.
@@ -91,6 +94,8 @@ struct ProxyState {
     local_ips: BTreeSet<Ipv4Addr>,
     /// What the table holds, as far as this process knows (`None` = unknown: rebuild).
     applied: Option<Desired>,
+    /// The UDP frontends the conntrack table was last cleaned for (`None` = not yet).
+    cleaned: Option<conntrack::UdpFrontends>,
 }
 
 impl ServiceProxy {
@@ -108,6 +113,7 @@ impl ServiceProxy {
             state: Mutex::new(ProxyState {
                 local_ips: settings.local_ips.iter().copied().collect(),
                 applied: None,
+                cleaned: None,
             }),
             settings,
         })
@@ -174,9 +180,39 @@ impl ServiceProxy {
                 .await?;
         }
         state.applied = Some(desired);
+        let frontends = conntrack::udp_frontends(services, &state.local_ips);
+        if state.cleaned.as_ref() != Some(&frontends) {
+            stats.conntrack_deleted = self.clean_conntrack(&frontends).await;
+            state.cleaned = Some(frontends);
+        }
         stats.elapsed = started.elapsed();
         tracing::debug!(?stats, "service rules synced");
         Ok(stats)
+    }
+
+    /// Deletes the UDP conntrack entries the new rules would not have made (a failure is
+    /// logged: the entries then only live until they time out). Returns how many went.
+    async fn clean_conntrack(&self, frontends: &conntrack::UdpFrontends) -> usize {
+        if frontends.is_empty() {
+            return 0;
+        }
+        let wanted = frontends.clone();
+        match self.ns.run_async(move || conntrack::clean(&wanted)).await {
+            Ok(Ok(stats)) => {
+                if stats.deleted > 0 {
+                    tracing::debug!(?stats, "stale UDP conntrack entries deleted");
+                }
+                stats.deleted
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not delete stale UDP conntrack entries");
+                0
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not delete stale UDP conntrack entries");
+                0
+            }
+        }
     }
 
     async fn apply(&self, script: String, op: &str, spent: &mut Duration) -> Result<(), NetError> {

@@ -505,3 +505,113 @@ pub(crate) fn ask_name(ns: &Netns, addr: SocketAddr) -> Result<String, std::io::
 pub(crate) fn tcp_connects(ns: &Netns, addr: SocketAddr, timeout: Duration) -> bool {
     ns.within(|| TcpStream::connect_timeout(&addr, timeout).is_ok())
 }
+
+/// A UDP server in a namespace that answers every datagram with its name (tells which
+/// endpoint of a Service a datagram reached).
+pub(crate) struct UdpName {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpName {
+    pub(crate) fn start(ns: &Netns, port: u16, name: &str) -> Self {
+        let file = File::open(&ns.path).expect("open netns");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = name.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            let socket = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp name server");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(name.as_bytes(), peer);
+                }
+            }
+        });
+        ready_rx.recv().expect("udp name server ready");
+        UdpName {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpName {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A UDP client in a namespace that keeps its source port (as DNS resolvers, syslog and QUIC
+/// do) and sends a datagram to one address every `period`, keeping the answers it gets.
+pub(crate) struct UdpClient {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    answers: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpClient {
+    pub(crate) fn start(ns: &Netns, source_port: u16, to: SocketAddr, period: Duration) -> Self {
+        let file = File::open(&ns.path).expect("open netns");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, count, seen) = (stop.clone(), sent.clone(), answers.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            let socket = UdpSocket::bind(("0.0.0.0", source_port)).expect("bind udp client");
+            socket.set_read_timeout(Some(period)).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if socket.send_to(b"who", to).is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                let until = Instant::now() + period;
+                while Instant::now() < until {
+                    if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        seen.lock().unwrap().push(answer);
+                    }
+                }
+            }
+        });
+        ready_rx.recv().expect("udp client ready");
+        UdpClient {
+            stop,
+            sent,
+            answers,
+            thread: Some(thread),
+        }
+    }
+
+    /// Datagrams sent so far.
+    pub(crate) fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Answers received so far, in order.
+    pub(crate) fn answers(&self) -> Vec<String> {
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for UdpClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
