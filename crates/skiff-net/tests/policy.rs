@@ -158,7 +158,10 @@ async fn ingress_across_nodes(backend: Backend) {
         .sync(&[policy(web.ip, Some(vec![]), None)])
         .await
         .unwrap();
-    assert!(stats.full && stats.pods == 1 && stats.skipped == 0, "{stats:?}");
+    assert!(
+        stats.full && stats.pods == 1 && stats.skipped == 0,
+        "{stats:?}"
+    );
     for c in clients {
         assert_tcp_blocked(&c.ns, a, "deny-all ingress");
         assert_udp_blocked(&c.ns, udp, "deny-all ingress");
@@ -276,7 +279,11 @@ async fn ip_blocks_egress_and_replies() {
         .unwrap();
     assert_tcp_open(&near.pod.ns, sock(web.ip, TCP_A), "inside the block");
     assert_tcp_blocked(&far.pod.ns, sock(web.ip, TCP_A), "in the except");
-    assert_tcp_open(&far2.pod.ns, sock(web.ip, TCP_A), "in the except, but its own peer");
+    assert_tcp_open(
+        &far2.pod.ns,
+        sock(web.ip, TCP_A),
+        "in the except, but its own peer",
+    );
     assert_tcp_blocked(&cluster.host, sock(web.ip, TCP_A), "outside the block");
 
     // web isolated for ingress (deny all), not for egress: its own connections and their
@@ -285,11 +292,23 @@ async fn ip_blocks_egress_and_replies() {
         .sync(&[policy(web.ip, Some(vec![]), None)])
         .await
         .unwrap();
-    assert_tcp_open(&web.pod.ns, sock(near.ip, TCP_A), "reply from the same node");
+    assert_tcp_open(
+        &web.pod.ns,
+        sock(near.ip, TCP_A),
+        "reply from the same node",
+    );
     assert_tcp_open(&web.pod.ns, sock(far.ip, TCP_A), "reply from another node");
     assert_udp_open(&web.pod.ns, sock(far.ip, UDP_PORT), "UDP reply");
-    assert_tcp_blocked(&near.pod.ns, sock(web.ip, TCP_A), "new connection the other way");
-    assert_tcp_blocked(&far.pod.ns, sock(web.ip, TCP_A), "new connection the other way");
+    assert_tcp_blocked(
+        &near.pod.ns,
+        sock(web.ip, TCP_A),
+        "new connection the other way",
+    );
+    assert_tcp_blocked(
+        &far.pod.ns,
+        sock(web.ip, TCP_A),
+        "new connection the other way",
+    );
 
     // Egress deny-all: nothing but its own node.
     enforcer
@@ -299,8 +318,16 @@ async fn ip_blocks_egress_and_replies() {
     assert_tcp_blocked(&web.pod.ns, sock(near.ip, TCP_A), "egress deny, same node");
     assert_tcp_blocked(&web.pod.ns, sock(far.ip, TCP_A), "egress deny, other node");
     assert_udp_blocked(&web.pod.ns, sock(far.ip, UDP_PORT), "egress deny, UDP");
-    assert_tcp_blocked(&web.pod.ns, sock(cluster.host_ips[0], TCP_A), "egress deny, outside");
-    assert_tcp_open(&web.pod.ns, sock(n1.ip, TCP_A), "a pod always reaches its node");
+    assert_tcp_blocked(
+        &web.pod.ns,
+        sock(cluster.host_ips[0], TCP_A),
+        "egress deny, outside",
+    );
+    assert_tcp_open(
+        &web.pod.ns,
+        sock(n1.ip, TCP_A),
+        "a pod always reaches its node",
+    );
     assert_tcp_open(&near.pod.ns, sock(web.ip, TCP_A), "ingress not isolated");
 
     // Egress allowed to node 2's pod CIDR only.
@@ -311,7 +338,11 @@ async fn ip_blocks_egress_and_replies() {
         .unwrap();
     assert_tcp_open(&web.pod.ns, sock(far.ip, TCP_A), "egress to the CIDR");
     assert_tcp_blocked(&web.pod.ns, sock(near.ip, TCP_A), "egress outside the CIDR");
-    assert_tcp_blocked(&web.pod.ns, sock(cluster.host_ips[0], TCP_A), "egress outside");
+    assert_tcp_blocked(
+        &web.pod.ns,
+        sock(cluster.host_ips[0], TCP_A),
+        "egress outside",
+    );
     drop((outside, on_node, net2));
 }
 
@@ -402,9 +433,18 @@ async fn bridged_traffic_is_filtered_when_br_netfilter_was_off() {
     let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
     let web = served(&net, "web").await;
     let (stranger, _) = client(&net, "stranger").await;
-    let read = || n1.ns.exec(&["cat", &format!("/proc/sys/{key}")]).trim().to_string();
+    let read = || {
+        n1.ns
+            .exec(&["cat", &format!("/proc/sys/{key}")])
+            .trim()
+            .to_string()
+    };
     assert_eq!(read(), "0");
-    assert_eq!(run(&["cat", &format!("/proc/sys/{key}")]).trim(), "1", "per namespace");
+    assert_eq!(
+        run(&["cat", &format!("/proc/sys/{key}")]).trim(),
+        "1",
+        "per namespace"
+    );
     assert_tcp_open(&stranger.ns, sock(web.ip, TCP_A), "before any policy");
 
     let enforcer = PolicyEnforcer::new(&net).await.unwrap();
@@ -458,11 +498,21 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     ];
     let enforcer = PolicyEnforcer::new(&net).await.unwrap();
     let stats = enforcer.sync(&pods).await.unwrap();
-    assert_eq!((stats.pods, stats.skipped), (2, 4), "{stats:?}");
-    assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_A), "huge rule dropped, not opened");
+    assert_eq!((stats.pods, stats.skipped), (2, 5), "{stats:?}");
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(web.ip, TCP_A),
+        "huge rule dropped, not opened",
+    );
     assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_B), "reversed range dropped");
-    assert_tcp_blocked(&stranger.ns, sock(other.ip, TCP_A), "the others still enforced");
-    let rules = n1.ns.exec(&["nft", "list", "table", "inet", "skiff-policy"]);
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(other.ip, TCP_A),
+        "the others still enforced",
+    );
+    let rules = n1
+        .ns
+        .exec(&["nft", "list", "table", "inet", "skiff-policy"]);
     assert!(!rules.contains("11.0.0.0"), "{rules}");
 
     // Restart: the table outlives the enforcer; a new one changes nothing until its first
@@ -471,7 +521,11 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     let pods = vec![policy(web.ip, Some(vec![]), None)];
     enforcer.sync(&pods).await.unwrap();
     drop(enforcer);
-    assert_tcp_blocked(&stranger.ns, sock(web.ip, TCP_A), "rules outlive the enforcer");
+    assert_tcp_blocked(
+        &stranger.ns,
+        sock(web.ip, TCP_A),
+        "rules outlive the enforcer",
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (through, tries) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let hammer = {
@@ -506,13 +560,19 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     stop.store(true, Ordering::Relaxed);
     hammer.join().unwrap();
     assert!(tries.load(Ordering::Relaxed) > 0);
-    assert_eq!(through.load(Ordering::Relaxed), 0, "a connection got through the restart");
+    assert_eq!(
+        through.load(Ordering::Relaxed),
+        0,
+        "a connection got through the restart"
+    );
 
     // A pod that leaves the list is open again and its chain is gone.
     let stats = enforcer.sync(&[]).await.unwrap();
     assert_eq!(stats.chains, 0);
     assert_tcp_open(&stranger.ns, sock(web.ip, TCP_A), "policy removed");
-    let rules = n1.ns.exec(&["nft", "list", "table", "inet", "skiff-policy"]);
+    let rules = n1
+        .ns
+        .exec(&["nft", "list", "table", "inet", "skiff-policy"]);
     assert!(!rules.contains("chain in-"), "{rules}");
 
     // --cleanup removes the table.
@@ -522,5 +582,113 @@ async fn bad_input_restart_without_gap_and_cleanup() {
     cleanup.netns = Some(n1.ns.path.clone());
     PodNetwork::cleanup_all(&cleanup).await.unwrap();
     let ruleset = n1.ns.exec(&["nft", "list", "ruleset"]);
-    assert!(!ruleset.contains(POLICY_TABLE.split(' ').nth(1).unwrap()), "{ruleset}");
+    assert!(
+        !ruleset.contains(POLICY_TABLE.split(' ').nth(1).unwrap()),
+        "{ruleset}"
+    );
+}
+
+/// Benchmark (`scripts/bench/policy.sh`; ignored in normal runs): sync time for
+/// `SKIFF_BENCH_PODS` (100) pods × `SKIFF_BENCH_RULES` (20) rules × `SKIFF_BENCH_PEERS` (50)
+/// peers, the first (full) sync and a change of one pod's rules, next to the reference: the
+/// same table loaded with one plain `nft -f` (written by the script, timed here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench/policy.sh"]
+async fn policy_sync_benchmark() {
+    if !root_or_skip("policy_sync_benchmark") {
+        return;
+    }
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (pods, rules, peers) = (
+        env("SKIFF_BENCH_PODS", 100),
+        env("SKIFF_BENCH_RULES", 20),
+        env("SKIFF_BENCH_PEERS", 50),
+    );
+    let cluster = Cluster::new(Layout::OneL2, 1);
+    let n1 = &cluster.nodes[0];
+    let net = PodNetwork::setup(n1.config(Backend::HostGw)).await.unwrap();
+    // Peers scattered over other nodes' pod CIDRs (every third address: no merging).
+    let list = |seed: usize| -> Vec<PodPolicy> {
+        (0..pods)
+            .map(|p| {
+                let rule = |r: usize| PolicyRule {
+                    peers: Some(
+                        (0..peers)
+                            .map(|i| {
+                                let n = (seed + p * 7 + r * 13 + i * 3) as u32;
+                                host(Ipv4Addr::from(0x0a2a_0200 + (n % 60_000)))
+                            })
+                            .collect(),
+                    ),
+                    ports: vec![port(PolicyProtocol::Tcp, 8000 + r as u16, None)],
+                };
+                policy(
+                    Ipv4Addr::new(10, 42, 1, 2 + p as u8),
+                    Some((0..rules).map(rule).collect()),
+                    Some((0..rules / 2).map(rule).collect()),
+                )
+            })
+            .collect()
+    };
+    let all = list(0);
+    let enforcer = PolicyEnforcer::new(&net).await.unwrap();
+    let full = enforcer.sync(&all).await.unwrap();
+    let mut changes = Vec::new();
+    for round in 1..=20 {
+        let mut changed = all.clone();
+        changed[round % pods] = list(round)[round % pods].clone();
+        changes.push(enforcer.sync(&changed).await.unwrap());
+        enforcer.sync(&all).await.unwrap();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut elapsed: Vec<f64> = changes.iter().map(|s| ms(s.elapsed)).collect();
+    elapsed.sort_by(|a, b| a.total_cmp(b));
+    let listing = n1
+        .ns
+        .exec(&["nft", "list", "table", "inet", "skiff-policy"]);
+    let reference = format!("table inet skiff-policy\ndelete table inet skiff-policy\n{listing}");
+    let started = std::time::Instant::now();
+    n1.ns.within(|| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(reference.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    });
+    let reference_ms = ms(started.elapsed());
+    println!(
+        "pods {pods} x rules {rules} (+{} egress) x peers {peers}: {} chains",
+        rules / 2,
+        full.chains
+    );
+    println!(
+        "full sync: {:.1} ms (nft {:.1} ms, {} lines)",
+        ms(full.elapsed),
+        ms(full.nft),
+        full.commands
+    );
+    println!(
+        "one pod changed (20 times): p50 {:.1} ms, max {:.1} ms, nft p50 {:.1} ms, {} lines",
+        elapsed[elapsed.len() / 2],
+        elapsed[elapsed.len() - 1],
+        ms(changes[changes.len() / 2].nft),
+        changes[0].commands
+    );
+    println!(
+        "reference: plain nft -f of the whole table ({} lines): {reference_ms:.1} ms",
+        reference.lines().count()
+    );
 }

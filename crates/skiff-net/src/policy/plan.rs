@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use skiff_link_proto::proto::policy::{PodPolicy, PolicyPeer, PolicyPort, PolicyProtocol, PolicyRule};
+use skiff_link_proto::proto::policy::{
+    PodPolicy, PolicyPeer, PolicyPort, PolicyProtocol, PolicyRule,
+};
 
 /// Map of local pod address → jump to its ingress chain.
 pub(crate) const INGRESS_MAP: &str = "ingress";
@@ -163,14 +165,7 @@ pub(crate) fn build(pods: &[PodPolicy], input: &PlanInput) -> Desired {
 /// `in-10-42-1-5`: the address keeps names unique and stable, and needs no sanitizing.
 fn chain_name(dir: Direction, ip: Ipv4Addr) -> String {
     let o = ip.octets();
-    format!(
-        "{}-{}-{}-{}-{}",
-        dir.chain_prefix(),
-        o[0],
-        o[1],
-        o[2],
-        o[3]
-    )
+    format!("{}-{}-{}-{}-{}", dir.chain_prefix(), o[0], o[1], o[2], o[3])
 }
 
 /// Only characters that cannot end or escape an nft string.
@@ -388,7 +383,11 @@ mod tests {
         }
     }
 
-    fn pod(ip: &str, ingress: Option<Vec<PolicyRule>>, egress: Option<Vec<PolicyRule>>) -> PodPolicy {
+    fn pod(
+        ip: &str,
+        ingress: Option<Vec<PolicyRule>>,
+        egress: Option<Vec<PolicyRule>>,
+    ) -> PodPolicy {
         PodPolicy {
             namespace: "default".into(),
             name: format!("pod-{ip}"),
@@ -427,7 +426,10 @@ mod tests {
             ]
         );
         assert_eq!(render_range((0, u32::MAX)), "0.0.0.0/0");
-        assert_eq!(render_range(net_range(&"10.0.0.16/28".parse().unwrap())), "10.0.0.16/28");
+        assert_eq!(
+            render_range(net_range(&"10.0.0.16/28".parse().unwrap())),
+            "10.0.0.16/28"
+        );
     }
 
     #[test]
@@ -550,7 +552,12 @@ mod tests {
             &input(),
         );
         assert_eq!(d.skipped, 1);
-        assert_eq!(d.chains["in-10-42-1-5"].len(), 2, "deny all: {:?}", d.chains);
+        assert_eq!(
+            d.chains["in-10-42-1-5"].len(),
+            2,
+            "deny all: {:?}",
+            d.chains
+        );
         assert_eq!(d.chains["out-10-42-1-5"][1], "return");
     }
 }

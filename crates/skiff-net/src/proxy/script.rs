@@ -8,8 +8,7 @@ use std::net::Ipv4Addr;
 use crate::nft_objects::{self, Objects};
 
 use super::plan::{
-    Desired, MASQ_MARK, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS,
-    SERVICE_NODEPORTS,
+    Desired, MASQ_MARK, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS,
 };
 
 /// Family and name of the proxy's own table. Separate from `inet skiff` so that the pod
@@ -172,11 +171,7 @@ pub(crate) fn full(base_table: &str, desired: &Desired) -> String {
 /// when nothing does). One transaction: packets see the old or the new rules.
 pub(crate) fn diff(old: &Desired, new: &Desired) -> String {
     let (old_sets, new_sets) = (set_decls(old), set_decls(new));
-    nft_objects::diff(
-        TABLE,
-        &objects(old, &old_sets),
-        &objects(new, &new_sets),
-    )
+    nft_objects::diff(TABLE, &objects(old, &old_sets), &objects(new, &new_sets))
 }
 
 /// Deletes the proxy's table if it exists.
