@@ -243,7 +243,7 @@ impl Node {
         let rules = "table inet skiff-test-uplink {\n\
              chain in { type filter hook input priority -10; iifname \"eth0\" drop; }\n\
              chain out { type filter hook output priority -10; oifname \"eth0\" drop; }\n\
-             chain fwd { type filter hook forward priority -10; iifname \"eth0\" drop; oifname \"eth0\" drop; }\n\
+             chain uplink-forward { type filter hook forward priority -10; iifname \"eth0\" drop; oifname \"eth0\" drop; }\n\
              }\n";
         let path = self.data_dir.with_extension("uplink.nft");
         std::fs::write(&path, rules).map_err(|e| e.to_string())?;
@@ -294,8 +294,8 @@ impl Node {
     pub fn block_api_tcp(&self, server: std::net::Ipv4Addr, port: u16) -> Result<(), String> {
         let rules = format!(
             "table inet skiff-test-noapi {{\n\
-             chain out {{ type filter hook output priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
-             chain fwd {{ type filter hook forward priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
+             chain api-output {{ type filter hook output priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
+             chain api-forward {{ type filter hook forward priority 0; ip daddr {server} tcp dport {port} drop; }}\n\
              }}\n"
         );
         let path = self.data_dir.with_extension("noapi.nft");

@@ -119,7 +119,6 @@ fn wait_reach(cluster: &Cluster, what: &str, urls: &[String], expect: &[(&str, &
 }
 
 #[test]
-#[ignore = "not yet seen passing with np-net's enforcer: run with --run-ignored only"]
 fn network_policies_isolate_and_admit_exactly_the_selected_pods_across_nodes() {
     let Some(cluster) = Cluster::start(ClusterSpec::new("policy").agents(&["node-a", "node-b"]))
     else {
