@@ -85,4 +85,36 @@ pub trait NodeProxy: Send + Sync + 'static {
         pod: &'a str,
         options: PodExecOptions,
     ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>>;
+
+    /// Opens one TCP connection to `port` inside the pod's network namespace (its loopback,
+    /// as the kubelet's port-forward does); returns the connection's bytes both ways. A port
+    /// nobody listens on is [`NodeProxyError::Failed`] naming the port.
+    fn pod_port_forward<'a>(
+        &'a self,
+        node: &'a str,
+        namespace: &'a str,
+        pod: &'a str,
+        port: u16,
+    ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>> {
+        let _ = (node, namespace, pod);
+        Box::pin(async move {
+            Err(NodeProxyError::Failed(format!(
+                "unable to do port forwarding to port {port}: this node proxy cannot forward ports"
+            )))
+        })
+    }
+
+    /// Opens an HTTP/1.1 connection to the node's own endpoints (`nodes/proxy`: `/healthz`,
+    /// `/pods`, `/stats/summary`, `/metrics/resource`, …), carried over the node link so the
+    /// node never listens on a port for it.
+    fn node_http<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>> {
+        Box::pin(async move {
+            Err(NodeProxyError::Failed(format!(
+                "node {node:?} cannot be proxied by this node proxy"
+            )))
+        })
+    }
 }

@@ -28,8 +28,9 @@ pub use frame::{decode, encode, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN}
 /// Newest protocol version this build speaks (2 added image hand-over: `FetchImage` and
 /// `StreamRequest::Image`; 3 added Services: `WatchServices` and `Services`; 4 added
 /// NetworkPolicy: `WatchPolicies` and `Policies`, and agent-opened API tunnel streams,
-/// [`tunnel`]).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// [`tunnel`]; 5 adds port-forward and node HTTP streams and resource-usage reports for the
+/// metrics API).
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// TLS ALPN identifier of the node link.
