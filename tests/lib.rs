@@ -1,13 +1,15 @@
 //! Shared helpers for skiff's workspace-level tests (see the `tests/` folder of this package):
 //! the real `skiff` binary as a child process ([`process`]), an API server in the test
 //! process over real HTTPS ([`inproc`]), a raw HTTPS client ([`https`]) and kubectl
-//! ([`kubectl`]), and a multi-node cluster in network namespaces ([`harness`]).
+//! ([`kubectl`]), a multi-node cluster in network namespaces ([`harness`]) and the official
+//! Python client from PyPI ([`python_client`]).
 
 pub mod harness;
 pub mod https;
 pub mod inproc;
 pub mod kubectl;
 pub mod process;
+pub mod python_client;
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,7 @@
 # Builds a busybox test image from Debian's busybox-static, with no network.
 #
 #   images/busybox/build.sh OUT.tar [--tag TAG] [--name REPO] [--docker-archive OUT2.tar]
+#                           [--overlay DIR] [--cmd JSON-ARRAY]
 #
 # OUT.tar is an OCI image-layout archive holding one image named
 # docker.io/library/busybox:latest (or REPO:TAG), annotated with both
@@ -15,10 +16,12 @@
 # package always gives the same digests.
 #
 # --docker-archive OUT2.tar also writes the same image as a `docker save` archive (via skopeo).
+# --overlay DIR copies DIR's tree over the rootfs (the other recipes in images/ build on this);
+# --cmd sets the image's Cmd (a JSON array, default ["sh"]).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 OUT.tar [--tag TAG] [--name REPO] [--docker-archive OUT2.tar]" >&2
+  echo "usage: $0 OUT.tar [--tag TAG] [--name REPO] [--docker-archive OUT2.tar] [--overlay DIR] [--cmd JSON]" >&2
   exit 2
 }
 
@@ -26,11 +29,15 @@ out=""
 tag="latest"
 repo="docker.io/library/busybox"
 docker_out=""
+overlay=""
+cmd='["sh"]'
 while (($#)); do
   case "$1" in
     --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
     --name) repo="${2:?--name needs a value}"; shift 2 ;;
     --docker-archive) docker_out="${2:?--docker-archive needs a value}"; shift 2 ;;
+    --overlay) overlay="${2:?--overlay needs a directory}"; shift 2 ;;
+    --cmd) cmd="${2:?--cmd needs a JSON array}"; shift 2 ;;
     -h|--help) usage ;;
     -*) echo "unknown option $1" >&2; usage ;;
     *) [[ -z "$out" ]] || usage; out="$1"; shift ;;
@@ -38,6 +45,9 @@ while (($#)); do
 done
 [[ -n "$out" ]] || usage
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || { echo "invalid tag '$tag'" >&2; exit 2; }
+[[ -z "$overlay" || -d "$overlay" ]] || { echo "--overlay $overlay is not a directory" >&2; exit 2; }
+jq -e 'type == "array" and all(type == "string")' <<<"$cmd" >/dev/null 2>&1 \
+  || { echo "--cmd must be a JSON array of strings, got '$cmd'" >&2; exit 2; }
 
 busybox_bin=/bin/busybox
 if ! "$busybox_bin" --list >/dev/null 2>&1 || ldd "$busybox_bin" >/dev/null 2>&1; then
@@ -75,6 +85,10 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/fa
 printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
 printf '%s\n' "$tag" >"$rootfs/etc/skiff-image-tag"
 chmod 0644 "$rootfs"/etc/{passwd,group,skiff-image-tag}
+if [[ -n "$overlay" ]]; then
+  cp -a "$overlay"/. "$rootfs"/
+  chmod 0755 "$rootfs"  # the overlay's own mode (often a 0700 temp dir) is not the image root's
+fi
 
 # --- layer --------------------------------------------------------------------------------------
 deterministic_tar=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu)
@@ -94,16 +108,17 @@ add_blob() {
 read -r layer_digest layer_size < <(add_blob "$work/layer.tar.gz")
 
 # --- config, manifest, index --------------------------------------------------------------------
-jq -cnS --arg arch "$arch" --arg variant "$variant" --arg diff_id "$diff_id" --arg tag "$tag" '{
+jq -cnS --arg arch "$arch" --arg variant "$variant" --arg diff_id "$diff_id" --arg tag "$tag" \
+  --argjson cmd "$cmd" --arg repo "$repo" '{
   created: "2024-01-01T00:00:00Z",
   architecture: $arch,
   os: "linux",
   config: {
     Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    Cmd: ["sh"]
+    Cmd: $cmd
   },
   rootfs: { type: "layers", diff_ids: [$diff_id] },
-  history: [{ created: "2024-01-01T00:00:00Z", created_by: ("images/busybox/build.sh --tag " + $tag) }]
+  history: [{ created: "2024-01-01T00:00:00Z", created_by: ("images/busybox/build.sh --name " + $repo + " --tag " + $tag) }]
 } + (if $variant == "" then {} else { variant: $variant } end)' | tr -d '\n' >"$work/config.json"
 read -r config_digest config_size < <(add_blob "$work/config.json")
 

@@ -60,6 +60,8 @@ pub struct ClusterSpec {
     pub server_args: Vec<String>,
     /// Busybox tags imported into every node (`DIR/agent/images/`).
     pub images: Vec<String>,
+    /// Other image archives imported into every node (`skiff_testkit::image::nginx`, …).
+    pub image_archives: Vec<PathBuf>,
     /// Agents whose data directory is a tmpfs of this size (`64m`), a small disk of their own.
     pub agent_tmpfs: Vec<(String, String)>,
     /// Agents whose namespace drops TCP to the server's API port from the start (the link's
@@ -77,6 +79,7 @@ impl ClusterSpec {
             server_agent: false,
             server_args: Vec::new(),
             images: vec!["latest".into()],
+            image_archives: Vec::new(),
             agent_tmpfs: Vec::new(),
             api_tcp_blocked: Vec::new(),
         }
@@ -125,6 +128,12 @@ impl ClusterSpec {
     /// Busybox tags to import into every node.
     pub fn images(mut self, tags: &[&str]) -> Self {
         self.images = tags.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    /// More image archives to import into every node, besides the busybox tags.
+    pub fn image_archives(mut self, archives: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.image_archives.extend(archives);
         self
     }
 }
@@ -195,7 +204,12 @@ impl Cluster {
         let port = free_port();
         let id = lan::unique_id();
         let server_ns = lan.add_node(2).expect("server namespace");
-        let images: Vec<PathBuf> = spec.images.iter().map(|t| image::busybox(t)).collect();
+        let images: Vec<PathBuf> = spec
+            .images
+            .iter()
+            .map(|t| image::busybox(t))
+            .chain(spec.image_archives.iter().cloned())
+            .collect();
         let seed_images = |data_dir: &std::path::Path| {
             let target = data_dir.join("agent").join("images");
             std::fs::create_dir_all(&target).expect("create the images dir");

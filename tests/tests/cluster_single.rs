@@ -113,6 +113,31 @@ fn one_command_server_runs_a_deployment_with_logs_exec_and_clean_delete() {
     );
     assert!(cat.ok, "{}", cat.stderr);
     assert_eq!(cat.stdout, "SHOUT\n");
+    // kubectl cp both ways (tar over exec with stdin): a tree with a nested file.
+    let local = skiff_tests::temp_dir("cp");
+    let upload = local.path().join("upload");
+    std::fs::create_dir_all(upload.join("nested")).expect("create the upload tree");
+    std::fs::write(upload.join("nested/data.txt"), "copied into the pod\n").expect("write");
+    let dest = format!("{name}:/tmp/up");
+    cluster.kubectl_ok(&["cp", upload.to_str().unwrap(), &dest]);
+    let inside = cluster.kubectl_ok(&["exec", name, "--", "cat", "/tmp/up/nested/data.txt"]);
+    assert_eq!(inside, "copied into the pod\n");
+    cluster.kubectl_ok(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "echo made in the pod > /tmp/out.txt",
+    ]);
+    let download = local.path().join("out.txt");
+    let source = format!("{name}:/tmp/out.txt");
+    cluster.kubectl_ok(&["cp", &source, download.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&download).expect("the copied file"),
+        "made in the pod\n"
+    );
+
     let missing = cluster.kubectl(&["exec", name, "-c", "nope", "--", "true"]);
     assert!(
         missing.stderr.contains("container nope is not valid"),

@@ -31,21 +31,40 @@ pub fn build_busybox(dir: &Path, tag: &str, docker: bool) -> (PathBuf, Option<Pa
 /// `target/test-images`) and shared by every test; built atomically, so concurrent tests
 /// share one build.
 pub fn busybox(tag: &str) -> PathBuf {
+    cached("busybox", tag)
+}
+
+/// The stand-in for `docker.io/library/nginx:TAG` (`images/nginx/build.sh`: busybox httpd
+/// serving nginx's welcome page on port 80), built once per build tree like [`busybox`].
+pub fn nginx(tag: &str) -> PathBuf {
+    cached("nginx", tag)
+}
+
+/// The stand-in for `docker.io/library/python:TAG` (`images/python/build.sh`: Debian's
+/// CPython on the busybox image), built once per build tree like [`busybox`].
+pub fn python(tag: &str) -> PathBuf {
+    cached("python", tag)
+}
+
+/// `images/RECIPE/build.sh --tag TAG`, built into `target/test-images/RECIPE-TAG.tar` unless
+/// it is there already.
+fn cached(recipe: &str, tag: &str) -> PathBuf {
     let dir = crate::workspace_root().join("target").join("test-images");
     std::fs::create_dir_all(&dir).expect("create target/test-images");
-    let path = dir.join(format!("busybox-{tag}.tar"));
+    let path = dir.join(format!("{recipe}-{tag}.tar"));
     if path.exists() {
         return path;
     }
-    let tmp = dir.join(format!("busybox-{tag}.tar.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!("{recipe}-{tag}.tar.{}.tmp", std::process::id()));
+    let script = crate::workspace_root().join(format!("images/{recipe}/build.sh"));
     let status = Command::new("bash")
-        .arg(busybox_recipe())
+        .arg(&script)
         .arg(&tmp)
         .args(["--tag", tag])
         .stdout(Stdio::null())
         .status()
-        .expect("run images/busybox/build.sh");
-    assert!(status.success(), "images/busybox/build.sh failed");
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(status.success(), "{} failed", script.display());
     std::fs::rename(&tmp, &path).expect("publish the test image");
     path
 }
