@@ -10,6 +10,7 @@ packages=(
   jq curl
   apache2-utils openssl                        # registry tests (htpasswd, token signing)
   dnsmasq-base dnsperf                         # the cluster DNS benchmark (docs/benchmarks.md)
+  python3.11 python3.11-venv                   # the python stand-in image; the Python client's venv
 )
 missing=()
 for p in "${packages[@]}"; do
