@@ -7,6 +7,7 @@ pub mod agent;
 mod backoff;
 mod credentials;
 mod images;
+mod node_http;
 pub mod server;
 mod streams;
 mod transport;
@@ -21,6 +22,7 @@ pub use crate::session::{NodeEvent, NodesUpdate, ServicesUpdate};
 pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
+pub use node_http::{NodeHttpConnection, NodeHttpHandler};
 pub use images::{BlobReceiver, ImageDownload, ImageFuture, ImageSent, ImageSource};
 pub use server::{
     JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeSender, NodeService,
