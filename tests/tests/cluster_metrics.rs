@@ -138,9 +138,11 @@ fn kubectl_top_and_node_proxy_work_from_the_nodes_cgroups() {
             .map(|r| millicores(&r[1]))
             .unwrap_or(0)
     };
-    cluster.wait_for("the burning pod near a full core", Duration::from_secs(45), || {
-        cpu_of("burn") >= 300
-    });
+    cluster.wait_for(
+        "the burning pod near a full core",
+        Duration::from_secs(45),
+        || cpu_of("burn") >= 300,
+    );
     let (burn, quiet) = (cpu_of("burn"), cpu_of("quiet"));
     assert!(
         burn >= 300 && quiet < 50 && burn > 10 * quiet.max(1),
@@ -179,9 +181,11 @@ fn kubectl_top_and_node_proxy_work_from_the_nodes_cgroups() {
                 .trim(),
             "ok"
         );
-        let summary: serde_json::Value = serde_json::from_str(
-            &cluster.kubectl_ok(&["get", "--raw", &format!("{base}/stats/summary")]),
-        )
+        let summary: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("{base}/stats/summary"),
+        ]))
         .expect("Summary JSON");
         assert_eq!(summary["node"]["nodeName"], node, "{summary}");
         assert!(
@@ -200,9 +204,11 @@ fn kubectl_top_and_node_proxy_work_from_the_nodes_cgroups() {
             "{node}: {summary}"
         );
         // The port form (the kubelet's 10250) is the same node; another port is refused.
-        let pod_list: serde_json::Value = serde_json::from_str(
-            &cluster.kubectl_ok(&["get", "--raw", &format!("/api/v1/nodes/{node}:10250/proxy/pods")]),
-        )
+        let pod_list: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}:10250/proxy/pods"),
+        ]))
         .expect("PodList JSON");
         assert_eq!(pod_list["kind"], "PodList");
         assert!(
@@ -219,7 +225,11 @@ fn kubectl_top_and_node_proxy_work_from_the_nodes_cgroups() {
             "{metrics}"
         );
         let unknown = cluster.kubectl(&["get", "--raw", &format!("{base}/no/such/path")]);
-        assert!(!unknown.ok && unknown.stderr.contains("NotFound"), "{}", unknown.stderr);
+        assert!(
+            !unknown.ok && unknown.stderr.contains("NotFound"),
+            "{}",
+            unknown.stderr
+        );
     }
     let wrong_port = cluster.kubectl(&["get", "--raw", "/api/v1/nodes/node-a:22/proxy/healthz"]);
     assert!(!wrong_port.ok, "{}", wrong_port.stdout);

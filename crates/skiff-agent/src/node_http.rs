@@ -148,9 +148,8 @@ pub fn summary(node: &str, before: Option<&TimedSnapshot>, now: &TimedSnapshot) 
         .pods
         .iter()
         .map(|pod| {
-            let earlier_pod = before.and_then(|b| {
-                Some((b.at_ms, b.snapshot.pods.iter().find(|p| p.uid == pod.uid)?))
-            });
+            let earlier_pod = before
+                .and_then(|b| Some((b.at_ms, b.snapshot.pods.iter().find(|p| p.uid == pod.uid)?)));
             let containers: Vec<Value> = pod
                 .containers
                 .iter()
@@ -238,7 +237,12 @@ pub fn resource_metrics(now: &TimedSnapshot) -> String {
         "counter",
         "Cumulative cpu time consumed by the container in core-seconds",
         containers()
-            .map(|(l, u)| format!("container_cpu_usage_seconds_total{{{l}}} {} {ts}", seconds(u.cpu_usage_ns)))
+            .map(|(l, u)| {
+                format!(
+                    "container_cpu_usage_seconds_total{{{l}}} {} {ts}",
+                    seconds(u.cpu_usage_ns)
+                )
+            })
             .collect(),
     );
     family(
@@ -246,7 +250,12 @@ pub fn resource_metrics(now: &TimedSnapshot) -> String {
         "gauge",
         "Current working set of the container in bytes",
         containers()
-            .map(|(l, u)| format!("container_memory_working_set_bytes{{{l}}} {} {ts}", u.working_set_bytes))
+            .map(|(l, u)| {
+                format!(
+                    "container_memory_working_set_bytes{{{l}}} {} {ts}",
+                    u.working_set_bytes
+                )
+            })
             .collect(),
     );
     let node = now.snapshot.node;
@@ -254,9 +263,14 @@ pub fn resource_metrics(now: &TimedSnapshot) -> String {
         "node_cpu_usage_seconds_total",
         "counter",
         "Cumulative cpu time consumed by the node in core-seconds",
-        node.map(|u| format!("node_cpu_usage_seconds_total {} {ts}", seconds(u.cpu_usage_ns)))
-            .into_iter()
-            .collect(),
+        node.map(|u| {
+            format!(
+                "node_cpu_usage_seconds_total {} {ts}",
+                seconds(u.cpu_usage_ns)
+            )
+        })
+        .into_iter()
+        .collect(),
     );
     family(
         "node_memory_working_set_bytes",
@@ -271,7 +285,12 @@ pub fn resource_metrics(now: &TimedSnapshot) -> String {
         "counter",
         "Cumulative cpu time consumed by the pod in core-seconds",
         pods()
-            .map(|(l, u)| format!("pod_cpu_usage_seconds_total{{{l}}} {} {ts}", seconds(u.cpu_usage_ns)))
+            .map(|(l, u)| {
+                format!(
+                    "pod_cpu_usage_seconds_total{{{l}}} {} {ts}",
+                    seconds(u.cpu_usage_ns)
+                )
+            })
             .collect(),
     );
     family(
@@ -279,7 +298,12 @@ pub fn resource_metrics(now: &TimedSnapshot) -> String {
         "gauge",
         "Current working set of the pod in bytes",
         pods()
-            .map(|(l, u)| format!("pod_memory_working_set_bytes{{{l}}} {} {ts}", u.working_set_bytes))
+            .map(|(l, u)| {
+                format!(
+                    "pod_memory_working_set_bytes{{{l}}} {} {ts}",
+                    u.working_set_bytes
+                )
+            })
             .collect(),
     );
     let error = u8::from(node.is_none());
@@ -332,7 +356,10 @@ mod tests {
         assert_eq!(s["node"]["memory"]["workingSetBytes"], 4096);
         let pod = &s["pods"][0];
         assert_eq!(pod["podRef"]["name"], "web");
-        assert_eq!(pod["containers"][0]["cpu"]["usageCoreNanoSeconds"], 3_000_000_000u64);
+        assert_eq!(
+            pod["containers"][0]["cpu"]["usageCoreNanoSeconds"],
+            3_000_000_000u64
+        );
         assert_eq!(pod["containers"][0]["cpu"]["usageNanoCores"], 200_000_000);
         // Without an earlier snapshot there is no rate, only the counter.
         let s = summary("n1", None, &now);
@@ -346,7 +373,8 @@ mod tests {
             "container_cpu_usage_seconds_total{container=\"main\",namespace=\"default\",pod=\"web\"} 1.5 1000\n"
         ));
         assert!(text.contains("node_memory_working_set_bytes 4096 1000\n"));
-        assert!(text.contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 1.5 1000\n"));
+        assert!(text
+            .contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 1.5 1000\n"));
         assert!(text.contains("# TYPE node_cpu_usage_seconds_total counter\n"));
         assert!(text.ends_with("scrape_error 0\n"));
     }

@@ -1,9 +1,9 @@
 //! Resource-usage reports for the metrics API: every [`REPORT_INTERVAL`] the node's and its
 //! containers' cgroup figures ([`skiff_runtime::usage`]) go to the server over the link
 //! (`AgentMessage::ResourceUsage`, only to servers of protocol 5 and later — the link checks).
-//! One extra report goes out when a container reaches [`FRESH_CONTAINER_MIN_AGE`], so a new
-//! pod shows in `kubectl top` seconds after it starts, as metrics-server's fresh-container rule
-//! allows. Nothing is written to disk; the last snapshot stays in memory for the node's own
+//! One extra report goes out when a container reaches [`FRESH_CONTAINER_MIN_AGE`] (5 s), so a
+//! new pod shows in `kubectl top` seconds after it starts, by metrics-server's fresh-container
+//! rule. Nothing is written to disk; the last snapshot stays in memory for the node's own
 //! `/stats/summary` rates.
 
 use std::sync::{Arc, Mutex};
@@ -151,11 +151,12 @@ mod tests {
         assert!(due(None, t, &[]), "the first report goes at once");
         assert!(!due(Some(t), t + 14_000, &[]));
         assert!(due(Some(t), t + 15_000, &[]));
-        // A container started 3 s before the last report is 10 s old 7 s after it.
-        assert!(!due(Some(t), t + 6_000, &[t - 3_000]));
-        assert!(due(Some(t), t + 7_000, &[t - 3_000]));
+        // A container started 3 s before the last report is 5 s old 2 s after it.
+        assert_eq!(FRESH_CONTAINER_MIN_AGE, Duration::from_secs(5));
+        assert!(!due(Some(t), t + 1_000, &[t - 3_000]));
+        assert!(due(Some(t), t + 2_000, &[t - 3_000]));
         // Once reported at that age, not again.
-        assert!(!due(Some(t + 7_000), t + 8_000, &[t - 3_000]));
+        assert!(!due(Some(t + 2_000), t + 3_000, &[t - 3_000]));
         // A container already older than that at the last report triggers nothing.
         assert!(!due(Some(t), t + 1_000, &[t - 60_000]));
     }

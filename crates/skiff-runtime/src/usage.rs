@@ -279,8 +279,11 @@ MemAvailable:    6000000 kB\n";
         // The real /proc/meminfo: the node's figure is positive and below the total.
         let node = read_node(&setup).unwrap();
         assert_eq!(node.cpu_usage_ns, 42_000);
-        let total =
-            keyed_value(&std::fs::read_to_string("/proc/meminfo").unwrap(), "MemTotal").unwrap();
+        let total = keyed_value(
+            &std::fs::read_to_string("/proc/meminfo").unwrap(),
+            "MemTotal",
+        )
+        .unwrap();
         assert!(node.working_set_bytes > 0 && node.working_set_bytes < total * 1024);
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -293,7 +296,11 @@ MemAvailable:    6000000 kB\n";
         std::fs::create_dir_all(cpu.join("skiff/podu1/c1")).unwrap();
         std::fs::create_dir_all(mem.join("skiff/podu1/c1")).unwrap();
         std::fs::write(cpu.join("skiff/podu1/c1/cpuacct.usage"), "123456789\n").unwrap();
-        std::fs::write(mem.join("skiff/podu1/c1/memory.usage_in_bytes"), "20971520\n").unwrap();
+        std::fs::write(
+            mem.join("skiff/podu1/c1/memory.usage_in_bytes"),
+            "20971520\n",
+        )
+        .unwrap();
         // v1 memory.stat: the local `inactive_file` must not be used, the hierarchical
         // `total_inactive_file` must.
         std::fs::write(

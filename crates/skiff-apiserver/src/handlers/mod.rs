@@ -322,7 +322,13 @@ async fn route(
             openapi_v3(&api, &rest.join("/"), request.uri().query())
         }
         ["apis", crate::metrics_api::GROUP, crate::metrics_api::VERSION, rest @ ..] => {
-            crate::metrics_api::serve(&api, &identity, request.method(), rest, request.uri().query())
+            crate::metrics_api::serve(
+                &api,
+                &identity,
+                request.method(),
+                rest,
+                request.uri().query(),
+            )
         }
         ["api", "v1", "nodes", target, "proxy", rest @ ..] => {
             let (target, rest) = (target.to_string(), rest.join("/"));

@@ -746,4 +746,3 @@ fn usage_reports_need_protocol_version_five() {
     };
     assert!(reason.contains("unexpected resourceUsage"), "{reason}");
 }
-

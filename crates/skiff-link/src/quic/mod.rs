@@ -22,8 +22,8 @@ pub use crate::session::{NodeEvent, NodesUpdate, ServicesUpdate};
 pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
-pub use node_http::{NodeHttpConnection, NodeHttpHandler};
 pub use images::{BlobReceiver, ImageDownload, ImageFuture, ImageSent, ImageSource};
+pub use node_http::{NodeHttpConnection, NodeHttpHandler};
 pub use server::{
     JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeSender, NodeService,
     NodeSession, Refusal,

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use skiff_apiserver::metrics_api::{NodeUsage, PodUsage, Usage, Window};
 use skiff_apiserver::MetricsSource;
-use skiff_link::proto::usage::{UsageReport, UsageSample, FRESH_CONTAINER_MIN_AGE, REPORT_INTERVAL};
+use skiff_link::proto::usage::{
+    UsageReport, UsageSample, FRESH_CONTAINER_MIN_AGE, REPORT_INTERVAL,
+};
 
 /// A node's last two reports, with an index of the later one's pods.
 #[derive(Debug)]
@@ -131,7 +133,10 @@ impl MetricsSource for UsageStore {
         let previous = reports.previous.as_ref()?;
         let (usage, window) = rate(
             (previous.report.timestamp_ms, previous.report.node?),
-            (reports.latest.report.timestamp_ms, reports.latest.report.node?),
+            (
+                reports.latest.report.timestamp_ms,
+                reports.latest.report.node?,
+            ),
         )?;
         Some(NodeUsage { window, usage })
     }
@@ -191,6 +196,9 @@ mod tests {
 
     use super::*;
 
+    /// `(name, started_ms, cpu_ns)`.
+    type TestContainer<'a> = (&'a str, i64, u64);
+
     fn sample(cpu_ns: u64, memory_bytes: u64) -> UsageSample {
         UsageSample {
             cpu_ns,
@@ -198,7 +206,11 @@ mod tests {
         }
     }
 
-    fn report(t: i64, node_cpu: u64, pods: Vec<(&str, &str, Vec<(&str, i64, u64)>)>) -> UsageReport {
+    fn report(
+        t: i64,
+        node_cpu: u64,
+        pods: Vec<(&str, &str, Vec<TestContainer<'_>>)>,
+    ) -> UsageReport {
         UsageReport {
             timestamp_ms: t,
             node: Some(sample(node_cpu, 1 << 30)),
@@ -246,17 +258,37 @@ mod tests {
         let store = UsageStore::default();
         let t0 = 1_700_000_000_000;
         // The container started long before the first report: no fresh-start point.
-        store.record("n1", report(t0, 10_000_000_000, vec![("p", "u1", vec![("c", t0 - 600_000, 1_000_000_000)])]));
+        store.record(
+            "n1",
+            report(
+                t0,
+                10_000_000_000,
+                vec![("p", "u1", vec![("c", t0 - 600_000, 1_000_000_000)])],
+            ),
+        );
         assert_eq!(store.node("n1"), None);
         assert_eq!(store.pod("default", "p", "u1"), None);
         store.record(
             "n1",
-            report(t0 + 15_000, 40_000_000_000, vec![("p", "u1", vec![("c", t0 - 600_000, 4_000_000_000)])]),
+            report(
+                t0 + 15_000,
+                40_000_000_000,
+                vec![("p", "u1", vec![("c", t0 - 600_000, 4_000_000_000)])],
+            ),
         );
         let node = store.node("n1").unwrap();
         assert_eq!(node.usage.cpu_nanocores, 2_000_000_000);
         let pod = store.pod("default", "p", "u1").unwrap();
-        assert_eq!(pod.containers, vec![("c".to_string(), Usage { cpu_nanocores: 200_000_000, memory_bytes: 40960 })]);
+        assert_eq!(
+            pod.containers,
+            vec![(
+                "c".to_string(),
+                Usage {
+                    cpu_nanocores: 200_000_000,
+                    memory_bytes: 40960
+                }
+            )]
+        );
         assert_eq!(pod.window.window, Duration::from_secs(15));
         // A same-named successor (another uid) is not this pod.
         assert_eq!(store.pod("default", "p", "u2"), None);
@@ -266,13 +298,24 @@ mod tests {
     fn a_fresh_container_is_rated_from_its_start() {
         let store = UsageStore::default();
         let t0 = 1_700_000_000_000;
-        // Started 12 s before its first sample, 1.2 s of CPU since: 100m.
-        store.record("n1", report(t0, 0, vec![("p", "u1", vec![("c", t0 - 12_000, 1_200_000_000)])]));
+        // Started 12 s before its first sample, 1.2 s of CPU since: 100m (the agent sends at
+        // 5 s of age; any first sample within [5 s, 15 s) of the start counts).
+        store.record(
+            "n1",
+            report(
+                t0,
+                0,
+                vec![("p", "u1", vec![("c", t0 - 12_000, 1_200_000_000)])],
+            ),
+        );
         let pod = store.pod("default", "p", "u1").unwrap();
         assert_eq!(pod.containers[0].1.cpu_nanocores, 100_000_000);
         assert_eq!(pod.window.window, Duration::from_secs(12));
-        // Started 2 s before: too short a window, as upstream.
-        store.record("n2", report(t0, 0, vec![("q", "u2", vec![("c", t0 - 2_000, 1)])]));
+        // Started 2 s before: too short a window.
+        store.record(
+            "n2",
+            report(t0, 0, vec![("q", "u2", vec![("c", t0 - 2_000, 1)])]),
+        );
         assert_eq!(store.pod("default", "q", "u2"), None);
     }
 
@@ -283,10 +326,24 @@ mod tests {
         let old = t0 - 600_000;
         store.record("n1", report(t0, 0, vec![("p", "u1", vec![("a", old, 5)])]));
         // A second container appeared (no earlier point): the pod waits, as upstream.
-        store.record("n1", report(t0 + 15_000, 0, vec![("p", "u1", vec![("a", old, 9), ("b", old, 1)])]));
+        store.record(
+            "n1",
+            report(
+                t0 + 15_000,
+                0,
+                vec![("p", "u1", vec![("a", old, 9), ("b", old, 1)])],
+            ),
+        );
         assert_eq!(store.pod("default", "p", "u1"), None);
         // Restarted (new start time): no rate for it either.
-        store.record("n1", report(t0 + 30_000, 0, vec![("p", "u1", vec![("a", old, 12), ("b", t0 + 1, 1)])]));
+        store.record(
+            "n1",
+            report(
+                t0 + 30_000,
+                0,
+                vec![("p", "u1", vec![("a", old, 12), ("b", t0 + 1, 1)])],
+            ),
+        );
         assert_eq!(store.pod("default", "p", "u1"), None);
         // The pod is gone from the latest report: gone from the API.
         store.record("n1", report(t0 + 45_000, 0, vec![]));
