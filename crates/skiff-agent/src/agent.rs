@@ -488,7 +488,22 @@ impl Agent {
         link_config.watch_nodes = true;
         link_config.watch_services = true;
         link_config.watch_policies = true;
-        let streams = Arc::new(NodeStreams::new(self.runtime.clone(), self.index.clone()));
+        // Usage reports for the metrics API, and the node's endpoints for `nodes/proxy`.
+        let last_usage = crate::usage::LastUsage::default();
+        crate::usage::spawn_reporter(
+            self.runtime.clone(),
+            Arc::downgrade(&self.link),
+            last_usage.clone(),
+        );
+        let endpoints = crate::node_http::NodeEndpoints::new(
+            self.runtime.clone(),
+            self.config.node_name.clone(),
+            last_usage,
+        );
+        let streams = Arc::new(
+            NodeStreams::new(self.runtime.clone(), self.index.clone())
+                .with_node_http(endpoints.handler()),
+        );
         self.link_start = Some(tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
             loop {

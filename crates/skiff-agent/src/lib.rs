@@ -11,6 +11,8 @@
 //! - [`image_transfer`]: image hand-over over the link (fetching from the server).
 //! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
 //! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
+//! - [`usage`]: resource-usage reports for the metrics API; [`node_http`]: the node's own
+//!   endpoints (`/healthz`, `/pods`, `/stats/summary`, `/metrics/resource`) for `nodes/proxy`.
 //! - `api_tunnel`: the `kubernetes` Service through the link for nodes without a direct
 //!   path to the API.
 
@@ -23,6 +25,7 @@ pub mod images;
 pub mod inputs;
 pub mod network;
 pub mod node;
+pub mod node_http;
 mod persist;
 pub mod pods;
 mod policies;
@@ -31,6 +34,7 @@ mod services;
 pub mod state;
 pub mod status;
 pub mod streams;
+pub mod usage;
 
 pub use agent::{cleanup, run, AgentPaths, CleanupSummary};
 pub use config::{

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use skiff_link::proto::{ExecRequest, LogRequest};
-use skiff_link::quic::{ExecIo, LogError, LogProvider, LogReader};
+use skiff_link::quic::{ExecIo, LogError, LogProvider, LogReader, NodeHttpHandler};
 use skiff_runtime::{ExecOptions, ExitStatus, LogOptions, Runtime, RuntimeError};
 use tokio::io::AsyncWriteExt;
 
@@ -53,6 +53,8 @@ impl PodIndex {
 pub struct NodeStreams {
     pub(crate) runtime: Runtime,
     pub(crate) pods: Arc<PodIndex>,
+    /// The node's own HTTP endpoints (`nodes/proxy`), if served.
+    pub(crate) node_http: Option<NodeHttpHandler>,
 }
 
 impl std::fmt::Debug for NodeStreams {
@@ -64,7 +66,17 @@ impl std::fmt::Debug for NodeStreams {
 impl NodeStreams {
     /// Streams over `runtime`, finding pods through `pods`.
     pub fn new(runtime: Runtime, pods: Arc<PodIndex>) -> NodeStreams {
-        NodeStreams { runtime, pods }
+        NodeStreams {
+            runtime,
+            pods,
+            node_http: None,
+        }
+    }
+
+    /// Also serves the node's own HTTP endpoints on node HTTP streams (`nodes/proxy`).
+    pub fn with_node_http(mut self, handler: NodeHttpHandler) -> NodeStreams {
+        self.node_http = Some(handler);
+        self
     }
 
     pub(crate) fn find(&self, namespace: &str, pod: &str) -> Result<String, LogError> {
@@ -223,5 +235,9 @@ impl LogProvider for NodeStreams {
         request: ExecRequest,
     ) -> Pin<Box<dyn Future<Output = Result<ExecIo, LogError>> + Send + '_>> {
         Box::pin(self.exec(request))
+    }
+
+    fn node_http(&self) -> Option<NodeHttpHandler> {
+        self.node_http.clone()
     }
 }

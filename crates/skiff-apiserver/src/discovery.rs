@@ -29,7 +29,7 @@ impl Discovery {
     /// Renders the documents.
     pub(crate) fn new() -> Self {
         let group_versions = registry::group_versions();
-        let resource_lists = group_versions
+        let mut resource_lists: Vec<(String, String, Bytes)> = group_versions
             .iter()
             .map(|(g, v)| {
                 (
@@ -39,7 +39,14 @@ impl Discovery {
                 )
             })
             .collect();
-        let groups: Vec<Value> = grouped(&group_versions)
+        // metrics.k8s.io is served beside the registry's kinds (`metrics_api`): not stored
+        // objects, as upstream's aggregated metrics-server.
+        resource_lists.push((
+            crate::metrics_api::GROUP.to_string(),
+            crate::metrics_api::VERSION.to_string(),
+            Bytes::from(crate::metrics_api::resource_list().to_string()),
+        ));
+        let mut groups: Vec<Value> = grouped(&group_versions)
             .into_iter()
             .filter(|(g, _)| !g.is_empty())
             .map(|(g, versions)| {
@@ -50,12 +57,16 @@ impl Discovery {
                 json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
             })
             .collect();
+        groups.push(crate::metrics_api::api_group());
         let aggregated = |core: bool, api_version: &str| {
-            let items: Vec<Value> = grouped(&group_versions)
+            let mut items: Vec<Value> = grouped(&group_versions)
                 .into_iter()
                 .filter(|(g, _)| g.is_empty() == core)
                 .map(|(g, versions)| aggregated_group(g, &versions))
                 .collect();
+            if !core {
+                items.push(crate::metrics_api::aggregated_group());
+            }
             Bytes::from(
                 json!({
                     "kind": "APIGroupDiscoveryList",

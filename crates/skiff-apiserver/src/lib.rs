@@ -16,6 +16,7 @@ mod health;
 mod idle;
 mod limits;
 mod metrics;
+pub mod metrics_api;
 mod negotiate;
 mod node_authorizer;
 mod node_ports;
@@ -45,6 +46,7 @@ pub use body::MAX_BODY_BYTES;
 pub use bootstrap::{KUBE_DNS, KUBE_DNS_OFFSET, SYSTEM_NAMESPACES};
 pub use health::HealthCheck;
 pub use limits::ServeLimits;
+pub use metrics_api::MetricsSource;
 pub use node_authorizer::NodeAuthorizer;
 pub use node_ports::{InvalidNodePortRange, NodePortRange};
 pub use node_proxy::{
@@ -116,6 +118,7 @@ struct Inner {
     discovery: discovery::Discovery,
     openapi: OnceLock<openapi::OpenApiDocs>,
     node_proxy: OnceLock<Arc<dyn NodeProxy>>,
+    metrics_source: OnceLock<Arc<dyn MetricsSource>>,
     service_ips: service_ips::ServiceIps,
     node_ports: node_ports::NodePorts,
     inflight: limits::InFlight,
@@ -139,6 +142,7 @@ impl ApiServer {
                 discovery: discovery::Discovery::new(),
                 openapi: OnceLock::new(),
                 node_proxy: OnceLock::new(),
+                metrics_source: OnceLock::new(),
             }),
         }
     }
@@ -195,6 +199,16 @@ impl ApiServer {
 
     pub(crate) fn node_proxy(&self) -> Option<Arc<dyn NodeProxy>> {
         self.inner.node_proxy.get().cloned()
+    }
+
+    /// Plugs in where `metrics.k8s.io` (`kubectl top`) gets its numbers (once; later calls
+    /// are ignored). Without it the group answers empty lists.
+    pub fn set_metrics_source(&self, source: Arc<dyn MetricsSource>) {
+        let _ = self.inner.metrics_source.set(source);
+    }
+
+    pub(crate) fn metrics_source(&self) -> Option<Arc<dyn MetricsSource>> {
+        self.inner.metrics_source.get().cloned()
     }
 
     /// The node certificates this server checks requests against, if it does.

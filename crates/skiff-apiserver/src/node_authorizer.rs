@@ -546,3 +546,39 @@ mod tests {
         assert!(!pod_references(&pod, RefKind::ConfigMap, "other"));
     }
 }
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+    use skiff_pki::Identity;
+
+    /// A node certificate may not read other nodes' endpoints (`nodes/proxy`, its own
+    /// included, as upstream's Node authorizer) nor the metrics API.
+    #[test]
+    fn a_node_may_not_proxy_to_nodes_nor_read_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb"), Default::default()).unwrap();
+        let authorizer = NodeAuthorizer::new(store);
+        let n1: Identity = skiff_pki::node_identity("n1");
+        for (group, resource, subresource, name) in [
+            ("", "nodes", Some("proxy"), Some("n2")),
+            ("", "nodes", Some("proxy"), Some("n1")),
+            ("metrics.k8s.io", "pods", None, None),
+            ("metrics.k8s.io", "nodes", None, None),
+        ] {
+            let attributes = Attributes {
+                identity: &n1,
+                verb: if name.is_some() { "get" } else { "list" },
+                api_group: group,
+                resource,
+                subresource,
+                namespace: None,
+                name,
+            };
+            assert!(
+                matches!(authorizer.authorize(&attributes), Decision::Deny(_)),
+                "{attributes:?}"
+            );
+        }
+    }
+}

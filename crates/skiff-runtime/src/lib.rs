@@ -49,6 +49,7 @@ pub mod supervise;
 #[doc(hidden)]
 pub mod testing;
 mod timing;
+pub mod usage;
 mod volumes;
 mod worker;
 

@@ -188,6 +188,25 @@ impl Runtime {
         .ok()
     }
 
+    /// Every pod the runtime holds, with the status it observes (the kubelet's `/pods`).
+    pub fn pod_objects(&self) -> Vec<Pod> {
+        let table = self.inner.pods.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pods: Vec<Pod> = table
+            .values()
+            .map(|e| {
+                let record = e.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut pod = record.pod.clone();
+                pod.status = Some(crate::status::pod_status(&record));
+                pod
+            })
+            .collect();
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        pods
+    }
+
     /// UIDs of the pods the runtime holds.
     pub fn pods(&self) -> Vec<String> {
         let mut v: Vec<String> = self

@@ -202,6 +202,8 @@ pub async fn run_with_local_agent(
     plane
         .api
         .set_node_proxy(std::sync::Arc::new(link.log_proxy()));
+    // `kubectl top` reads the nodes' usage reports.
+    plane.api.set_metrics_source(link.metrics_source());
     let agent = match (config.disable_agent, local_agent) {
         (true, _) => None,
         (false, None) => {

@@ -4,12 +4,14 @@
 mod delete;
 mod meta;
 mod node;
+mod node_http;
 mod patch;
 mod read;
 mod subresources;
 mod watch;
 mod write;
 
+pub(crate) use read::{field_selector, label_selector};
 pub(crate) use write::{create_object, update_object, Part};
 
 use std::panic::AssertUnwindSafe;
@@ -318,6 +320,19 @@ async fn route(
         ["openapi", "v3", rest @ ..] => {
             only_get(request.method())?;
             openapi_v3(&api, &rest.join("/"), request.uri().query())
+        }
+        ["apis", crate::metrics_api::GROUP, crate::metrics_api::VERSION, rest @ ..] => {
+            crate::metrics_api::serve(
+                &api,
+                &identity,
+                request.method(),
+                rest,
+                request.uri().query(),
+            )
+        }
+        ["api", "v1", "nodes", target, "proxy", rest @ ..] => {
+            let (target, rest) = (target.to_string(), rest.join("/"));
+            node_http::proxy(&api, &identity, &target, &rest, request).await
         }
         ["api", version, rest @ ..] => {
             let (version, rest) = (version.to_string(), to_owned(rest));

@@ -27,7 +27,7 @@ pub(super) fn get(call: &Call) -> Result<Response<Body>, ApiError> {
 }
 
 /// Parses `labelSelector` (400 naming the bad part).
-pub(super) fn label_selector(query: &Query) -> Result<Option<LabelSelector>, ApiError> {
+pub(crate) fn label_selector(query: &Query) -> Result<Option<LabelSelector>, ApiError> {
     query
         .non_empty("labelSelector")
         .map(|s| {
@@ -38,7 +38,7 @@ pub(super) fn label_selector(query: &Query) -> Result<Option<LabelSelector>, Api
 }
 
 /// Parses `fieldSelector` (400 naming the bad part).
-pub(super) fn field_selector(query: &Query) -> Result<Option<FieldSelector>, ApiError> {
+pub(crate) fn field_selector(query: &Query) -> Result<Option<FieldSelector>, ApiError> {
     query
         .non_empty("fieldSelector")
         .map(|s| {

@@ -19,6 +19,7 @@ pub mod image;
 pub mod policy;
 pub mod service;
 pub mod tunnel;
+pub mod usage;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
 use serde::{Deserialize, Serialize};
@@ -240,6 +241,9 @@ pub enum AgentMessage {
     /// Asks for the NetworkPolicy rules of this node's pods, now and after every change, for
     /// the rest of the session (protocol version 4 and later); answered with `Policies`.
     WatchPolicies,
+    /// The node's and its containers' resource usage (protocol version 5 and later; sent
+    /// every [`usage::REPORT_INTERVAL`], never answered).
+    ResourceUsage(usage::UsageReport),
 }
 
 /// A node as the other nodes need to know it (pod networking).
@@ -446,6 +450,9 @@ pub enum StreamRequest {
     Exec(ExecRequest),
     /// Hands an image over (the answer to `FetchImage`; [`image`] describes the exchange).
     Image(image::ImageOffer),
+    /// Serve the node's own HTTP endpoints (protocol version 5 and later; `nodes/proxy`):
+    /// after an `Accepted` reply the stream is one HTTP/1.1 connection, the server the client.
+    NodeHttp,
 }
 
 /// What `kubectl exec` asks for.

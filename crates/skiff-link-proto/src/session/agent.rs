@@ -513,6 +513,15 @@ impl AgentSession {
         self.send(&AgentMessage::WatchPolicies)
     }
 
+    /// Reports the node's resource usage (protocol version
+    /// [`crate::proto::usage::USAGE_PROTOCOL_VERSION`] or later; the caller checks).
+    pub fn send_usage(
+        &mut self,
+        report: crate::proto::usage::UsageReport,
+    ) -> Result<(), FrameError> {
+        self.send(&AgentMessage::ResourceUsage(report))
+    }
+
     /// Asks the server for an image (only with protocol version
     /// [`crate::proto::image::IMAGE_PROTOCOL_VERSION`] or later); the server answers by opening
     /// an image stream that echoes `request`.

@@ -100,6 +100,9 @@ pub enum NodeEvent {
         /// The image reference.
         reference: String,
     },
+    /// The node's resource usage (protocol version
+    /// [`crate::proto::usage::USAGE_PROTOCOL_VERSION`] and later; never answered).
+    ResourceUsage(crate::proto::usage::UsageReport),
     /// The session ended; no events follow. The session reports its end as
     /// [`ServerEvent::Closed`] (join exchanges end too); the driver passes it on as this.
     Closed(CloseReason),
@@ -287,6 +290,12 @@ impl ServerSession {
             {
                 self.events
                     .push_back(ServerEvent::Node(NodeEvent::WatchPolicies));
+            }
+            (State::Established, AgentMessage::ResourceUsage(report))
+                if self.version >= crate::proto::usage::USAGE_PROTOCOL_VERSION =>
+            {
+                self.events
+                    .push_back(ServerEvent::Node(NodeEvent::ResourceUsage(report)));
             }
             (State::Established, AgentMessage::GetObjects { request, refs }) => {
                 self.events
@@ -584,6 +593,7 @@ fn agent_message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::WatchServices => "watchServices",
         AgentMessage::WatchPolicies => "watchPolicies",
         AgentMessage::GetObjects { .. } => "getObjects",
+        AgentMessage::ResourceUsage(_) => "resourceUsage",
         AgentMessage::FetchImage { .. } => "fetchImage",
     }
 }

@@ -681,3 +681,68 @@ fn watch_policies_needs_protocol_version_four() {
     };
     assert!(reason.contains("unexpected watchPolicies"), "{reason}");
 }
+
+fn usage_report() -> crate::proto::usage::UsageReport {
+    use crate::proto::usage::{ContainerUsage, PodUsage, UsageReport, UsageSample};
+    UsageReport {
+        timestamp_ms: 1_700_000_000_000,
+        node: Some(UsageSample {
+            cpu_ns: 5_000_000_000,
+            memory_bytes: 1 << 30,
+        }),
+        pods: vec![PodUsage {
+            pod: PodRef {
+                namespace: "default".into(),
+                name: "burn".into(),
+                uid: "u1".into(),
+            },
+            containers: vec![ContainerUsage {
+                name: "main".into(),
+                started_ms: Some(1_699_999_990_000),
+                usage: UsageSample {
+                    cpu_ns: 1_000_000,
+                    memory_bytes: 4096,
+                },
+            }],
+        }],
+    }
+}
+
+#[test]
+fn usage_reports_reach_the_server_at_version_five() {
+    let t0 = Instant::now();
+    let (mut agent, mut server) = established(t0);
+    server_events(&mut server);
+    agent.send_usage(usage_report()).unwrap();
+    pump(&mut agent, &mut server, t0);
+    assert_eq!(
+        server_events(&mut server),
+        vec![ServerEvent::Node(NodeEvent::ResourceUsage(usage_report()))]
+    );
+    assert!(server.is_established());
+}
+
+#[test]
+fn usage_reports_need_protocol_version_five() {
+    // An agent of protocol 4 never sends them; one that did would break the protocol (an
+    // old server does not know the message at all and closes the same way).
+    let t0 = Instant::now();
+    let mut server = ServerSession::new(PeerIdentity::Node("n1".into()), config(), t0);
+    let hello = AgentMessage::Hello(crate::proto::Hello {
+        min_version: 1,
+        max_version: crate::proto::usage::USAGE_PROTOCOL_VERSION - 1,
+        node_name: "n1".into(),
+        resume_revision: None,
+        agent_version: "0.4".into(),
+    });
+    server.handle_bytes(&crate::proto::encode(&hello, 1024).unwrap(), t0);
+    assert!(server.is_established());
+    server.handle_bytes(
+        &crate::proto::encode(&AgentMessage::ResourceUsage(usage_report()), 4096).unwrap(),
+        t0,
+    );
+    let Some(CloseReason::ProtocolViolation(reason)) = server.close_reason() else {
+        panic!("expected a violation, got {:?}", server.close_reason())
+    };
+    assert!(reason.contains("unexpected resourceUsage"), "{reason}");
+}

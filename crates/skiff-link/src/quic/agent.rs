@@ -25,6 +25,7 @@ use crate::proto::image::IMAGE_PROTOCOL_VERSION;
 use crate::proto::policy::{PodPolicy, POLICY_PROTOCOL_VERSION};
 use crate::proto::service::{ServiceNetwork, SERVICE_PROTOCOL_VERSION};
 use crate::proto::tunnel::API_TUNNEL_PROTOCOL_VERSION;
+use crate::proto::usage::{UsageReport, USAGE_PROTOCOL_VERSION};
 use crate::proto::{CloseCode, ObjectRef, ObjectResult, PodRef, PodStatusUpdate, StatusFailure};
 use crate::session::{
     AgentEvent, AgentSession, CloseReason, DesiredPods, NodesUpdate, ServicesUpdate, SessionConfig,
@@ -151,6 +152,7 @@ enum LinkCommand {
     Register(Box<Node>),
     GetObjects(Vec<ObjectRef>, ObjectsReply),
     FetchImage(String, ImageReply),
+    Usage(Box<UsageReport>),
     Shutdown,
 }
 
@@ -273,6 +275,13 @@ impl AgentLink {
     /// Records events (kept while disconnected, up to a limit).
     pub fn report_events(&self, events: Vec<Event>) {
         let _ = self.commands.send(LinkCommand::Events(events));
+    }
+
+    /// Reports the node's resource usage: sent at once when a session of protocol version
+    /// [`USAGE_PROTOCOL_VERSION`] or later is open, dropped otherwise (never queued: the next
+    /// report supersedes it).
+    pub fn report_usage(&self, report: UsageReport) {
+        let _ = self.commands.send(LinkCommand::Usage(Box::new(report)));
     }
 
     /// Re-registers the node with new labels, capacity, addresses, etc.
@@ -534,6 +543,7 @@ impl Runner {
             LinkCommand::FetchImage(_, reply) => {
                 let _ = reply.send(Err(LinkError::NotConnected));
             }
+            LinkCommand::Usage(_) => {}
             LinkCommand::Shutdown => self.shutting_down = true,
         }
     }
@@ -752,6 +762,13 @@ impl Runner {
                                 Err(error) => {
                                     let _ = reply.send(Err(LinkError::Protocol(error.to_string())));
                                 }
+                            }
+                        }
+                    }
+                    Some(LinkCommand::Usage(report)) => {
+                        if established && version >= USAGE_PROTOCOL_VERSION {
+                            if let Err(error) = session.send_usage(*report) {
+                                tracing::debug!(%error, "cannot send the resource usage");
                             }
                         }
                     }

@@ -7,6 +7,7 @@ pub mod agent;
 mod backoff;
 mod credentials;
 mod images;
+mod node_http;
 pub mod server;
 mod streams;
 mod transport;
@@ -22,6 +23,7 @@ pub use agent::{AgentLink, AgentLinkConfig, AgentLinkEvent, LinkState};
 pub use backoff::Backoff;
 pub use credentials::{join, NodeCredentials};
 pub use images::{BlobReceiver, ImageDownload, ImageFuture, ImageSent, ImageSource};
+pub use node_http::{NodeHttpConnection, NodeHttpHandler};
 pub use server::{
     JoinGrant, LinkServer, LinkServerConfig, NodeCommandError, NodeSender, NodeService,
     NodeSession, Refusal,

@@ -244,6 +244,12 @@ impl NodeSender {
         streams::open_exec(&self.connection, request).await
     }
 
+    /// Opens an HTTP/1.1 connection to the node's own endpoints (`nodes/proxy`; an agent
+    /// older than protocol 5 refuses the stream with a reason).
+    pub async fn open_node_http(&self) -> Result<super::NodeHttpConnection, LogError> {
+        super::node_http::open_node_http(&self.connection).await
+    }
+
     /// Answers a `FetchImage` request: opens an image stream and sends the node the blobs it
     /// lacks from `source`, or tells it the image is not available (`source` is `None`, or does
     /// not hold the image). Returns when the node has everything or the transfer failed.

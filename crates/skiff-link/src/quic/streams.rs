@@ -75,6 +75,12 @@ pub trait LogProvider: Send + Sync + 'static {
         );
         Box::pin(async move { Err(LogError::NotFound(message)) })
     }
+
+    /// Serves the node's own HTTP endpoints on a node HTTP stream (`nodes/proxy`,
+    /// [`super::node_http`]); `None` (the default) refuses the stream.
+    fn node_http(&self) -> Option<super::node_http::NodeHttpHandler> {
+        None
+    }
 }
 
 /// A provider for nodes that run no containers (hollow nodes, a bare link).
@@ -102,6 +108,14 @@ pub struct LogStream {
 impl std::fmt::Debug for LogStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogStream").finish_non_exhaustive()
+    }
+}
+
+impl LogStream {
+    pub(crate) fn from_parts(
+        inner: tokio::io::Chain<std::io::Cursor<Bytes>, quinn::RecvStream>,
+    ) -> Self {
+        Self { inner }
     }
 }
 
@@ -134,6 +148,12 @@ pub struct ExecSink(quinn::SendStream);
 impl std::fmt::Debug for ExecSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecSink").finish_non_exhaustive()
+    }
+}
+
+impl ExecSink {
+    pub(crate) fn from_send(send: quinn::SendStream) -> Self {
+        Self(send)
     }
 }
 
@@ -303,7 +323,7 @@ async fn relay_exec(
 }
 
 /// Reads one header frame, returning it and any bytes that followed it.
-async fn read_header(recv: &mut quinn::RecvStream) -> Result<(Bytes, Bytes), String> {
+pub(crate) async fn read_header(recv: &mut quinn::RecvStream) -> Result<(Bytes, Bytes), String> {
     let mut decoder = FrameDecoder::new(MAX_HEADER_LEN);
     loop {
         if let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
@@ -414,6 +434,9 @@ pub(crate) async fn serve_stream(
             }
         }
         Ok(StreamRequest::Image(offer)) => images.deliver(offer, send, recv, leftover),
+        Ok(StreamRequest::NodeHttp) => {
+            super::node_http::serve_node_http(send, recv, leftover, logs.node_http()).await
+        }
         Err(error) => {
             let failed = StreamReply::Failed {
                 not_found: false,

@@ -106,4 +106,19 @@ impl NodeProxy for NodeLogProxy {
             ))
         })
     }
+
+    fn node_http<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>> {
+        Box::pin(async move {
+            let sender = self.sender(node)?;
+            let connection = sender.open_node_http().await.map_err(proxy_error)?;
+            let (reader, writer) = connection.into_split();
+            Ok((
+                Box::pin(reader) as NodeReader,
+                Box::pin(writer) as NodeWriter,
+            ))
+        })
+    }
 }

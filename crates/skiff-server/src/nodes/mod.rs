@@ -21,6 +21,7 @@ mod registration;
 mod services;
 mod session;
 pub mod tokens;
+mod usage;
 mod work_limits;
 
 use std::net::SocketAddr;
@@ -102,6 +103,7 @@ pub struct NodeLink {
     server: Arc<LinkServer>,
     token: JoinToken,
     token_path: PathBuf,
+    usage: usage::UsageStore,
 }
 
 impl std::fmt::Debug for NodeLink {
@@ -131,6 +133,8 @@ pub(crate) struct Shared {
     /// The server-wide NetworkPolicy compiler, started by the first node that asks.
     pub policies:
         tokio::sync::OnceCell<tokio::sync::watch::Receiver<Option<policies::PolicyDirectory>>>,
+    /// The nodes' recent resource-usage reports (the metrics API's source).
+    pub usage: usage::UsageStore,
 }
 
 impl NodeLink {
@@ -173,6 +177,7 @@ impl NodeLink {
             services: settings.service_network.clone(),
             ..SessionConfig::default()
         };
+        let usage = usage::UsageStore::default();
         let shared = Arc::new(Shared {
             certificates,
             join_limiter: join_limit::JoinLimiter::new(settings.join_rate_limit),
@@ -184,6 +189,7 @@ impl NodeLink {
             directory: tokio::sync::OnceCell::new(),
             services: tokio::sync::OnceCell::new(),
             policies: tokio::sync::OnceCell::new(),
+            usage: usage.clone(),
         });
         let server = LinkServer::bind(
             LinkServerConfig {
@@ -204,6 +210,7 @@ impl NodeLink {
             server: Arc::new(server),
             token,
             token_path,
+            usage,
         })
     }
 
@@ -230,6 +237,11 @@ impl NodeLink {
     /// A handle the API's `pods/log` handler uses to reach nodes.
     pub fn log_proxy(&self) -> NodeLogProxy {
         NodeLogProxy::new(self.server.clone())
+    }
+
+    /// Where the API's `metrics.k8s.io` gets its numbers: the nodes' usage reports.
+    pub fn metrics_source(&self) -> Arc<dyn skiff_apiserver::MetricsSource> {
+        Arc::new(self.usage.clone())
     }
 
     /// Says goodbye to every node and closes the endpoint.

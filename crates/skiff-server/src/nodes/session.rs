@@ -221,8 +221,10 @@ async fn serve(shared: Arc<Shared>, mut session: NodeSession) {
                     }
                 });
             }
+            NodeEvent::ResourceUsage(report) => shared.usage.record(&name, report),
             NodeEvent::Closed(reason) => {
                 tracing::info!(node = %name, %reason, "node session closed");
+                shared.usage.forget(&name);
                 break;
             }
         }

@@ -1,0 +1,130 @@
+//! The node HTTP stream (protocol version 5, `StreamRequest::NodeHttp`): `nodes/proxy`
+//! reaches the node's own endpoints (`/healthz`, `/pods`, `/stats/summary`,
+//! `/metrics/resource`) without the node listening on any port. The server opens a stream with
+//! the header; the agent answers `Accepted` (or `Failed` when it serves no endpoints, as an
+//! older agent does for an unknown request) and the rest of the stream is one HTTP/1.1
+//! connection: the server is the client, the agent the server.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use super::streams::{read_header, LogError, LogStream};
+use crate::proto::{decode, encode, StreamReply, StreamRequest};
+
+/// Largest header frame either way (the request has no payload).
+const MAX_HEADER_LEN: usize = 4096;
+
+/// One HTTP/1.1 connection carried by a link stream: read what the peer sent, write ours.
+pub struct NodeHttpConnection {
+    reader: tokio::io::Chain<std::io::Cursor<Bytes>, quinn::RecvStream>,
+    writer: quinn::SendStream,
+}
+
+impl std::fmt::Debug for NodeHttpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHttpConnection").finish_non_exhaustive()
+    }
+}
+
+impl NodeHttpConnection {
+    pub(crate) fn new(leftover: Bytes, recv: quinn::RecvStream, send: quinn::SendStream) -> Self {
+        Self {
+            reader: std::io::Cursor::new(leftover).chain(recv),
+            writer: send,
+        }
+    }
+
+    /// The two halves: bytes from the peer, and a sink for ours.
+    pub fn into_split(self) -> (LogStream, super::streams::ExecSink) {
+        (
+            LogStream::from_parts(self.reader),
+            super::streams::ExecSink::from_send(self.writer),
+        )
+    }
+}
+
+impl AsyncRead for NodeHttpConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NodeHttpConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.writer), cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.writer), cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.writer), cx)
+    }
+}
+
+/// Serves one node HTTP connection (agent side): the node's endpoints, with hyper's server.
+pub type NodeHttpHandler =
+    Arc<dyn Fn(NodeHttpConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Opens a node HTTP stream on `connection` (server side).
+pub(crate) async fn open_node_http(
+    connection: &quinn::Connection,
+) -> Result<NodeHttpConnection, LogError> {
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
+    let header = encode(&StreamRequest::NodeHttp, MAX_HEADER_LEN)
+        .map_err(|e| LogError::Failed(e.to_string()))?;
+    send.write_all(&header)
+        .await
+        .map_err(|e| LogError::Failed(format!("cannot send the request to the node: {e}")))?;
+    let (frame, rest) = read_header(&mut recv)
+        .await
+        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
+    match decode::<StreamReply>(&frame) {
+        Ok(StreamReply::Accepted) => Ok(NodeHttpConnection::new(rest, recv, send)),
+        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
+        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
+    }
+}
+
+/// Answers a node HTTP stream (agent side): hands the connection to `handler`, or says the
+/// node serves no endpoints.
+pub(crate) async fn serve_node_http(
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    leftover: Bytes,
+    handler: Option<NodeHttpHandler>,
+) {
+    let Some(handler) = handler else {
+        let failed = StreamReply::Failed {
+            not_found: true,
+            message: "this node serves no HTTP endpoints".into(),
+        };
+        if let Ok(frame) = encode(&failed, MAX_HEADER_LEN) {
+            let _ = send.write_all(&frame).await;
+        }
+        let _ = send.finish();
+        return;
+    };
+    let Ok(frame) = encode(&StreamReply::Accepted, MAX_HEADER_LEN) else {
+        return;
+    };
+    if send.write_all(&frame).await.is_err() {
+        return;
+    }
+    handler(NodeHttpConnection::new(leftover, recv, send)).await;
+}
