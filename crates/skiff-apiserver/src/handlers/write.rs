@@ -9,6 +9,7 @@ use skiff_types::{defaults, strategy, validation, wire_fields};
 
 use super::meta::{self, check_fields, invalid};
 use super::Call;
+use crate::apply::Ownership;
 use crate::negotiate;
 use crate::objects::{self, meta_str};
 use crate::{body, render, ApiError, ApiServer};
@@ -25,7 +26,15 @@ pub(super) async fn create(call: &Call, body: Body) -> Result<Response<Body>, Ap
     let warnings = check_fields(call, info, &mut object)?;
     meta::check_namespace_and_name(call, &mut object, None)?;
     call.admit(&object)?;
-    let created = create_object(&call.api, info, call.namespace(), object, dry_run).await?;
+    let created = create_object(
+        &call.api,
+        info,
+        call.namespace(),
+        object,
+        dry_run,
+        call.ownership(),
+    )
+    .await?;
     let response = created.respond(StatusCode::CREATED, info, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
 }
@@ -62,6 +71,7 @@ pub(crate) async fn create_object(
     namespace: Option<&str>,
     object: Value,
     dry_run: bool,
+    ownership: Ownership<'_>,
 ) -> Result<Written, ApiError> {
     create_object_named(
         api,
@@ -69,6 +79,7 @@ pub(crate) async fn create_object(
         namespace,
         object,
         dry_run,
+        ownership,
         objects::generate_name,
     )
     .await
@@ -84,6 +95,7 @@ pub(crate) async fn create_object_named(
     namespace: Option<&str>,
     mut object: Value,
     dry_run: bool,
+    ownership: Ownership<'_>,
     mut generate: impl FnMut(&str) -> String,
 ) -> Result<Written, ApiError> {
     let prefix = meta_str(&object, "name")
@@ -136,6 +148,7 @@ pub(crate) async fn create_object_named(
     // Held until the Service is stored, so no other create takes its address meanwhile.
     let _reserved = assign_service_allocations(api, info, &name, None, &mut object, dry_run)?;
     wire_fields::fill_zero_fields(&info.api_version(), info.kind, &mut object);
+    crate::apply::record_update(info, None, &mut object, ownership);
     if dry_run {
         objects::set_meta(
             &mut object,
@@ -279,6 +292,7 @@ pub(crate) async fn update_object(
     mut new: Value,
     part: Part,
     dry_run: bool,
+    ownership: Ownership<'_>,
 ) -> Result<Updated, ApiError> {
     meta::carry_system_metadata(old, &mut new);
     if meta_str(&new, "resourceVersion").is_none_or(str::is_empty) {
@@ -301,6 +315,7 @@ pub(crate) async fn update_object(
     let mut old_filled = old.clone();
     wire_fields::fill_zero_fields(&api_version, info.kind, &mut old_filled);
     let old = &old_filled;
+    crate::apply::record_update(info, Some(old), &mut new, ownership);
     let result = match part {
         Part::Main => validation::validate_update(info, old, &new),
         Part::Status => validation::validate_status_update(info, old, &new),
@@ -398,7 +413,17 @@ pub(super) async fn update(call: &Call, body: Body) -> Result<Response<Body>, Ap
     let (old, _) = meta::load(call, &key)?;
     let part = Part::of(call.request.subresource.as_deref());
     call.admit(&object)?;
-    let updated = update_object(&call.api, info, &key, &old, object, part, dry_run).await?;
+    let updated = update_object(
+        &call.api,
+        info,
+        &key,
+        &old,
+        object,
+        part,
+        dry_run,
+        call.ownership(),
+    )
+    .await?;
     let response =
         render::object_value(StatusCode::OK, info, &updated.object, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
@@ -482,6 +507,11 @@ mod tests {
     use super::*;
     use skiff_store::{Store, StoreOptions};
 
+    const TEST_OWNER: Ownership<'static> = Ownership::Update {
+        manager: "test",
+        subresource: "",
+    };
+
     fn configmap() -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"generateName": "cm-", "namespace": "default"}})
@@ -495,7 +525,7 @@ mod tests {
         api.bootstrap().await.unwrap();
         let info = skiff_types::registry::find("", "v1", "configmaps").unwrap();
         let always = |prefix: &str| format!("{prefix}taken");
-        create_object_named(&api, info, Some("default"), configmap(), false, always)
+        create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, always)
             .await
             .expect("first use of the name");
 
@@ -510,7 +540,7 @@ mod tests {
             }
         };
         let created =
-            create_object_named(&api, info, Some("default"), configmap(), false, third_free)
+            create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, third_free)
                 .await
                 .expect("retried");
         let Written::Stored(object) = created else {
@@ -524,7 +554,7 @@ mod tests {
             calls += 1;
             format!("{prefix}taken")
         };
-        let error = create_object_named(&api, info, Some("default"), configmap(), false, taken)
+        let error = create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, taken)
             .await
             .err()
             .expect("conflict");
