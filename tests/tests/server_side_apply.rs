@@ -162,7 +162,10 @@ fn kubectl_server_side_apply_tracks_ownership() {
         .get("f:tier")
         .is_some());
     // Server-side apply of the same configuration after client-side apply works.
-    let run = k.run_with_input(&["apply", "--server-side", "-f", "-"], &csa.replace("\"1\"", "\"2\""));
+    let run = k.run_with_input(
+        &["apply", "--server-side", "-f", "-"],
+        &csa.replace("\"1\"", "\"2\""),
+    );
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
 
     // A Deployment's replicas: applied by deployer, scaled by kubectl scale (an update
@@ -188,7 +191,11 @@ fn kubectl_server_side_apply_tracks_ownership() {
             .map(|s| format!(" with subresource \"{s}\""))
             .unwrap_or_default()
     );
-    assert!(run.stderr.contains(&expected), "want {expected}\n got {}", run.stderr);
+    assert!(
+        run.stderr.contains(&expected),
+        "want {expected}\n got {}",
+        run.stderr
+    );
     let run = apply("deployer", &deployment(2), &["--force-conflicts"]);
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
     let deploy = json(&k, &["get", "deployment", "web"]);
@@ -208,7 +215,14 @@ fn conflict_with_an_update_manager_names_its_version() {
     let k = Kubectl::new(&bin, &server.kubeconfig());
     k.ok_with_input(&["create", "-f", "-"], &configmap(&[("a", "1")]));
     let run = k.run_with_input(
-        &["apply", "--server-side", "--field-manager", "tool", "-f", "-"],
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "tool",
+            "-f",
+            "-",
+        ],
         &configmap(&[("a", "2")]),
     );
     assert!(!run.ok, "{}", run.stdout);

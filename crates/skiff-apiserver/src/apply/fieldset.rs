@@ -262,7 +262,7 @@ mod tests {
         });
         let set = Set::from_fields_v1(&encoded).expect("valid");
         assert_eq!(set.to_fields_v1(), encoded);
-        let paths: Vec<String> = set.paths().iter().map(|p| path_string(p)).collect();
+        let paths: Vec<String> = set.paths().iter().map(Vec::as_slice).map(path_string).collect();
         assert_eq!(
             paths,
             vec![

@@ -107,7 +107,7 @@ impl Managed {
                 "Update" => Operation::Update,
                 _ => return None,
             };
-            if !matches!(text("fieldsType"), "FieldsV1") {
+            if text("fieldsType") != "FieldsV1" {
                 return None;
             }
             let set = Set::from_fields_v1(item.get("fieldsV1").unwrap_or(&json!({})))?;
@@ -116,10 +116,7 @@ impl Managed {
                 operation,
                 api_version: text("apiVersion").to_string(),
                 subresource: text("subresource").to_string(),
-                time: item
-                    .get("time")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                time: item.get("time").and_then(Value::as_str).map(str::to_string),
                 set,
             });
         }
@@ -131,13 +128,20 @@ impl Managed {
     pub(crate) fn encode(&self) -> Value {
         let mut entries: Vec<&Entry> = self.entries.iter().collect();
         entries.sort_by(|a, b| {
-            (a.operation.as_str(), &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-                b.operation.as_str(),
-                &b.time,
-                &b.manager,
-                &b.api_version,
-                &b.subresource,
-            ))
+            (
+                a.operation.as_str(),
+                &a.time,
+                &a.manager,
+                &a.api_version,
+                &a.subresource,
+            )
+                .cmp(&(
+                    b.operation.as_str(),
+                    &b.time,
+                    &b.manager,
+                    &b.api_version,
+                    &b.subresource,
+                ))
         });
         Value::Array(
             entries

@@ -16,9 +16,9 @@ mod schema;
 #[rustfmt::skip]
 #[allow(clippy::all)]
 mod schema_table;
-mod typed;
 #[cfg(test)]
 mod tests;
+mod typed;
 
 use serde_json::Value;
 use skiff_types::registry::ResourceInfo;
@@ -40,7 +40,10 @@ pub(crate) enum Ownership<'a> {
 
 /// The manager of a write: `?fieldManager=`, else the User-Agent up to its first `/`
 /// (upstream's `prefixFromUserAgent`: `kubectl/v1.31.0 (linux/amd64) ...` is `kubectl`).
-pub(crate) fn manager_of<'a>(field_manager: Option<&'a str>, user_agent: Option<&'a str>) -> &'a str {
+pub(crate) fn manager_of<'a>(
+    field_manager: Option<&'a str>,
+    user_agent: Option<&'a str>,
+) -> &'a str {
     match field_manager {
         Some(manager) => manager,
         None => user_agent
@@ -77,7 +80,8 @@ fn set_managed_fields(object: &mut Value, managed: &Managed) {
 fn is_reset(list: Option<&Value>) -> bool {
     match list {
         Some(Value::Array(items)) => {
-            items.is_empty() || (items.len() == 1 && items[0].as_object().is_some_and(|m| m.is_empty()))
+            items.is_empty()
+                || (items.len() == 1 && items[0].as_object().is_some_and(|m| m.is_empty()))
         }
         _ => false,
     }
@@ -127,7 +131,14 @@ pub(crate) fn record_update(
     };
     let ty = schema::root(&api_version, info.kind);
     let empty = serde_json::json!({});
-    managers::update(&mut managed, old.unwrap_or(&empty), new, ty, &writer, &now());
+    managers::update(
+        &mut managed,
+        old.unwrap_or(&empty),
+        new,
+        ty,
+        &writer,
+        &now(),
+    );
     set_managed_fields(new, &managed);
 }
 

@@ -177,7 +177,8 @@ fn compare_children(old: &Value, new: &Value, ty: Ty, skip: Option<&Set>, out: &
             }
         }
         (Shape::List(elem, kind), Value::Array(old_items), Value::Array(new_items)) => {
-            let mut old_index: HashMap<PathElement, &Value> = HashMap::with_capacity(old_items.len());
+            let mut old_index: HashMap<PathElement, &Value> =
+                HashMap::with_capacity(old_items.len());
             for (index, item) in old_items.iter().enumerate() {
                 old_index.insert(item_element(kind, item, index), item);
             }

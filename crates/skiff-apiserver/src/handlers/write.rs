@@ -284,6 +284,7 @@ pub(crate) struct Updated {
 /// Updates the stored object `old` (at `old_revision`) to `new` (type metadata, namespace and
 /// name already checked): system metadata, strategy for `part`, defaults, validation, store
 /// with the resourceVersion precondition (`new`'s own, or `old_revision` when it has none).
+#[allow(clippy::too_many_arguments)] // the write's parts; a struct would only rename them
 pub(crate) async fn update_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
@@ -525,9 +526,17 @@ mod tests {
         api.bootstrap().await.unwrap();
         let info = skiff_types::registry::find("", "v1", "configmaps").unwrap();
         let always = |prefix: &str| format!("{prefix}taken");
-        create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, always)
-            .await
-            .expect("first use of the name");
+        create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            always,
+        )
+        .await
+        .expect("first use of the name");
 
         // Taken twice, then free: the create retries and succeeds under the third name.
         let mut tries = 0;
@@ -539,10 +548,17 @@ mod tests {
                 format!("{prefix}free")
             }
         };
-        let created =
-            create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, third_free)
-                .await
-                .expect("retried");
+        let created = create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            third_free,
+        )
+        .await
+        .expect("retried");
         let Written::Stored(object) = created else {
             panic!("not stored")
         };
@@ -554,10 +570,18 @@ mod tests {
             calls += 1;
             format!("{prefix}taken")
         };
-        let error = create_object_named(&api, info, Some("default"), configmap(), false, TEST_OWNER, taken)
-            .await
-            .err()
-            .expect("conflict");
+        let error = create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            taken,
+        )
+        .await
+        .err()
+        .expect("conflict");
         assert_eq!((error.code, error.reason), (409, "AlreadyExists"));
         assert_eq!(
             error.message,
