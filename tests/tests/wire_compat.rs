@@ -300,7 +300,7 @@ async fn write_semantics_on_every_verb() {
     let reply = admin
         .request(
             "PATCH",
-            &format!("{cms}/c?dryRun=All&fieldManager=t"),
+            &format!("{cms}/c?dryRun=All&fieldManager=t&force=true"),
             &[("content-type", "application/apply-patch+yaml")],
             apply.to_string(),
         )

@@ -9,7 +9,14 @@ use serde_json::json;
 use skiff_store::Key;
 use skiff_types::registry;
 
+use crate::apply::Ownership;
 use crate::handlers::{create_object, update_object, Part};
+
+/// The field manager of the objects the API server keeps itself.
+const BOOTSTRAP: Ownership<'static> = Ownership::Update {
+    manager: "skiff-apiserver",
+    subresource: "",
+};
 use crate::{ApiError, ApiServer};
 
 /// Namespaces created on start.
@@ -27,7 +34,7 @@ pub(crate) async fn run(api: &ApiServer) -> Result<(), ApiError> {
             continue;
         }
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match create_object(api, namespaces, None, object, false).await {
+        match create_object(api, namespaces, None, object, false, BOOTSTRAP).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -59,7 +66,7 @@ pub(crate) async fn kubernetes_service(api: &ApiServer, api_port: u16) -> Result
         }
         let mut new = old.clone();
         new["spec"]["ports"] = ports;
-        update_object(api, services, &key, &old, new, Part::Main, false).await?;
+        update_object(api, services, &key, &old, new, Part::Main, false, BOOTSTRAP).await?;
         tracing::info!(api_port, "kubernetes Service points at the new API port");
         return Ok(());
     }
@@ -80,7 +87,7 @@ pub(crate) async fn kubernetes_service(api: &ApiServer, api_port: u16) -> Result
             "sessionAffinity": "None",
         },
     });
-    match create_object(api, services, Some("default"), object, false).await {
+    match create_object(api, services, Some("default"), object, false, BOOTSTRAP).await {
         Ok(_) => {
             tracing::info!(cluster_ip = %ip, "created the kubernetes Service");
             Ok(())
@@ -130,7 +137,7 @@ pub(crate) async fn kube_dns_service(api: &ApiServer) -> Result<(), ApiError> {
             "sessionAffinity": "None",
         },
     });
-    match create_object(api, services, Some(namespace), object, false).await {
+    match create_object(api, services, Some(namespace), object, false, BOOTSTRAP).await {
         Ok(_) => {
             tracing::info!(cluster_ip = %ip, "created the kube-dns Service");
             Ok(())
@@ -222,7 +229,7 @@ async fn put_system_object(
             for field in fields {
                 new[*field] = object[*field].clone();
             }
-            update_object(api, info, &key, &old, new, Part::Main, false).await?;
+            update_object(api, info, &key, &old, new, Part::Main, false, BOOTSTRAP).await?;
             tracing::info!(
                 resource = plural,
                 name,
@@ -236,7 +243,7 @@ async fn put_system_object(
             .await
             .map_err(|e| crate::handlers::store_error(info, e))?;
     }
-    match create_object(api, info, Some("default"), object, false).await {
+    match create_object(api, info, Some("default"), object, false, BOOTSTRAP).await {
         Ok(_) => {
             tracing::info!(
                 resource = plural,

@@ -7,6 +7,7 @@
 //! authentication, and [`ApiServer::service`] runs it in-process for a fixed identity (the
 //! controllers' `kube::Client`).
 
+mod apply;
 mod auth;
 mod body;
 mod bootstrap;

@@ -47,6 +47,24 @@ impl Call {
         self.request.info
     }
 
+    /// The field manager of this request: `?fieldManager=`, else from the User-Agent.
+    pub(crate) fn field_manager(&self) -> &str {
+        crate::apply::manager_of(
+            self.query.non_empty("fieldManager"),
+            self.headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    /// How a write of this request (not an apply) records field ownership.
+    pub(crate) fn ownership(&self) -> crate::apply::Ownership<'_> {
+        crate::apply::Ownership::Update {
+            manager: self.field_manager(),
+            subresource: self.request.subresource.as_deref().unwrap_or_default(),
+        }
+    }
+
     /// `details` naming this request's object.
     pub(crate) fn subject<'a>(&'a self, name: &'a str) -> Subject<'a> {
         Subject {

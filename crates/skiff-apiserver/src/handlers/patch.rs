@@ -1,5 +1,4 @@
-//! PATCH: JSON patch, JSON merge patch, strategic merge patch and (simplified) server-side
-//! apply, on objects and their status. The patched object then goes through the same update
+//! PATCH: JSON patch, JSON merge patch, strategic merge patch and server-side apply, on objects and their status. The patched object then goes through the same update
 //! path as a PUT (strategy, defaults, validation, optimistic concurrency). Patches that do not
 //! pin a resourceVersion are retried when another write slips in between, as upstream.
 
@@ -12,6 +11,7 @@ use skiff_types::registry::ResourceInfo;
 use super::meta::{self, check_fields};
 use super::write::{self, Part};
 use super::Call;
+use crate::apply::Ownership;
 use crate::negotiate::{self, PatchKind};
 use crate::objects::meta_str;
 use crate::{body, render, ApiError};
@@ -134,7 +134,12 @@ pub(super) async fn patch(call: &Call, body: Body) -> Result<Response<Body>, Api
         let warnings = check_fields(call, info, &mut patched)?;
         meta::check_namespace_and_name(call, &mut patched, Some(call.name()))?;
         call.admit(&patched)?;
-        match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
+        let ownership = call.ownership();
+        match write::update_object(
+            &call.api, info, &key, &current, patched, part, dry_run, ownership,
+        )
+        .await
+        {
             Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,
             Err(e) => return Err(e),
             Ok(updated) => {
@@ -151,11 +156,11 @@ pub(super) async fn patch(call: &Call, body: Body) -> Result<Response<Body>, Api
     }
 }
 
-/// Server-side apply, simplified: the applied configuration is created if the object does
-/// not exist, else merged onto it with strategic-merge semantics (fields set in the
-/// configuration win, lists with merge keys merge by key). Field ownership is not tracked, so
-/// removing a field from the configuration does not remove it from the object, and there are
-/// no conflicts between managers.
+/// Server-side apply (upstream's field manager): the applied configuration is merged into
+/// the live object (created when absent) with structured-merge-diff semantics, the manager's
+/// `Apply` entry becomes the configuration's fields, fields it stopped applying are removed
+/// unless another manager owns them, and changing another manager's field is a 409 conflict
+/// unless `force=true` (see [`crate::apply`]).
 async fn apply(
     call: &Call,
     mut applied: Value,
@@ -164,7 +169,7 @@ async fn apply(
     output: negotiate::Output,
 ) -> Result<Response<Body>, ApiError> {
     let info = call.info();
-    if call.query.non_empty("fieldManager").is_none() {
+    let Some(manager) = call.query.non_empty("fieldManager") else {
         return Err(ApiError::invalid(
             call.subject(""),
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
@@ -174,10 +179,18 @@ async fn apply(
                 field: "fieldManager".into(),
             }],
         ));
-    }
+    };
+    let force = call.query.flag("force")?;
+    let subresource = call.request.subresource.as_deref().unwrap_or_default();
     meta::check_type_meta(&applied, &info.api_version(), info.kind)?;
     meta::check_namespace_and_name(call, &mut applied, Some(call.name()))?;
     call.admit(&applied)?;
+    if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+        for system in ["uid", "creationTimestamp", "generation"] {
+            meta.remove(system);
+        }
+    }
+    let pinned = meta_str(&applied, "resourceVersion").is_some_and(|rv| !rv.is_empty());
     let key = call.key();
     let mut attempt = 0;
     loop {
@@ -186,10 +199,18 @@ async fn apply(
             if part == Part::Status {
                 return Err(ApiError::not_found(call.subject(&key.name)));
             }
-            let mut object = applied.clone();
+            let mut object =
+                crate::apply::apply(info, None, applied.clone(), manager, subresource, force)?;
             let warnings = check_fields(call, info, &mut object)?;
-            let created =
-                write::create_object(&call.api, info, call.namespace(), object, dry_run).await;
+            let created = write::create_object(
+                &call.api,
+                info,
+                call.namespace(),
+                object,
+                dry_run,
+                Ownership::Recorded,
+            )
+            .await;
             match created {
                 Err(e) if e.reason == "AlreadyExists" && attempt < MAX_ATTEMPTS => continue,
                 Err(e) => return Err(e),
@@ -201,22 +222,38 @@ async fn apply(
             }
         };
         let current = write::parse_stored(&stored)?;
-        let mut patch = applied.clone();
-        if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
-            for system in ["uid", "creationTimestamp", "generation", "managedFields"] {
-                meta.remove(system);
-            }
-        }
-        let pinned = meta_str(&patch, "resourceVersion").is_some_and(|rv| !rv.is_empty());
-        let mut patched = apply_patch(
+        let mut patched = crate::apply::apply(
             info,
-            PatchKind::Apply,
-            &current,
-            &patch,
-            call.api.config().max_body_bytes,
+            Some(&current),
+            applied.clone(),
+            manager,
+            subresource,
+            force,
         )?;
+        let size = skiff_types::patch::encoded_len(&patched);
+        let max_bytes = call.api.config().max_body_bytes;
+        if size > max_bytes {
+            return Err(ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!(
+                    "Request entity too large: the patched object is {size} bytes, limit is {max_bytes}"
+                ),
+            ));
+        }
         let warnings = check_fields(call, info, &mut patched)?;
-        match write::update_object(&call.api, info, &key, &current, patched, part, dry_run).await {
+        match write::update_object(
+            &call.api,
+            info,
+            &key,
+            &current,
+            patched,
+            part,
+            dry_run,
+            Ownership::Recorded,
+        )
+        .await
+        {
             Err(e) if e.reason == "Conflict" && !pinned && attempt < MAX_ATTEMPTS => continue,
             Err(e) => return Err(e),
             Ok(updated) => {

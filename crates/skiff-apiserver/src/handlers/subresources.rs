@@ -133,8 +133,17 @@ async fn apply_scale(
         if let Some(rv) = &pinned {
             updated["metadata"]["resourceVersion"] = json!(rv);
         }
-        match write::update_object(&call.api, info, &key, &parent, updated, Part::Main, dry_run)
-            .await
+        match write::update_object(
+            &call.api,
+            info,
+            &key,
+            &parent,
+            updated,
+            Part::Main,
+            dry_run,
+            call.ownership(),
+        )
+        .await
         {
             Err(e) if e.reason == "Conflict" && pinned.is_none() && attempt < MAX_ATTEMPTS => {
                 continue

@@ -9,6 +9,7 @@ use skiff_types::{defaults, strategy, validation, wire_fields};
 
 use super::meta::{self, check_fields, invalid};
 use super::Call;
+use crate::apply::Ownership;
 use crate::negotiate;
 use crate::objects::{self, meta_str};
 use crate::{body, render, ApiError, ApiServer};
@@ -25,7 +26,15 @@ pub(super) async fn create(call: &Call, body: Body) -> Result<Response<Body>, Ap
     let warnings = check_fields(call, info, &mut object)?;
     meta::check_namespace_and_name(call, &mut object, None)?;
     call.admit(&object)?;
-    let created = create_object(&call.api, info, call.namespace(), object, dry_run).await?;
+    let created = create_object(
+        &call.api,
+        info,
+        call.namespace(),
+        object,
+        dry_run,
+        call.ownership(),
+    )
+    .await?;
     let response = created.respond(StatusCode::CREATED, info, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
 }
@@ -62,6 +71,7 @@ pub(crate) async fn create_object(
     namespace: Option<&str>,
     object: Value,
     dry_run: bool,
+    ownership: Ownership<'_>,
 ) -> Result<Written, ApiError> {
     create_object_named(
         api,
@@ -69,6 +79,7 @@ pub(crate) async fn create_object(
         namespace,
         object,
         dry_run,
+        ownership,
         objects::generate_name,
     )
     .await
@@ -84,6 +95,7 @@ pub(crate) async fn create_object_named(
     namespace: Option<&str>,
     mut object: Value,
     dry_run: bool,
+    ownership: Ownership<'_>,
     mut generate: impl FnMut(&str) -> String,
 ) -> Result<Written, ApiError> {
     let prefix = meta_str(&object, "name")
@@ -136,6 +148,7 @@ pub(crate) async fn create_object_named(
     // Held until the Service is stored, so no other create takes its address meanwhile.
     let _reserved = assign_service_allocations(api, info, &name, None, &mut object, dry_run)?;
     wire_fields::fill_zero_fields(&info.api_version(), info.kind, &mut object);
+    crate::apply::record_update(info, None, &mut object, ownership);
     if dry_run {
         objects::set_meta(
             &mut object,
@@ -271,6 +284,7 @@ pub(crate) struct Updated {
 /// Updates the stored object `old` (at `old_revision`) to `new` (type metadata, namespace and
 /// name already checked): system metadata, strategy for `part`, defaults, validation, store
 /// with the resourceVersion precondition (`new`'s own, or `old_revision` when it has none).
+#[allow(clippy::too_many_arguments)] // the write's parts; a struct would only rename them
 pub(crate) async fn update_object(
     api: &ApiServer,
     info: &'static ResourceInfo,
@@ -279,6 +293,7 @@ pub(crate) async fn update_object(
     mut new: Value,
     part: Part,
     dry_run: bool,
+    ownership: Ownership<'_>,
 ) -> Result<Updated, ApiError> {
     meta::carry_system_metadata(old, &mut new);
     if meta_str(&new, "resourceVersion").is_none_or(str::is_empty) {
@@ -301,6 +316,7 @@ pub(crate) async fn update_object(
     let mut old_filled = old.clone();
     wire_fields::fill_zero_fields(&api_version, info.kind, &mut old_filled);
     let old = &old_filled;
+    crate::apply::record_update(info, Some(old), &mut new, ownership);
     let result = match part {
         Part::Main => validation::validate_update(info, old, &new),
         Part::Status => validation::validate_status_update(info, old, &new),
@@ -398,7 +414,17 @@ pub(super) async fn update(call: &Call, body: Body) -> Result<Response<Body>, Ap
     let (old, _) = meta::load(call, &key)?;
     let part = Part::of(call.request.subresource.as_deref());
     call.admit(&object)?;
-    let updated = update_object(&call.api, info, &key, &old, object, part, dry_run).await?;
+    let updated = update_object(
+        &call.api,
+        info,
+        &key,
+        &old,
+        object,
+        part,
+        dry_run,
+        call.ownership(),
+    )
+    .await?;
     let response =
         render::object_value(StatusCode::OK, info, &updated.object, output, &call.query)?;
     Ok(meta::with_warnings(response, &warnings))
@@ -482,6 +508,11 @@ mod tests {
     use super::*;
     use skiff_store::{Store, StoreOptions};
 
+    const TEST_OWNER: Ownership<'static> = Ownership::Update {
+        manager: "test",
+        subresource: "",
+    };
+
     fn configmap() -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"generateName": "cm-", "namespace": "default"}})
@@ -495,9 +526,17 @@ mod tests {
         api.bootstrap().await.unwrap();
         let info = skiff_types::registry::find("", "v1", "configmaps").unwrap();
         let always = |prefix: &str| format!("{prefix}taken");
-        create_object_named(&api, info, Some("default"), configmap(), false, always)
-            .await
-            .expect("first use of the name");
+        create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            always,
+        )
+        .await
+        .expect("first use of the name");
 
         // Taken twice, then free: the create retries and succeeds under the third name.
         let mut tries = 0;
@@ -509,10 +548,17 @@ mod tests {
                 format!("{prefix}free")
             }
         };
-        let created =
-            create_object_named(&api, info, Some("default"), configmap(), false, third_free)
-                .await
-                .expect("retried");
+        let created = create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            third_free,
+        )
+        .await
+        .expect("retried");
         let Written::Stored(object) = created else {
             panic!("not stored")
         };
@@ -524,10 +570,18 @@ mod tests {
             calls += 1;
             format!("{prefix}taken")
         };
-        let error = create_object_named(&api, info, Some("default"), configmap(), false, taken)
-            .await
-            .err()
-            .expect("conflict");
+        let error = create_object_named(
+            &api,
+            info,
+            Some("default"),
+            configmap(),
+            false,
+            TEST_OWNER,
+            taken,
+        )
+        .await
+        .err()
+        .expect("conflict");
         assert_eq!((error.code, error.reason), (409, "AlreadyExists"));
         assert_eq!(
             error.message,
