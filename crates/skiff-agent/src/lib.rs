@@ -10,7 +10,8 @@
 //! - [`images`]: pull policy and back-off; [`inputs`]: images, config maps, secrets.
 //! - [`image_transfer`]: image hand-over over the link (fetching from the server).
 //! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
-//! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
+//! - [`state`]: the local redb database; [`streams`]: logs, exec and port-forward for the
+//!   server (`port_forward`: connecting inside a pod's network namespace).
 //! - `api_tunnel`: the `kubernetes` Service through the link for nodes without a direct
 //!   path to the API.
 
@@ -24,6 +25,7 @@ pub mod inputs;
 pub mod network;
 pub mod node;
 mod persist;
+mod port_forward;
 pub mod pods;
 mod policies;
 pub mod probes;

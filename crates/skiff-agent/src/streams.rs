@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use skiff_link::proto::{ExecRequest, LogRequest};
+use skiff_link::proto::{ExecRequest, LogRequest, PortForwardRequest};
 use skiff_link::quic::{ExecIo, LogError, LogProvider, LogReader};
 use skiff_runtime::{ExecOptions, ExitStatus, LogOptions, Runtime, RuntimeError};
 use tokio::io::AsyncWriteExt;
@@ -223,5 +223,16 @@ impl LogProvider for NodeStreams {
         request: ExecRequest,
     ) -> Pin<Box<dyn Future<Output = Result<ExecIo, LogError>> + Send + '_>> {
         Box::pin(self.exec(request))
+    }
+
+    fn open_port_forward(
+        &self,
+        request: PortForwardRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<tokio::net::TcpStream, LogError>> + Send + '_>> {
+        Box::pin(async move {
+            let uid = self.find(&request.namespace, &request.pod)?;
+            let netns = self.runtime.netns_path(&uid);
+            crate::port_forward::connect(netns.as_deref(), &uid, request.port).await
+        })
     }
 }
