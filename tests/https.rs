@@ -11,9 +11,8 @@ use serde_json::Value;
 use skiff_pki::CertKeyPair;
 
 /// A client WebSocket over TLS.
-pub type WebSocket = tokio_tungstenite::WebSocketStream<
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
->;
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// An HTTP/1.1-over-TLS client trusting the cluster CA, with an optional client certificate.
 #[derive(Clone, Debug)]

@@ -242,11 +242,9 @@ async fn closed_port(api: &HttpsClient, pod: &str) {
             && text.contains("IPv4: dial tcp4 127.0.0.1:9999: connect: connection refused"),
         "{text}"
     );
-    loop {
-        match next(&mut socket, Duration::from_secs(10)).await {
-            Some(Message::Close(_)) | None => break,
-            Some(other) => panic!("after the error: {other:?}"),
-        }
+    match next(&mut socket, Duration::from_secs(10)).await {
+        Some(Message::Close(_)) | None => {}
+        Some(other) => panic!("after the error: {other:?}"),
     }
 }
 
@@ -258,8 +256,14 @@ async fn echo_with_noise(api: &HttpsClient, pod: &str) {
         .expect("port-forward socket");
     headers(&mut socket, &[9000]).await;
     socket.send(binary(77, b"nobody")).await.unwrap();
-    socket.send(binary(1, b"error channel is not writable")).await.unwrap();
-    socket.send(Message::Binary(Vec::new().into())).await.unwrap();
+    socket
+        .send(binary(1, b"error channel is not writable"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Vec::new().into()))
+        .await
+        .unwrap();
     socket.send(Message::Text("0text".into())).await.unwrap();
     socket.send(binary(0, b"hello\n")).await.unwrap();
     assert_eq!(read_channel(&mut socket, 0, 6).await, b"hello\n");
@@ -340,7 +344,10 @@ async fn finish_download(socket: &mut WebSocket) -> usize {
         .expect("an HTTP response");
     assert!(got.starts_with(b"HTTP/1.0 200 OK"), "{:?}", &got[..head]);
     let body = &got[head + 4..];
-    assert!(body.iter().all(|b| *b == 0), "the file's bytes arrive intact");
+    assert!(
+        body.iter().all(|b| *b == 0),
+        "the file's bytes arrive intact"
+    );
     body.len()
 }
 
@@ -417,14 +424,19 @@ fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
             answered.len() == 2
         },
     );
-    assert!(answered.iter().all(|a| pods.contains(&a.as_str())), "{answered:?}");
+    assert!(
+        answered.iter().all(|a| pods.contains(&a.as_str())),
+        "{answered:?}"
+    );
     let missing = cluster.kubectl(&[
         "get",
         "--raw",
         "/api/v1/namespaces/default/services/pf-web:81/proxy/",
     ]);
     assert!(
-        missing.stderr.contains("no service port 81 found for service"),
+        missing
+            .stderr
+            .contains("no service port 81 found for service"),
         "{}",
         missing.stderr
     );
@@ -486,7 +498,9 @@ fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
         for pod in pods {
             echo_with_noise(&api, pod).await;
             let page = api
-                .get(&format!("/api/v1/namespaces/default/pods/{pod}:8080/proxy/"))
+                .get(&format!(
+                    "/api/v1/namespaces/default/pods/{pod}:8080/proxy/"
+                ))
                 .await;
             assert_eq!(page.status, 200);
             assert_eq!(page.text().trim(), pod);

@@ -132,8 +132,7 @@ impl NodeNs {
     /// returns its result.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = self.path();
-        let file =
-            File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         std::thread::scope(|s| {
             s.spawn(|| {
                 // SAFETY: setns on a valid namespace fd affects only this thread.

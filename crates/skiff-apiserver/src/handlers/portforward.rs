@@ -134,11 +134,8 @@ fn authorize_create(call: &Call) -> Result<(), ApiError> {
     };
     match call.api.config().authorizer.authorize(&attributes) {
         Decision::Allow => Ok(()),
-        Decision::Deny(reason) => Err(ApiError::forbidden(forbidden_message(
-            &attributes,
-            &reason,
-        ))
-        .about(call.subject(call.name()))),
+        Decision::Deny(reason) => Err(ApiError::forbidden(forbidden_message(&attributes, &reason))
+            .about(call.subject(call.name()))),
     }
 }
 
@@ -374,7 +371,11 @@ async fn forward_port(
             match reader.read(&mut buf).await {
                 Ok(0) => return,
                 Ok(n) => {
-                    if out.send(encode(data_channel, &buf[..n], base64)).await.is_err() {
+                    if out
+                        .send(encode(data_channel, &buf[..n], base64))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -408,7 +409,10 @@ mod tests {
         for bad in ["ports=0", "ports=65536", "ports=x", "", "ports=1,,2"] {
             assert!(parse_ports(&Query::parse(Some(bad))).is_err(), "{bad}");
         }
-        let many = (1..=129).map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let many = (1..=129)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(parse_ports(&Query::parse(Some(&format!("ports={many}")))).is_err());
     }
 

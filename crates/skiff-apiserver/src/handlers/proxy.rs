@@ -11,7 +11,9 @@
 //! at that port's target port, as upstream's `ResourceLocation`.
 
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 use serde_json::Value;
@@ -69,8 +71,7 @@ pub(super) async fn proxy(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let id = call.name();
-    let path =
-        proxied_path(uri.path(), call.request.info.plural).ok_or_else(ApiError::no_route)?;
+    let path = proxied_path(uri.path(), call.request.info.plural).ok_or_else(ApiError::no_route)?;
     if path.is_empty() {
         // Upstream redirects `.../proxy` to `.../proxy/` (kubernetes#4958).
         let mut location = format!("{}/", uri.path());
@@ -233,7 +234,10 @@ fn pod_destination(call: &Call, id: &str) -> Result<Destination, ApiError> {
     let (scheme, name, port) = split_scheme_name_port(id)
         .ok_or_else(|| ApiError::bad_request(format!("invalid pod request {id:?}")))?;
     let (pod, _) = meta::load(call, &Key::new("pods", call.namespace(), name))?;
-    let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let declared = containers
         .iter()
         .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default());
@@ -276,7 +280,10 @@ fn service_destination(call: &Call, id: &str) -> Result<Destination, ApiError> {
     let (service, _) = meta::load(call, &Key::new("services", call.namespace(), name))?;
     let mut port_name = port.to_string();
     if let Ok(number) = port.parse::<i64>() {
-        let ports = service["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let ports = service["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         port_name = ports
             .iter()
             .find(|p| p["port"].as_i64() == Some(number))
@@ -351,7 +358,10 @@ mod tests {
     fn names_split_as_upstream() {
         assert_eq!(split_scheme_name_port("web"), Some(("", "web", "")));
         assert_eq!(split_scheme_name_port("web:80"), Some(("", "web", "80")));
-        assert_eq!(split_scheme_name_port("web:http"), Some(("", "web", "http")));
+        assert_eq!(
+            split_scheme_name_port("web:http"),
+            Some(("", "web", "http"))
+        );
         assert_eq!(
             split_scheme_name_port("https:web:443"),
             Some(("https", "web", "443"))
