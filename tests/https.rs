@@ -10,6 +10,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use skiff_pki::CertKeyPair;
 
+/// A client WebSocket over TLS.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
 /// An HTTP/1.1-over-TLS client trusting the cluster CA, with an optional client certificate.
 #[derive(Clone, Debug)]
 pub struct HttpsClient {
@@ -97,6 +101,57 @@ impl HttpsClient {
             headers,
             body,
         }
+    }
+
+    /// A TLS connection to the server.
+    pub async fn connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the API server");
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+        connector.connect(name, tcp).await.expect("TLS handshake")
+    }
+
+    /// Opens a WebSocket on `path` offering `protocols`; the negotiated protocol comes back
+    /// with the socket, or the refusal's status and body.
+    pub async fn websocket(
+        &self,
+        path: &str,
+        protocols: &[&str],
+        max_message: usize,
+    ) -> Result<(WebSocket, Option<String>), String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("wss://127.0.0.1{path}")
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        if !protocols.is_empty() {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                protocols.join(", ").parse().map_err(|e| format!("{e}"))?,
+            );
+        }
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let tls = self.connect().await;
+        let (socket, response) =
+            tokio_tungstenite::client_async_with_config(request, tls, Some(config))
+                .await
+                .map_err(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Http(response) => format!(
+                        "{}: {}",
+                        response.status(),
+                        String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    ),
+                    other => other.to_string(),
+                })?;
+        let protocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((socket, protocol))
     }
 
     /// GET.

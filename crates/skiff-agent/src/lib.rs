@@ -10,7 +10,8 @@
 //! - [`images`]: pull policy and back-off; [`inputs`]: images, config maps, secrets.
 //! - [`image_transfer`]: image hand-over over the link (fetching from the server).
 //! - [`network`]: the runtime's sandbox network over skiff-net; [`node`]: the Node object.
-//! - [`state`]: the local redb database; [`streams`]: logs and exec for the server.
+//! - [`state`]: the local redb database; [`streams`]: logs, exec and port-forward for the
+//!   server (`port_forward`: connecting inside a pod's network namespace).
 //! - [`usage`]: resource-usage reports for the metrics API; [`node_http`]: the node's own
 //!   endpoints (`/healthz`, `/pods`, `/stats/summary`, `/metrics/resource`) for `nodes/proxy`.
 //! - `api_tunnel`: the `kubernetes` Service through the link for nodes without a direct
@@ -29,6 +30,7 @@ pub mod node_http;
 mod persist;
 pub mod pods;
 mod policies;
+mod port_forward;
 pub mod probes;
 mod services;
 pub mod state;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use skiff_link::proto::{ExecRequest, LogRequest};
+use skiff_link::proto::{ExecRequest, LogRequest, PortForwardRequest};
 use skiff_link::quic::{ExecIo, LogError, LogProvider, LogReader, NodeHttpHandler};
 use skiff_runtime::{ExecOptions, ExitStatus, LogOptions, Runtime, RuntimeError};
 use tokio::io::AsyncWriteExt;
@@ -239,5 +239,16 @@ impl LogProvider for NodeStreams {
 
     fn node_http(&self) -> Option<NodeHttpHandler> {
         self.node_http.clone()
+    }
+
+    fn open_port_forward(
+        &self,
+        request: PortForwardRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<tokio::net::TcpStream, LogError>> + Send + '_>> {
+        Box::pin(async move {
+            let uid = self.find(&request.namespace, &request.pod)?;
+            let netns = self.runtime.netns_path(&uid);
+            crate::port_forward::connect(netns.as_deref(), &uid, request.port).await
+        })
     }
 }

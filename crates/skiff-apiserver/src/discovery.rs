@@ -197,6 +197,11 @@ fn scope(info: &ResourceInfo) -> &'static str {
 /// The group/version/kind a subresource takes and returns.
 fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String) {
     match registry::subresource(sub) {
+        Some(s) if sub == "proxy" => (
+            s.group.unwrap_or(info.group).to_string(),
+            s.version.unwrap_or(info.version).to_string(),
+            format!("{}ProxyOptions", info.kind),
+        ),
         Some(s) => (
             s.group.unwrap_or(info.group).to_string(),
             s.version.unwrap_or(info.version).to_string(),

@@ -91,7 +91,10 @@ pub(crate) fn parse(
     let resource = parts[0];
     let name = parts.get(1).map(|s| s.to_string());
     let subresource = parts.get(2).map(|s| s.to_string());
-    if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+    // `.../{name}/proxy/{path...}`: the rest is the proxied path (the handler reads it from
+    // the raw URI, trailing slash included).
+    let proxy = subresource.as_deref() == Some("proxy");
+    if (parts.len() > 3 && !proxy) || parts.iter().take(3).any(|p| p.is_empty()) {
         return Err(ApiError::no_route());
     }
     let info = registry::find(group, version, resource).ok_or_else(ApiError::no_route)?;
@@ -104,7 +107,7 @@ pub(crate) fn parse(
             return Err(ApiError::no_route());
         }
     }
-    let watch = legacy_watch || query.flag("watch")?;
+    let watch = legacy_watch || (!proxy && query.flag("watch")?);
     let verb = match (method.as_str(), name.is_some()) {
         ("GET", false) if watch => Verb::Watch,
         ("GET", true) if legacy_watch => Verb::Watch,
@@ -115,6 +118,9 @@ pub(crate) fn parse(
         ("PATCH", true) => Verb::Patch,
         ("DELETE", true) => Verb::Delete,
         ("DELETE", false) => Verb::DeleteCollection,
+        // Upstream maps HEAD to `get`; OPTIONS has no verb there (only a superuser passes),
+        // here it needs `get` like HEAD.
+        ("HEAD" | "OPTIONS", true) if proxy => Verb::Get,
         (m, _) => {
             return Err(ApiError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({m} {})",
@@ -163,6 +169,25 @@ mod tests {
     ) -> Result<ResourceRequest, ApiError> {
         let parts: Vec<&str> = path.split('/').collect();
         parse(&method, group, "v1", &parts, &Query::parse(Some(query)))
+    }
+
+    #[test]
+    fn proxy_paths_keep_their_rest() {
+        let r = p(
+            Method::HEAD,
+            "",
+            "namespaces/d/pods/web:80/proxy/a/b/",
+            "watch=x",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.name.as_deref(), r.subresource.as_deref(), r.verb),
+            (Some("web:80"), Some("proxy"), Verb::Get)
+        );
+        let r = p(Method::DELETE, "", "namespaces/d/services/s/proxy", "").unwrap();
+        assert_eq!(r.verb, Verb::Delete);
+        assert!(p(Method::GET, "", "namespaces/d/pods/web/exec/x", "").is_err());
+        assert!(p(Method::GET, "", "namespaces/d/secrets/s/proxy/x", "").is_err());
     }
 
     #[test]

@@ -128,6 +128,29 @@ impl NodeNs {
         run(&full)
     }
 
+    /// Runs `f` on a new thread inside the namespace (sockets it creates stay there) and
+    /// returns its result.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid namespace fd affects only this thread.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(
+                    rc,
+                    0,
+                    "setns into {}: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .expect("thread inside the node's namespace")
+        })
+    }
+
     /// Adds another address (same /24) to the node's `eth0`.
     pub fn add_address(&self, ip: Ipv4Addr) -> Result<(), String> {
         self.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])

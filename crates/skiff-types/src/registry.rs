@@ -100,7 +100,8 @@ pub struct SubresourceInfo {
     pub kind: Option<&'static str>,
 }
 
-/// Describes the subresource `name` (`status`, `scale`, `binding`, `log`, `eviction`, `exec`), or `None`
+/// Describes the subresource `name` (`status`, `scale`, `binding`, `log`, `eviction`, `exec`,
+/// `portforward`, `proxy`), or `None`
 /// when skiff serves no subresource of that name.
 pub fn subresource(name: &str) -> Option<SubresourceInfo> {
     const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
@@ -139,6 +140,21 @@ pub fn subresource(name: &str) -> Option<SubresourceInfo> {
             group: Some(""),
             version: Some("v1"),
             kind: Some("PodExecOptions"),
+        },
+        "portforward" => SubresourceInfo {
+            name: "portforward",
+            verbs: &["create", "get"],
+            group: Some(""),
+            version: Some("v1"),
+            kind: Some("PodPortForwardOptions"),
+        },
+        // Its kind is `<Kind>ProxyOptions` (`PodProxyOptions`, `ServiceProxyOptions`).
+        "proxy" => SubresourceInfo {
+            name: "proxy",
+            verbs: &["create", "delete", "get", "patch", "update"],
+            group: Some(""),
+            version: Some("v1"),
+            kind: None,
         },
         "log" => SubresourceInfo {
             name: "log",
@@ -243,7 +259,15 @@ static RESOURCES: &[ResourceInfo] = &[
         short_names: &["po"],
         namespaced: true,
         verbs: ALL_VERBS,
-        subresources: &["status", "binding", "log", "eviction", "exec"],
+        subresources: &[
+            "status",
+            "binding",
+            "log",
+            "eviction",
+            "exec",
+            "portforward",
+            "proxy",
+        ],
         categories: &["all"],
         list_kind: "PodList",
     },
@@ -282,7 +306,7 @@ static RESOURCES: &[ResourceInfo] = &[
         short_names: &["svc"],
         namespaced: true,
         verbs: ALL_VERBS,
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         categories: &["all"],
         list_kind: "ServiceList",
     },

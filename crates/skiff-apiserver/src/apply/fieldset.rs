@@ -262,7 +262,12 @@ mod tests {
         });
         let set = Set::from_fields_v1(&encoded).expect("valid");
         assert_eq!(set.to_fields_v1(), encoded);
-        let paths: Vec<String> = set.paths().iter().map(Vec::as_slice).map(path_string).collect();
+        let paths: Vec<String> = set
+            .paths()
+            .iter()
+            .map(Vec::as_slice)
+            .map(path_string)
+            .collect();
         assert_eq!(
             paths,
             vec![

@@ -6,9 +6,12 @@ mod meta;
 mod node;
 mod node_http;
 mod patch;
+pub(crate) mod portforward;
+mod proxy;
 mod read;
 mod subresources;
 mod watch;
+mod websocket;
 mod write;
 
 pub(crate) use read::{field_selector, label_selector};
@@ -455,6 +458,7 @@ async fn resource(
     authorize(&api, &identity, &parsed)?;
     let (mut parts, body) = request.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let call = Call {
         api,
         request: parsed,
@@ -480,6 +484,10 @@ async fn resource(
         (Verb::Create, Some("eviction")) => subresources::eviction(&call, body).await,
         (Verb::Get, Some("log")) => node::log(&call).await,
         (Verb::Get | Verb::Create, Some("exec")) => node::exec(&call, upgrade).await,
+        (Verb::Get | Verb::Create, Some("portforward")) => {
+            portforward::portforward(&call, upgrade).await
+        }
+        (_, Some("proxy")) => proxy::proxy(&call, method, &uri, body).await,
         (verb, Some(sub)) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {}/{sub})",
             verb.as_str(),

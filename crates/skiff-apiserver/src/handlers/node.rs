@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use futures::{SinkExt, StreamExt};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{meta, Call};
+use super::{meta, websocket, Call};
 use crate::node_proxy::{NodeProxy, NodeProxyError, PodExecOptions, PodLogOptions};
 use crate::objects::meta_str;
 use crate::ApiError;
@@ -24,7 +24,7 @@ const CLOSE: u8 = 255;
 /// Largest frame payload relayed.
 const MAX_FRAME: usize = 1 << 20;
 
-fn proxy_error(error: NodeProxyError) -> ApiError {
+pub(super) fn proxy_error(error: NodeProxyError) -> ApiError {
     match error {
         NodeProxyError::NodeNotConnected(m) => ApiError::unavailable(m),
         NodeProxyError::NotFound(m) => ApiError::bad_request(m),
@@ -89,7 +89,7 @@ fn target(call: &Call, pod: &Value, requested: Option<&str>) -> Result<(String, 
     Ok((node.to_string(), container))
 }
 
-fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
+pub(super) fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
     call.api.node_proxy().ok_or_else(|| {
         ApiError::unavailable(format!(
             "the nodes of pod \"{}\" cannot be reached: this server has no node link",
@@ -168,36 +168,12 @@ pub(super) async fn exec(
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
     }
-    let wants_websocket = call
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let key = call.headers.get("sec-websocket-key").cloned();
-    let (Some(upgrade), true, Some(key)) = (upgrade, wants_websocket, key) else {
-        return Err(ApiError::bad_request(
-            "exec needs a WebSocket connection (channel.k8s.io protocols, kubectl 1.30 or newer); SPDY is not supported",
-        ));
-    };
-    let offered: Vec<String> = call
-        .headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .collect();
-    let Some(protocol) = PROTOCOLS
-        .iter()
-        .find(|p| offered.iter().any(|o| o == *p))
-        .copied()
-    else {
-        return Err(ApiError::bad_request(format!(
-            "no supported exec protocol offered (supported: {}; offered: {})",
-            PROTOCOLS.join(", "),
-            offered.join(", ")
-        )));
-    };
+    let accepted = websocket::accept(
+        &call.headers,
+        upgrade,
+        &PROTOCOLS,
+        "exec needs a WebSocket connection (channel.k8s.io protocols, kubectl 1.30 or newer); SPDY is not supported",
+    )?;
     let proxy = proxy(call)?;
     let namespace = call.namespace().unwrap_or_default().to_string();
     let (reader, writer) = proxy
@@ -205,32 +181,18 @@ pub(super) async fn exec(
         .await
         .map_err(proxy_error)?;
     let pod_name = meta_str(&pod, "name").unwrap_or_default().to_string();
+    let response = accepted.response();
+    let v5 = accepted.protocol == PROTOCOLS[0];
     tokio::spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(u) => u,
+        let socket = match accepted.socket(websocket::MAX_MESSAGE).await {
+            Ok(socket) => socket,
             Err(error) => {
                 tracing::debug!(pod = %pod_name, %error, "exec upgrade failed");
                 return;
             }
         };
-        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            hyper_util::rt::TokioIo::new(upgraded),
-            Role::Server,
-            None,
-        )
-        .await;
-        relay(socket, reader, writer, protocol == PROTOCOLS[0]).await;
+        relay(socket, reader, writer, v5).await;
     });
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        headers.insert("sec-websocket-accept", v);
-    }
-    headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     Ok(response)
 }
 

@@ -453,6 +453,25 @@ pub enum StreamRequest {
     /// Serve the node's own HTTP endpoints (protocol version 5 and later; `nodes/proxy`):
     /// after an `Accepted` reply the stream is one HTTP/1.1 connection, the server the client.
     NodeHttp,
+    /// Opens one TCP connection to a port on the pod's loopback, inside its network namespace
+    /// (protocol version [`PORT_FORWARD_PROTOCOL_VERSION`] and later): after `Accepted`, the
+    /// connection's raw bytes both ways; finishing a direction half-closes it.
+    PortForward(PortForwardRequest),
+}
+
+/// The first protocol version whose agents serve [`StreamRequest::PortForward`].
+pub const PORT_FORWARD_PROTOCOL_VERSION: u32 = 5;
+
+/// What `kubectl port-forward` (and `pods/proxy`, `services/proxy`) asks of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortForwardRequest {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// The TCP port inside the pod.
+    pub port: u16,
 }
 
 /// What `kubectl exec` asks for.
@@ -535,6 +554,21 @@ mod tests {
             panic!("expected Malformed")
         };
         assert!(text.contains("unknown variant `launchMissiles`"), "{text}");
+    }
+
+    #[test]
+    fn port_forward_request_is_tagged_json() {
+        let request = StreamRequest::PortForward(PortForwardRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            port: 8080,
+        });
+        let frame = encode(&request, 1024).unwrap();
+        assert_eq!(
+            &frame[4..],
+            br#"{"type":"portForward","namespace":"default","pod":"web","port":8080}"#
+        );
+        assert_eq!(decode::<StreamRequest>(&frame[4..]).unwrap(), request);
     }
 
     #[test]

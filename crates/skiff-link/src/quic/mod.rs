@@ -30,6 +30,7 @@ pub use server::{
 };
 pub use streams::{
     ExecIo, ExecSink, ExecStream, ExecWriter, LogError, LogProvider, LogReader, LogStream, NoLogs,
+    PortForwardStream, PORT_FORWARD_IDLE,
 };
 pub use transport::{parse_server_url, ServerUrl};
 pub use tunnel::{splice, ApiTunnelSettings, ApiTunnelStream, SpliceEnd, SpliceStats, TunnelError};

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::images::{self, ImageSent, ImageSource};
-use super::streams::{self, ExecStream, LogError, LogStream};
+use super::streams::{self, ExecStream, LogError, LogStream, PortForwardStream};
 use super::transport::{endpoint_config, transport_config};
 use super::tunnel::{self, ApiTunnelSettings};
 use super::LinkError;
@@ -22,7 +22,8 @@ use crate::proto::policy::PodPolicy;
 use crate::proto::service::{ServiceKey, ServiceSummary};
 use crate::proto::{
     CloseCode, ClusterNetwork, ExecRequest, JoinRequest, LogRequest, NodeSummary, ObjectRef,
-    ObjectResult, PodChange, RefusalCode, StatusFailure,
+    ObjectResult, PodChange, PortForwardRequest, RefusalCode, StatusFailure,
+    PORT_FORWARD_PROTOCOL_VERSION,
 };
 use crate::session::{
     CloseReason, NodeEvent, PeerIdentity, ServerEvent, ServerSession, SessionConfig,
@@ -155,6 +156,8 @@ pub struct NodeSender {
     node_name: Arc<str>,
     commands: mpsc::UnboundedSender<Command>,
     connection: quinn::Connection,
+    /// The protocol version negotiated with the node's agent.
+    version: u32,
 }
 
 impl std::fmt::Debug for Command {
@@ -248,6 +251,33 @@ impl NodeSender {
     /// older than protocol 5 refuses the stream with a reason).
     pub async fn open_node_http(&self) -> Result<super::NodeHttpConnection, LogError> {
         super::node_http::open_node_http(&self.connection).await
+    }
+
+    /// The protocol version negotiated with the node's agent.
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    /// Opens one TCP connection to `request.port` on the pod's loopback, inside its network
+    /// namespace on the node; the returned stream carries the connection's bytes both ways.
+    /// An agent older than [`crate::proto::PORT_FORWARD_PROTOCOL_VERSION`] is refused here with
+    /// a message saying so.
+    pub async fn open_port_forward(
+        &self,
+        request: PortForwardRequest,
+    ) -> Result<PortForwardStream, LogError> {
+        if self.version < PORT_FORWARD_PROTOCOL_VERSION {
+            return Err(LogError::Failed(format!(
+                "unable to do port forwarding to port {} of pod {}/{}: node {} runs an agent that speaks link protocol {} (port-forward needs {}): upgrade the agent",
+                request.port,
+                request.namespace,
+                request.pod,
+                self.node_name,
+                self.version,
+                PORT_FORWARD_PROTOCOL_VERSION
+            )));
+        }
+        streams::open_port_forward(&self.connection, request).await
     }
 
     /// Answers a `FetchImage` request: opens an image stream and sends the node the blobs it
@@ -547,13 +577,14 @@ impl<S: NodeService> Driver<S> {
                         node_name: name,
                         resume_revision,
                         agent_version,
-                        ..
+                        version,
                     } => {
                         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
                         let sender = NodeSender {
                             node_name: Arc::from(name.as_str()),
                             commands: commands_tx.clone(),
                             connection: connection.clone(),
+                            version,
                         };
                         self.supersede(&name, &connection, &sender);
                         let name_for_streams = name.clone();

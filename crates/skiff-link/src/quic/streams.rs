@@ -11,8 +11,13 @@ use tokio::sync::mpsc;
 
 use crate::proto::exec::{self as channels, ExecFrameDecoder, TerminalSize};
 use crate::proto::{
-    decode, encode, ExecRequest, FrameDecoder, LogRequest, StreamReply, StreamRequest,
+    decode, encode, ExecRequest, FrameDecoder, LogRequest, PortForwardRequest, StreamReply,
+    StreamRequest,
 };
+
+/// How long a port-forward connection may carry nothing either way before it is closed (the
+/// kubelet's default `streamingConnectionIdleTimeout`).
+pub const PORT_FORWARD_IDLE: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 /// Largest header frame of a stream (an image offer carries a whole manifest).
 const MAX_HEADER_LEN: usize = super::images::MAX_OFFER_FRAME;
@@ -80,6 +85,18 @@ pub trait LogProvider: Send + Sync + 'static {
     /// [`super::node_http`]); `None` (the default) refuses the stream.
     fn node_http(&self) -> Option<super::node_http::NodeHttpHandler> {
         None
+    }
+
+    /// Connects to `request.port` on the pod's loopback inside its network namespace.
+    fn open_port_forward(
+        &self,
+        request: PortForwardRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<tokio::net::TcpStream, LogError>> + Send + '_>> {
+        let message = format!(
+            "unable to do port forwarding to port {} of pod {}/{}: not supported on this node",
+            request.port, request.namespace, request.pod
+        );
+        Box::pin(async move { Err(LogError::Failed(message)) })
     }
 }
 
@@ -177,6 +194,111 @@ impl ExecStream {
     /// The two halves: the node's channel frames to read, and a sink for ours.
     pub fn into_split(self) -> (LogStream, ExecSink) {
         (self.reader, ExecSink(self.writer))
+    }
+}
+
+/// One TCP connection in a pod, forwarded over the link (server side): the connection's bytes
+/// to read, and a sink whose shutdown half-closes the connection.
+pub struct PortForwardStream {
+    reader: LogStream,
+    writer: quinn::SendStream,
+}
+
+impl std::fmt::Debug for PortForwardStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortForwardStream").finish_non_exhaustive()
+    }
+}
+
+impl PortForwardStream {
+    /// The two halves: the pod's bytes to read, and a sink for ours.
+    pub fn into_split(self) -> (LogStream, ExecSink) {
+        (self.reader, ExecSink(self.writer))
+    }
+}
+
+/// Opens a port-forward stream on `connection` (server side).
+pub(crate) async fn open_port_forward(
+    connection: &quinn::Connection,
+    request: PortForwardRequest,
+) -> Result<PortForwardStream, LogError> {
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
+    let header = encode(&StreamRequest::PortForward(request), MAX_HEADER_LEN)
+        .map_err(|e| LogError::Failed(e.to_string()))?;
+    send.write_all(&header).await.map_err(|e| {
+        LogError::Failed(format!(
+            "cannot send the port-forward request to the node: {e}"
+        ))
+    })?;
+    let (frame, rest) = read_header(&mut recv)
+        .await
+        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
+    match decode::<StreamReply>(&frame) {
+        Ok(StreamReply::Accepted) => Ok(PortForwardStream {
+            reader: LogStream {
+                inner: std::io::Cursor::new(rest).chain(recv),
+            },
+            writer: send,
+        }),
+        Ok(StreamReply::Failed {
+            not_found: true,
+            message,
+        }) => Err(LogError::NotFound(message)),
+        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
+        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
+    }
+}
+
+/// Serves a port-forward stream (agent side): connects, answers, then splices the connection
+/// and the stream with bounded buffers (QUIC flow control holds a reader that does not read).
+async fn serve_port_forward(
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    leftover: Bytes,
+    request: PortForwardRequest,
+    logs: &dyn LogProvider,
+) {
+    let reply = |reply: &StreamReply| encode(reply, MAX_HEADER_LEN);
+    let tcp = match logs.open_port_forward(request).await {
+        Ok(tcp) => tcp,
+        Err(error) => {
+            let failed = StreamReply::Failed {
+                not_found: matches!(error, LogError::NotFound(_)),
+                message: error.to_string(),
+            };
+            if let Ok(frame) = reply(&failed) {
+                let _ = send.write_all(&frame).await;
+            }
+            let _ = send.finish();
+            return;
+        }
+    };
+    match reply(&StreamReply::Accepted) {
+        Ok(frame) => {
+            if send.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        Err(_) => return,
+    }
+    let (tcp_read, tcp_write) = tcp.into_split();
+    let quic_read = std::io::Cursor::new(leftover).chain(recv);
+    // The server stops reading when its client went away: end the connection then, even if
+    // the pod would keep it open and silent.
+    let stopped = send.stopped();
+    let spliced =
+        super::tunnel::splice(tcp_read, &mut send, quic_read, tcp_write, PORT_FORWARD_IDLE);
+    tokio::select! {
+        result = spliced => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "port-forward ended early");
+                let _ = send.reset(STREAM_ABORTED.into());
+            }
+        }
+        Ok(Some(_)) = stopped => {}
     }
 }
 
@@ -436,6 +558,9 @@ pub(crate) async fn serve_stream(
         Ok(StreamRequest::Image(offer)) => images.deliver(offer, send, recv, leftover),
         Ok(StreamRequest::NodeHttp) => {
             super::node_http::serve_node_http(send, recv, leftover, logs.node_http()).await
+        }
+        Ok(StreamRequest::PortForward(request)) => {
+            serve_port_forward(send, recv, leftover, request, logs).await
         }
         Err(error) => {
             let failed = StreamReply::Failed {

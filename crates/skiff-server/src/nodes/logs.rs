@@ -1,12 +1,13 @@
 //! Reaching a node's containers over its link — logs for `kubectl logs`, exec for
-//! `kubectl exec` — also behind NAT: the API server's [`NodeProxy`].
+//! `kubectl exec`, port-forward for `kubectl port-forward` and the pod/service proxies — also
+//! behind NAT: the API server's [`NodeProxy`].
 
 use std::sync::Arc;
 
 use skiff_apiserver::{
     NodeProxy, NodeProxyError, NodeReader, NodeWriter, PodExecOptions, PodLogOptions, ProxyFuture,
 };
-use skiff_link::proto::{ExecRequest, LogRequest};
+use skiff_link::proto::{ExecRequest, LogRequest, PortForwardRequest};
 use skiff_link::quic::{LinkServer, LogError, LogStream, NodeSender};
 
 /// Opens log and exec streams on connected nodes.
@@ -115,6 +116,31 @@ impl NodeProxy for NodeLogProxy {
             let sender = self.sender(node)?;
             let connection = sender.open_node_http().await.map_err(proxy_error)?;
             let (reader, writer) = connection.into_split();
+            Ok((
+                Box::pin(reader) as NodeReader,
+                Box::pin(writer) as NodeWriter,
+            ))
+        })
+    }
+
+    fn pod_port_forward<'a>(
+        &'a self,
+        node: &'a str,
+        namespace: &'a str,
+        pod: &'a str,
+        port: u16,
+    ) -> ProxyFuture<'a, Result<(NodeReader, NodeWriter), NodeProxyError>> {
+        Box::pin(async move {
+            let sender = self.sender(node)?;
+            let stream = sender
+                .open_port_forward(PortForwardRequest {
+                    namespace: namespace.to_string(),
+                    pod: pod.to_string(),
+                    port,
+                })
+                .await
+                .map_err(proxy_error)?;
+            let (reader, writer) = stream.into_split();
             Ok((
                 Box::pin(reader) as NodeReader,
                 Box::pin(writer) as NodeWriter,
