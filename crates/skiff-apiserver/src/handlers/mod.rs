@@ -6,6 +6,7 @@ mod meta;
 mod node;
 mod patch;
 mod read;
+mod spdy;
 mod subresources;
 mod watch;
 mod write;
@@ -447,6 +448,7 @@ async fn resource(
         (Verb::Create, Some("eviction")) => subresources::eviction(&call, body).await,
         (Verb::Get, Some("log")) => node::log(&call).await,
         (Verb::Get | Verb::Create, Some("exec")) => node::exec(&call, upgrade).await,
+        (Verb::Get | Verb::Create, Some("portforward")) => spdy::port_forward(&call, upgrade).await,
         (verb, Some(sub)) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {}/{sub})",
             verb.as_str(),

@@ -24,7 +24,7 @@ const CLOSE: u8 = 255;
 /// Largest frame payload relayed.
 const MAX_FRAME: usize = 1 << 20;
 
-fn proxy_error(error: NodeProxyError) -> ApiError {
+pub(super) fn proxy_error(error: NodeProxyError) -> ApiError {
     match error {
         NodeProxyError::NodeNotConnected(m) => ApiError::unavailable(m),
         NodeProxyError::NotFound(m) => ApiError::bad_request(m),
@@ -33,7 +33,11 @@ fn proxy_error(error: NodeProxyError) -> ApiError {
 }
 
 /// The pod's node and the container a request means (upstream's rules and messages).
-fn target(call: &Call, pod: &Value, requested: Option<&str>) -> Result<(String, String), ApiError> {
+pub(super) fn target(
+    call: &Call,
+    pod: &Value,
+    requested: Option<&str>,
+) -> Result<(String, String), ApiError> {
     let name = call.name();
     let spec = &pod["spec"];
     let names = |key: &str| -> Vec<String> {
@@ -89,7 +93,7 @@ fn target(call: &Call, pod: &Value, requested: Option<&str>) -> Result<(String, 
     Ok((node.to_string(), container))
 }
 
-fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
+pub(super) fn proxy(call: &Call) -> Result<Arc<dyn NodeProxy>, ApiError> {
     call.api.node_proxy().ok_or_else(|| {
         ApiError::unavailable(format!(
             "the nodes of pod \"{}\" cannot be reached: this server has no node link",
@@ -168,15 +172,16 @@ pub(super) async fn exec(
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
     }
-    let wants_websocket = call
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let wants_websocket = crate::spdy::upgrade::wants_websocket(&call.headers);
+    // WebSocket is preferred; SPDY/3.1 only when the client asks for it (kubectl ≤ 1.29,
+    // and 1.30+ after its WebSocket attempt failed).
+    if !wants_websocket && crate::spdy::upgrade::wants_spdy(&call.headers) {
+        return super::spdy::exec(call, &node, options, upgrade).await;
+    }
     let key = call.headers.get("sec-websocket-key").cloned();
     let (Some(upgrade), true, Some(key)) = (upgrade, wants_websocket, key) else {
         return Err(ApiError::bad_request(
-            "exec needs a WebSocket connection (channel.k8s.io protocols, kubectl 1.30 or newer); SPDY is not supported",
+            "exec needs an upgraded connection: a WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1 (v4.channel.k8s.io down to channel.k8s.io)",
         ));
     };
     let offered: Vec<String> = call
