@@ -59,8 +59,8 @@ async fn host_exec(
         .spawn()
         .expect("spawn command");
     let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let to_api = Arc::new(tokio::sync::Mutex::new(to_api));
     let input = async move {
         loop {

@@ -72,8 +72,8 @@ impl Streams {
         self.error.is_some()
             && (!wanted.stdin || self.stdin.is_some())
             && (!wanted.stdout || self.stdout.is_some())
-            && (!(wanted.stderr && !wanted.tty) || self.stderr.is_some())
-            && (!(wanted.tty && version >= 3) || self.resize.is_some())
+            && (!wanted.stderr || wanted.tty || self.stderr.is_some())
+            && (!wanted.tty || version < 3 || self.resize.is_some())
     }
 
     fn writers(&self) -> Vec<StreamWriter> {
