@@ -1,7 +1,9 @@
 //! Running real kubectl binaries against a server.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The kubectl versions on this machine that the acceptance tests drive: `(label, path)`.
 pub const KUBECTLS: &[(&str, &str)] = &[
@@ -122,5 +124,71 @@ impl Kubectl {
             run.stderr
         );
         run.stdout
+    }
+}
+
+/// A running `kubectl port-forward` and the local ports it listens on (killed on drop).
+#[derive(Debug)]
+pub struct Forward {
+    child: Child,
+    /// What kubectl printed on stderr so far.
+    pub stderr: Arc<Mutex<String>>,
+    /// The local port of each remote port, in order.
+    pub local: Vec<u16>,
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kubectl {
+    /// Starts `kubectl port-forward TARGET :P…` and waits for its local ports.
+    pub fn port_forward(&self, target: &str, remote: &[u16]) -> Forward {
+        let specs: Vec<String> = remote.iter().map(|p| format!(":{p}")).collect();
+        let mut args = vec!["port-forward", target];
+        args.extend(specs.iter().map(String::as_str));
+        let mut child = self
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // "Forwarding from 127.0.0.1:LOCAL -> REMOTE", one line per port (and one for [::1]).
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut local = vec![0u16; remote.len()];
+        while local.contains(&0) {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("kubectl port-forward ended: {}", stderr.lock().unwrap());
+            };
+            let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") else {
+                continue;
+            };
+            let (l, r) = rest.split_once(" -> ").unwrap();
+            let i = remote.iter().position(|p| p.to_string() == r).unwrap();
+            local[i] = l.parse().unwrap();
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Forward {
+            child,
+            stderr,
+            local,
+        }
     }
 }

@@ -8,12 +8,9 @@
 //! The pods run busybox `httpd` on 8080 (index = the pod's name, `/big` = 64 MiB of zeros) and
 //! an echo server (`nc -ll -e cat`) on 9000; nothing listens on 9999. Needs root.
 //!
-//! The Python part needs the `kubernetes` package from PyPI: the interpreter is
-//! `$SKIFF_KUBERNETES_PYTHON`, else `/tmp/kpy-venv/bin/python`, else `python3` if it imports
-//! `kubernetes`; without one that part is skipped loudly (the rest still runs).
+//! The Python part uses the official client from PyPI (`skiff_tests::python_client`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -124,21 +121,6 @@ for round in range(3):
         time.sleep(0.1)
 print('ok')
 "#;
-
-fn python() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("SKIFF_KUBERNETES_PYTHON") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from("/tmp/kpy-venv/bin/python");
-    if venv.exists() {
-        return Some(venv);
-    }
-    let imports = std::process::Command::new("python3")
-        .args(["-c", "import kubernetes.stream"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    imports.then(|| PathBuf::from("python3"))
-}
 
 /// Open descriptors of a process.
 fn fd_count(pid: u32) -> usize {
@@ -442,30 +424,23 @@ fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     );
 
     // The official Python client.
-    match python() {
-        Some(python) => {
-            let script = cluster.dir().join("portforward.py");
-            std::fs::write(&script, PYTHON_PORTFORWARD).expect("write the script");
-            for pod in pods {
-                let out = std::process::Command::new(&python)
-                    .arg(&script)
-                    .arg(&cluster.kubeconfig)
-                    .arg(pod)
-                    .output()
-                    .expect("run python");
-                assert!(
-                    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
-                    "Python port-forward to {pod}: {}\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr),
-                    cluster.logs()
-                );
-            }
-        }
-        None => eprintln!(
-            "\n\n*** SKIPPED: the Python client part of cluster_portforward: no interpreter with \
-             the `kubernetes` package (set SKIFF_KUBERNETES_PYTHON or create /tmp/kpy-venv) ***\n\n"
-        ),
+    let python = skiff_tests::python_client::python();
+    let script = cluster.dir().join("portforward.py");
+    std::fs::write(&script, PYTHON_PORTFORWARD).expect("write the script");
+    for pod in pods {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&cluster.kubeconfig)
+            .arg(pod)
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+            "Python port-forward to {pod}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
     }
 
     // Hostile clients, with the descriptors of the server and node-b's agent counted around.

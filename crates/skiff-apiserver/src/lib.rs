@@ -33,6 +33,7 @@ mod request;
 mod serve;
 mod service;
 mod service_ips;
+mod spdy;
 mod status;
 
 use std::sync::{Arc, OnceLock, RwLock};

@@ -9,6 +9,7 @@ mod patch;
 pub(crate) mod portforward;
 mod proxy;
 mod read;
+mod spdy;
 mod subresources;
 mod watch;
 mod websocket;
@@ -485,7 +486,17 @@ async fn resource(
         (Verb::Get, Some("log")) => node::log(&call).await,
         (Verb::Get | Verb::Create, Some("exec")) => node::exec(&call, upgrade).await,
         (Verb::Get | Verb::Create, Some("portforward")) => {
-            portforward::portforward(&call, upgrade).await
+            // kubectl speaks SPDY (raw, or tunnelled in a WebSocket); the Python client and
+            // other WebSocket clients the channel protocols.
+            if crate::spdy::upgrade::wants_spdy(&call.headers)
+                || crate::spdy::upgrade::websocket_protocols(&call.headers)
+                    .iter()
+                    .any(|p| p == crate::spdy::portforward::TUNNEL_PROTOCOL)
+            {
+                spdy::port_forward(&call, upgrade).await
+            } else {
+                portforward::portforward(&call, upgrade).await
+            }
         }
         (_, Some("proxy")) => proxy::proxy(&call, method, &uri, body).await,
         (verb, Some(sub)) => Err(ApiError::method_not_allowed(format!(

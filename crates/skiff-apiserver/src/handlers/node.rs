@@ -33,7 +33,11 @@ pub(super) fn proxy_error(error: NodeProxyError) -> ApiError {
 }
 
 /// The pod's node and the container a request means (upstream's rules and messages).
-fn target(call: &Call, pod: &Value, requested: Option<&str>) -> Result<(String, String), ApiError> {
+pub(super) fn target(
+    call: &Call,
+    pod: &Value,
+    requested: Option<&str>,
+) -> Result<(String, String), ApiError> {
     let name = call.name();
     let spec = &pod["spec"];
     let names = |key: &str| -> Vec<String> {
@@ -168,11 +172,18 @@ pub(super) async fn exec(
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
     }
+    // WebSocket is preferred; SPDY/3.1 only when the client asks for it (kubectl ≤ 1.29,
+    // and 1.30+ after its WebSocket attempt failed).
+    if !crate::spdy::upgrade::wants_websocket(&call.headers)
+        && crate::spdy::upgrade::wants_spdy(&call.headers)
+    {
+        return super::spdy::exec(call, &node, options, upgrade).await;
+    }
     let accepted = websocket::accept(
         &call.headers,
         upgrade,
         &PROTOCOLS,
-        "exec needs a WebSocket connection (channel.k8s.io protocols, kubectl 1.30 or newer); SPDY is not supported",
+        "exec needs an upgraded connection: a WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1 (v4.channel.k8s.io down to channel.k8s.io)",
     )?;
     let proxy = proxy(call)?;
     let namespace = call.namespace().unwrap_or_default().to_string();
