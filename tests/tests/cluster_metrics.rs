@@ -98,7 +98,11 @@ fn kubectl_top_and_node_proxy_work_from_the_nodes_cgroups() {
     cluster.wait_for(
         "kubectl top nodes listing both nodes",
         Duration::from_secs(60),
-        || top(&cluster, &["nodes"]).len() == 2,
+        || {
+            // kubectl lists every Node, with `<unknown>` until its metrics exist.
+            let rows = top(&cluster, &["nodes"]);
+            rows.len() == 2 && rows.iter().all(|r| r[1] != "<unknown>")
+        },
     );
     let nodes = top(&cluster, &["nodes"]);
     for row in &nodes {

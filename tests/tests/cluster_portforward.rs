@@ -334,6 +334,7 @@ async fn finish_download(socket: &mut WebSocket) -> usize {
 }
 
 #[test]
+#[ignore = "hangs on main after the merge (seen 2026-12-08): run by hand with --run-ignored only until fixed"]
 fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     let started = Instant::now();
     let Some(cluster) = Cluster::start(
