@@ -139,6 +139,19 @@ pub fn read_node(setup: &CgroupSetup) -> Option<CgroupUsage> {
     }
 }
 
+/// A pod's state if no one holds it now. Usage is sampled while the pods table is locked
+/// (and the fresh-container check runs on an async thread): waiting for a pod worker busy
+/// launching a container would stall both; a busy pod is sampled next time instead.
+fn try_state(
+    entry: &crate::context::PodEntry,
+) -> Option<std::sync::MutexGuard<'_, crate::state::PodRecord>> {
+    match entry.state.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 impl crate::Runtime {
     /// Start times (milliseconds since the Unix epoch) of the running containers, from
     /// memory only (no file reads): the agent uses it to report a fresh container early.
@@ -147,7 +160,9 @@ impl crate::Runtime {
         table
             .values()
             .flat_map(|entry| {
-                let record = entry.state.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(record) = try_state(entry) else {
+                    return Vec::new();
+                };
                 record
                     .containers
                     .values()
@@ -171,7 +186,7 @@ impl crate::Runtime {
             table
                 .iter()
                 .filter_map(|(uid, entry)| {
-                    let record = entry.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let record = try_state(entry)?;
                     let containers: Vec<(String, Option<i64>, std::path::PathBuf)> = record
                         .containers
                         .iter()
