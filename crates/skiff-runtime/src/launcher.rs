@@ -19,11 +19,10 @@ use std::time::Duration;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use oci_spec::runtime::Spec;
 
 use crate::error::{Result, RuntimeError};
 use crate::exits::pidfd_open;
+use crate::workload::SeccompExecutor;
 
 /// How long a launcher may take before it is killed.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -63,40 +62,6 @@ impl Operation {
             Operation::Create { id, .. } | Operation::Exec { id, .. } => id,
         }
     }
-}
-
-/// Installs a precompiled seccomp program just before the process executes (see
-/// `seccomp_filter`). For exec'd processes it is also what applies the container's filter at
-/// all: libcontainer 0.7 drops the `linux.seccomp` section when it builds a tenant's spec.
-#[derive(Clone)]
-struct SeccompExecutor {
-    program: Option<crate::seccomp_filter::Program>,
-}
-
-impl Executor for SeccompExecutor {
-    fn exec(&self, spec: &Spec) -> std::result::Result<(), ExecutorError> {
-        if let Some(program) = &self.program {
-            // Installing a filter needs no_new_privs (or CAP_SYS_ADMIN, which the process may
-            // not hold any more). Containers get the fast path only when their spec sets it;
-            // for exec'd processes it is set here, as runc does without CAP_SYS_ADMIN.
-            let _ = prctl_no_new_privs();
-            crate::seccomp_filter::install(program)
-                .map_err(|e| ExecutorError::Other(format!("seccomp: {e}")))?;
-        }
-        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
-    }
-
-    fn validate(&self, spec: &Spec) -> std::result::Result<(), ExecutorValidationError> {
-        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
-    }
-}
-
-fn prctl_no_new_privs() -> std::io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Runs the operation inside the launcher; returns the new process's pid or an error message.
@@ -273,11 +238,13 @@ pub(crate) fn launch(
     let id = op.id().to_owned();
     let (result_r, result_w) = pipe()?;
     let (ack_r, ack_w) = pipe()?;
-    // Read before forking: the environment lock must not be taken in the child.
-    let trace = std::env::var_os("SKIFF_LAUNCHER_TRACE").is_some();
+    // Read before forking, and only once: every read takes the environment lock, which a
+    // concurrent launch on another thread would copy into its child held.
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let trace = *TRACE.get_or_init(|| std::env::var_os("SKIFF_LAUNCHER_TRACE").is_some());
     // SAFETY: the child only runs single-threaded code that does not depend on locks held by
     // other threads of the parent (glibc resets malloc's locks in fork's child handler; tracing
-    // is silenced), and ends with _exit.
+    // is silenced; the environment lock is never written, see `workload`), and ends with _exit.
     let child = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(result_r);

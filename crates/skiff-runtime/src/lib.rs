@@ -52,6 +52,7 @@ mod timing;
 pub mod usage;
 mod volumes;
 mod worker;
+mod workload;
 
 pub use config::{BackoffConfig, LogConfig, RuntimeConfig};
 pub use context::{BoxFuture, LoopbackOnly, PodEvent, SandboxNetwork};

@@ -190,11 +190,15 @@ impl Runtime {
 
     /// Every pod the runtime holds, with the status it observes (the kubelet's `/pods`).
     pub fn pod_objects(&self) -> Vec<Pod> {
-        let table = self.inner.pods.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pods: Vec<Pod> = table
-            .values()
-            .map(|e| {
-                let record = e.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Never wait for a pod's state while holding the table: copy the handles out first.
+        let states: Vec<_> = {
+            let table = self.inner.pods.lock().unwrap_or_else(|p| p.into_inner());
+            table.values().map(|e| e.state.clone()).collect()
+        };
+        let mut pods: Vec<Pod> = states
+            .iter()
+            .map(|state| {
+                let record = state.lock().unwrap_or_else(|p| p.into_inner());
                 let mut pod = record.pod.clone();
                 pod.status = Some(crate::status::pod_status(&record));
                 pod
