@@ -121,10 +121,8 @@ def test_exec_output(api):
         core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
 
 
-# Known gap (docs/compatibility.md): input written to an exec's stdin without closing it does
-# not reach the command yet (kubectl's piped stdin, which ends, works). strict: passing fails
-# the run, so the marker goes when the bug does.
-@pytest.mark.xfail(strict=True, reason="interactive exec stdin (no EOF) is not relayed yet")
+# The client writes `str` stdin as WebSocket *text* frames, which the API server reads as
+# binary ones (as upstream's wsstream does).
 def test_exec_with_interactive_stdin_and_exit_code(api):
     core = client.CoreV1Api(api)
     name = unique("exec")

@@ -102,14 +102,11 @@ for round in range(3):
     error = pf.error(9999)
     assert error is not None and 'connection refused' in error and 'error forwarding port 9999' in error, error
     # The other ports keep working after the error.
+    # A port's end is not signalled on its own (upstream's WebSocket port-forward closes the
+    # socket only when every port is done): read the page up to its known last line.
     web.sendall(b'GET / HTTP/1.0\r\n\r\n')
-    page = b''
-    while True:
-        data = web.recv(65536)
-        if not data:
-            break
-        page += data
-    assert page.endswith(pod.encode() + b'\n'), page
+    page = read_until(web, pod.encode() + b'\n')
+    assert page.startswith(b'HTTP/1.') and b' 200 ' in page.split(b'\r\n')[0], page
     echo.sendall(b'again\n')
     assert read_until(echo, b'again\n') == b'again\n'
     assert pf.error(9000) is None and pf.error(8080) is None
@@ -324,7 +321,12 @@ async fn finish_download(socket: &mut WebSocket) -> usize {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("an HTTP response");
-    assert!(got.starts_with(b"HTTP/1.0 200 OK"), "{:?}", &got[..head]);
+    // busybox httpd answers an HTTP/1.0 request as HTTP/1.1 (with `Connection: close`).
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK") || got.starts_with(b"HTTP/1.0 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&got[..head])
+    );
     let body = &got[head + 4..];
     assert!(
         body.iter().all(|b| *b == 0),
@@ -334,7 +336,6 @@ async fn finish_download(socket: &mut WebSocket) -> usize {
 }
 
 #[test]
-#[ignore = "hangs on main after the merge (seen 2026-12-08): run by hand with --run-ignored only until fixed"]
 fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     let started = Instant::now();
     let Some(cluster) = Cluster::start(

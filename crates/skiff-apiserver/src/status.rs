@@ -242,7 +242,7 @@ impl ApiError {
         if let Some(name) = &d.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &d.group {
+        if let Some(group) = d.group.as_ref().filter(|g| !g.is_empty()) {
             details.insert("group".into(), json!(group));
         }
         if let Some(kind) = &d.kind {
@@ -270,10 +270,85 @@ impl ApiError {
         status
     }
 
+    /// The `Status` as kube-apiserver writes it: fields in its Go types' order and a final
+    /// newline (clients compare error texts byte for byte, e.g. the Python client's
+    /// `FailToCreateError`).
+    pub fn status_body(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Cause<'a> {
+            reason: &'a str,
+            message: &'a str,
+            field: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireDetails<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            group: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kind: Option<&'a str>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            causes: Vec<Cause<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retry_after_seconds: Option<u32>,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireStatus<'a> {
+            kind: &'static str,
+            api_version: &'static str,
+            metadata: serde_json::Map<String, Value>,
+            status: &'static str,
+            message: &'a str,
+            reason: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            details: Option<WireDetails<'a>>,
+            code: u16,
+        }
+        let details = self.details.as_deref().map(|d| WireDetails {
+            // Upstream's fields are `omitempty`: the core group is left out.
+            name: d.name.as_deref().filter(|v| !v.is_empty()),
+            group: d.group.as_deref().filter(|v| !v.is_empty()),
+            kind: d.kind.as_deref().filter(|v| !v.is_empty()),
+            causes: d
+                .causes
+                .iter()
+                .map(|c| Cause {
+                    reason: &c.reason,
+                    message: &c.message,
+                    field: &c.field,
+                })
+                .collect(),
+            retry_after_seconds: d.retry_after_seconds,
+        });
+        let details = details.filter(|d| {
+            d.name.is_some()
+                || d.group.is_some()
+                || d.kind.is_some()
+                || !d.causes.is_empty()
+                || d.retry_after_seconds.is_some()
+        });
+        let status = WireStatus {
+            kind: "Status",
+            api_version: "v1",
+            metadata: serde_json::Map::new(),
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details,
+            code: self.code,
+        };
+        let mut body = serde_json::to_string(&status).unwrap_or_default();
+        body.push('\n');
+        body
+    }
+
     /// The HTTP response carrying the `Status`.
     pub fn into_response(self) -> http::Response<axum::body::Body> {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Bytes::from(self.status().to_string());
+        let body = Bytes::from(self.status_body());
         let mut response = http::Response::new(axum::body::Body::from(body));
         *response.status_mut() = code;
         response.headers_mut().insert(
@@ -316,4 +391,40 @@ pub(crate) fn success_status(subject: Subject<'_>, uid: Option<&str>) -> Value {
         "status": "Success",
         "details": details,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bodies_are_byte_for_byte_upstreams() {
+        let error = ApiError::already_exists(Subject {
+            group: "apps",
+            kind: "deployments",
+            name: "triple-nginx",
+        });
+        assert_eq!(
+            error.status_body(),
+            concat!(
+                r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                r#""message":"deployments.apps \"triple-nginx\" already exists","#,
+                r#""reason":"AlreadyExists","details":{"name":"triple-nginx","group":"apps","#,
+                r#""kind":"deployments"},"code":409}"#,
+                "\n"
+            )
+        );
+        let parsed: Value = serde_json::from_str(&error.status_body()).unwrap();
+        assert_eq!(parsed, error.status());
+        let core = ApiError::already_exists(Subject {
+            group: "",
+            kind: "services",
+            name: "mock-2",
+        });
+        assert!(core
+            .status_body()
+            .contains(r#""details":{"name":"mock-2","kind":"services"},"code":409}"#));
+        let bare = ApiError::bad_request("no");
+        assert!(!bare.status_body().contains("details"));
+    }
 }

@@ -12,7 +12,7 @@ mod read;
 mod spdy;
 mod subresources;
 mod watch;
-mod websocket;
+pub(crate) mod websocket;
 mod write;
 
 pub(crate) use read::{field_selector, label_selector};
@@ -489,7 +489,7 @@ async fn resource(
             // kubectl speaks SPDY (raw, or tunnelled in a WebSocket); the Python client and
             // other WebSocket clients the channel protocols.
             if crate::spdy::upgrade::wants_spdy(&call.headers)
-                || crate::spdy::upgrade::websocket_protocols(&call.headers)
+                || websocket::offered_protocols(&call.headers)
                     .iter()
                     .any(|p| p == crate::spdy::portforward::TUNNEL_PROTOCOL)
             {

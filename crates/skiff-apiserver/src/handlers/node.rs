@@ -174,9 +174,7 @@ pub(super) async fn exec(
     }
     // WebSocket is preferred; SPDY/3.1 only when the client asks for it (kubectl ≤ 1.29,
     // and 1.30+ after its WebSocket attempt failed).
-    if !crate::spdy::upgrade::wants_websocket(&call.headers)
-        && crate::spdy::upgrade::wants_spdy(&call.headers)
-    {
+    if !websocket::is_websocket(&call.headers) && crate::spdy::upgrade::wants_spdy(&call.headers) {
         return super::spdy::exec(call, &node, options, upgrade).await;
     }
     let accepted = websocket::accept(
@@ -223,13 +221,11 @@ async fn relay<S>(
     // Client → node.
     let inbound = tokio::spawn(async move {
         while let Some(message) = from_client.next().await {
-            let data = match message {
-                Ok(Message::Binary(data)) => data,
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => continue,
-            };
-            let Some((&channel, payload)) = data.split_first() else {
-                continue;
+            let Ok(message) = message else { break };
+            let (channel, payload) = match super::portforward::decode(message, false) {
+                super::portforward::Incoming::Data(channel, payload) => (channel, payload),
+                super::portforward::Incoming::Close => break,
+                super::portforward::Incoming::Skip => continue,
             };
             if channel == CLOSE && !v5 {
                 continue;
@@ -237,7 +233,7 @@ async fn relay<S>(
             let mut frame = Vec::with_capacity(5 + payload.len());
             frame.push(channel);
             frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            frame.extend_from_slice(payload);
+            frame.extend_from_slice(&payload);
             if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                 break;
             }

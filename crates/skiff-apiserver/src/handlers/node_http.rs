@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{header, HeaderValue, Method, Request, Response};
-use hyper_util::rt::TokioIo;
 
 use crate::auth::{forbidden_message, Attributes, Decision};
 use crate::node_proxy::NodeProxyError;
@@ -20,20 +19,6 @@ use crate::{ApiError, ApiServer, Authenticated};
 pub(crate) const KUBELET_PORT: u16 = 10250;
 /// Time allowed to reach the node and hear its response headers.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's
-/// credentials, which are for the API server only (upstream strips `Authorization` too).
-const DROPPED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "authorization",
-    "host",
-];
 
 /// The verb a proxy request is authorized as (upstream's `RequestInfoFactory` mapping).
 fn verb(method: &Method) -> &'static str {
@@ -117,16 +102,9 @@ pub(super) async fn proxy(
         ))
     })?;
     let (reader, writer) = node_proxy.node_http(name).await.map_err(proxy_error)?;
-    let io = TokioIo::new(tokio::io::join(reader, writer));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(io)
+    let mut sender = super::proxy::http1_client(reader, writer)
         .await
         .map_err(|e| ApiError::unavailable(format!("error trying to reach the node: {e}")))?;
-    // The connection lives until the response body is read (or dropped).
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "node proxy connection ended");
-        }
-    });
     let (parts, body) = request.into_parts();
     let mut uri = format!("/{path}");
     if let Some(query) = parts.uri.query() {
@@ -138,11 +116,7 @@ pub(super) async fn proxy(
         .uri(uri)
         .body(body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    for (key, value) in &parts.headers {
-        if !DROPPED.contains(&key.as_str()) {
-            outgoing.headers_mut().append(key, value.clone());
-        }
-    }
+    *outgoing.headers_mut() = super::proxy::forwarded_headers(&parts.headers);
     outgoing.headers_mut().insert(
         header::HOST,
         HeaderValue::from_str(&format!("{name}:{KUBELET_PORT}"))
@@ -153,9 +127,7 @@ pub(super) async fn proxy(
         .map_err(|_| ApiError::unavailable(format!("node {name} did not answer in time")))?
         .map_err(|e| ApiError::unavailable(format!("error trying to reach the node: {e}")))?;
     let (mut parts, body) = response.into_parts();
-    for key in DROPPED {
-        parts.headers.remove(*key);
-    }
+    super::proxy::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

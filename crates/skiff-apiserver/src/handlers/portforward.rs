@@ -57,6 +57,8 @@ pub(crate) struct PortForwardTarget {
     pub namespace: String,
     /// The pod's name.
     pub pod: String,
+    /// The pod's `metadata.uid` (upstream's error messages name it).
+    pub uid: String,
 }
 
 impl std::fmt::Debug for PortForwardTarget {
@@ -88,6 +90,10 @@ impl PortForwardTarget {
             node: node.to_string(),
             namespace: call.namespace().unwrap_or_default().to_string(),
             pod: call.name().to_string(),
+            uid: pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 
@@ -219,28 +225,28 @@ pub(crate) enum Incoming {
     Skip,
 }
 
-/// Decodes a client message.
+/// Decodes a client message. As upstream's `wsstream`, the frame type does not matter: text
+/// and binary frames both carry `[channel, data...]` (the Python client writes `str` stdin as
+/// text frames); the base64 protocols carry an ASCII channel digit and base64 data.
 pub(crate) fn decode(message: Message, base64: bool) -> Incoming {
-    match message {
-        Message::Binary(data) => match data.split_first() {
-            Some((&channel, _)) => Incoming::Data(channel, data.slice(1..)),
-            None => Incoming::Skip,
-        },
-        Message::Text(text) if base64 => {
-            let bytes = text.as_bytes();
-            let Some((&digit, rest)) = bytes.split_first() else {
-                return Incoming::Skip;
-            };
-            let Some(channel) = digit.checked_sub(b'0') else {
-                return Incoming::Skip;
-            };
-            match base64::engine::general_purpose::STANDARD.decode(rest) {
-                Ok(data) => Incoming::Data(channel, data.into()),
-                Err(_) => Incoming::Skip,
-            }
-        }
-        Message::Close(_) => Incoming::Close,
-        _ => Incoming::Skip,
+    let data = match message {
+        Message::Binary(data) => data,
+        Message::Text(text) => Bytes::from(text),
+        Message::Close(_) => return Incoming::Close,
+        _ => return Incoming::Skip,
+    };
+    let Some((&first, _)) = data.split_first() else {
+        return Incoming::Skip;
+    };
+    if !base64 {
+        return Incoming::Data(first, data.slice(1..));
+    }
+    let Some(channel) = first.checked_sub(b'0') else {
+        return Incoming::Skip;
+    };
+    match base64::engine::general_purpose::STANDARD.decode(&data[1..]) {
+        Ok(decoded) => Incoming::Data(channel, decoded.into()),
+        Err(_) => Incoming::Skip,
     }
 }
 
@@ -427,7 +433,11 @@ mod tests {
             Incoming::Data(2, Bytes::from_static(b"hi"))
         );
         assert_eq!(decode(Message::Binary(Bytes::new()), false), Incoming::Skip);
-        assert_eq!(decode(Message::Text("0aGk=".into()), false), Incoming::Skip);
+        // A text frame carries the same bytes (upstream reads both alike).
+        assert_eq!(
+            decode(Message::Text("\u{0}hi".into()), false),
+            Incoming::Data(0, Bytes::from_static(b"hi"))
+        );
     }
 
     #[test]

@@ -112,15 +112,9 @@ pub(super) async fn proxy(
             }
             other => proxy_error(other),
         })?;
-    let io = TokioIo::new(tokio::io::join(reader, writer));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(io)
+    let mut sender = http1_client(reader, writer)
         .await
         .map_err(|e| ApiError::unavailable(format!("error trying to reach service: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "proxied connection ended");
-        }
-    });
     let target = match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path,
@@ -143,6 +137,22 @@ pub(super) async fn proxy(
     Ok(Response::from_parts(parts, Body::new(incoming)))
 }
 
+/// An HTTP/1.1 client on a relayed byte stream (a port-forward or node connection); the
+/// connection lives until the response body is read or dropped.
+pub(super) async fn http1_client(
+    reader: crate::node_proxy::NodeReader,
+    writer: crate::node_proxy::NodeWriter,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, hyper::Error> {
+    let io = TokioIo::new(tokio::io::join(reader, writer));
+    let (sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(io).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "proxied connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, as Go's
 /// `httputil.ReverseProxy` removes them).
 const HOP_BY_HOP: [&str; 8] = [
@@ -156,7 +166,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -176,7 +186,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The client's headers as the pod gets them: no hop-by-hop headers, and none of the
 /// credentials the API server consumed (upstream drops `Authorization` after authenticating,
 /// and impersonation headers after impersonating).
-fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
+pub(super) fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut forwarded = headers.clone();
     strip_hop_by_hop(&mut forwarded);
     forwarded.remove(header::AUTHORIZATION);

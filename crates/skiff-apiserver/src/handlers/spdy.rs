@@ -6,9 +6,8 @@ use axum::body::Body;
 use http::Response;
 
 use super::node::{proxy, proxy_error};
-use super::{meta, Call};
+use super::{websocket, Call};
 use crate::node_proxy::PodExecOptions;
-use crate::objects::meta_str;
 use crate::spdy::{portforward, remotecommand, tunnel, upgrade};
 use crate::ApiError;
 
@@ -67,17 +66,10 @@ pub(super) async fn port_forward(
     call: &Call,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ApiError> {
-    let (pod, _) = meta::load(call, &call.key())?;
-    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {} does not have a host assigned",
-            call.name()
-        )));
-    }
-    let tunnel = upgrade::wants_websocket(&call.headers);
+    let target = super::portforward::PortForwardTarget::resolve(call)?;
+    let tunnel = websocket::is_websocket(&call.headers);
     if tunnel
-        && !upgrade::websocket_protocols(&call.headers)
+        && !websocket::offered_protocols(&call.headers)
             .iter()
             .any(|p| p == portforward::TUNNEL_PROTOCOL)
     {
@@ -104,13 +96,6 @@ pub(super) async fn port_forward(
             .map_err(ApiError::bad_request)?
     };
     let on_upgrade = on_upgrade.ok_or_else(no_upgrade)?;
-    let target = portforward::Target {
-        proxy: proxy(call)?,
-        node: node.to_string(),
-        namespace: call.namespace().unwrap_or_default().to_string(),
-        pod: call.name().to_string(),
-        uid: meta_str(&pod, "uid").unwrap_or_default().to_string(),
-    };
     tokio::spawn(async move {
         let Some(io) = upgraded(on_upgrade, "port-forward").await else {
             return;
@@ -130,7 +115,7 @@ pub(super) async fn port_forward(
     });
     Ok(match key {
         Some(key) if tunnel => {
-            upgrade::websocket_response(key.as_bytes(), portforward::TUNNEL_PROTOCOL)
+            websocket::switching_protocols(key.as_bytes(), portforward::TUNNEL_PROTOCOL)
         }
         _ => upgrade::spdy_response(protocol),
     })

@@ -19,12 +19,32 @@ pub(crate) const MAX_MESSAGE: usize = 4 << 20;
 /// A server-side WebSocket on an upgraded HTTP connection.
 pub(crate) type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Whether the request asks for a WebSocket (`Upgrade: websocket`).
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`, possibly among others).
 pub(crate) fn is_websocket(headers: &HeaderMap) -> bool {
     headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// `101 Switching Protocols` to a WebSocket for the client's `Sec-WebSocket-Key`, naming
+/// `protocol` (`""`: none).
+pub(crate) fn switching_protocols(key: &[u8], protocol: &str) -> Response<Body> {
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert("sec-websocket-accept", v);
+    }
+    if let (false, Ok(v)) = (protocol.is_empty(), HeaderValue::from_str(protocol)) {
+        headers.insert("sec-websocket-protocol", v);
+    }
+    response
 }
 
 /// The sub-protocols the client offered (`Sec-WebSocket-Protocol`, comma-separated, possibly
@@ -102,23 +122,7 @@ pub(crate) fn accept(
 impl Accepted {
     /// The `101 Switching Protocols` answer.
     pub(crate) fn response(&self) -> Response<Body> {
-        let accept =
-            tokio_tungstenite::tungstenite::handshake::derive_accept_key(self.key.as_bytes());
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Ok(v) = HeaderValue::from_str(&accept) {
-            headers.insert("sec-websocket-accept", v);
-        }
-        if !self.protocol.is_empty() {
-            headers.insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_static(self.protocol),
-            );
-        }
-        response
+        switching_protocols(self.key.as_bytes(), self.protocol)
     }
 
     /// The socket, once the connection was handed over; messages and frames larger than
@@ -151,5 +155,22 @@ mod tests {
             offered_protocols(&headers),
             ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", "x"]
         );
+    }
+
+    #[test]
+    fn recognises_a_websocket_upgrade_among_others() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_websocket(&headers));
+        headers.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("SPDY/3.1, WebSocket"),
+        );
+        assert!(is_websocket(&headers));
+        let answer = switching_protocols(b"dGhlIHNhbXBsZSBub25jZQ==", "");
+        assert_eq!(
+            answer.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(answer.headers().get("sec-websocket-protocol").is_none());
     }
 }

@@ -13,32 +13,12 @@ use tokio::task::JoinSet;
 
 use super::frame::status;
 use super::session::{Incoming, Session};
-use crate::node_proxy::NodeProxy;
+use crate::handlers::portforward::PortForwardTarget as Target;
 
 /// The stream protocol (the only one upstream defines).
 pub(crate) const PROTOCOL: &str = "portforward.k8s.io";
 /// The WebSocket subprotocol of kubectl ≥ 1.31's tunnel.
 pub(crate) const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
-
-/// The pod whose ports are forwarded.
-#[derive(Clone)]
-pub(crate) struct Target {
-    pub(crate) proxy: Arc<dyn NodeProxy>,
-    pub(crate) node: String,
-    pub(crate) namespace: String,
-    pub(crate) pod: String,
-    pub(crate) uid: String,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("node", &self.node)
-            .field("namespace", &self.namespace)
-            .field("pod", &self.pod)
-            .finish()
-    }
-}
 
 #[derive(Debug, Default)]
 struct Pair {
@@ -108,10 +88,7 @@ where
 }
 
 async fn forward(target: Arc<Target>, port: u16, error: Incoming, data: Incoming) {
-    let connection = target
-        .proxy
-        .pod_port_forward(&target.node, &target.namespace, &target.pod, port)
-        .await;
+    let connection = target.relay_connection(port).await;
     let (mut from_pod, mut to_pod) = match connection {
         Ok(c) => c,
         Err(e) => {

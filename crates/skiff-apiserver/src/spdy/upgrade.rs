@@ -1,7 +1,7 @@
 //! The HTTP side of SPDY: recognising a request for it, negotiating the stream protocol by
 //! `X-Stream-Protocol-Version` (as `k8s.io/apimachinery/pkg/util/httpstream.Handshake`:
-//! the client's order wins), and the `101 Switching Protocols` answers for a raw upgrade and
-//! for the WebSocket tunnel.
+//! the client's order wins), and the `101 Switching Protocols` answer for a raw upgrade (the
+//! WebSocket tunnel's is `handlers::websocket`'s).
 
 use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
@@ -24,18 +24,6 @@ fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a st
 /// The request asks to switch to SPDY/3.1 (`Upgrade: SPDY/3.1`).
 pub(crate) fn wants_spdy(headers: &HeaderMap) -> bool {
     values(headers, header::UPGRADE.as_str()).any(|v| v.eq_ignore_ascii_case(SPDY))
-}
-
-/// The request asks for a WebSocket.
-pub(crate) fn wants_websocket(headers: &HeaderMap) -> bool {
-    values(headers, header::UPGRADE.as_str()).any(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// The WebSocket subprotocols offered.
-pub(crate) fn websocket_protocols(headers: &HeaderMap) -> Vec<String> {
-    values(headers, "sec-websocket-protocol")
-        .map(str::to_string)
-        .collect()
 }
 
 /// The stream protocol to speak: the client's first offer that we support; `Ok(None)` when
@@ -73,23 +61,6 @@ pub(crate) fn spdy_response(protocol: Option<&str>) -> Response<Body> {
     response
 }
 
-/// `101 Switching Protocols` to a WebSocket with `subprotocol`.
-pub(crate) fn websocket_response(key: &[u8], subprotocol: &str) -> Response<Body> {
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        headers.insert("sec-websocket-accept", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(subprotocol) {
-        headers.insert("sec-websocket-protocol", v);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +93,5 @@ mod tests {
     fn recognises_upgrades() {
         assert!(wants_spdy(&with(&[("upgrade", "SPDY/3.1")])));
         assert!(!wants_spdy(&with(&[("upgrade", "websocket")])));
-        assert!(wants_websocket(&with(&[("upgrade", "WebSocket")])));
-        let h = with(&[(
-            "sec-websocket-protocol",
-            "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io",
-        )]);
-        assert_eq!(
-            websocket_protocols(&h),
-            ["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io"]
-        );
     }
 }
