@@ -338,22 +338,9 @@ async fn finish_download(socket: &mut WebSocket) -> usize {
 #[test]
 fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     let started = Instant::now();
-    let Some(cluster) = Cluster::start(
-        ClusterSpec::new("portforward")
-            .server_agent(true)
-            .agents(&["node-b"]),
-    ) else {
+    let Some(cluster) = cluster_with_pods("portforward") else {
         return;
     };
-    cluster.apply(PODS);
-    cluster.wait_for("both pods ready", Duration::from_secs(90), || {
-        let pods = cluster.pods("app=pf");
-        pods.len() == 2
-            && pods.iter().all(|p| {
-                pod_running(p)
-                    && p["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true)
-            })
-    });
     let pods = ["pf-server", "pf-b"];
 
     // pods/proxy and services/proxy through kubectl.
@@ -510,6 +497,25 @@ fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     eprintln!("cluster_portforward took {:?}", started.elapsed());
 }
 
+/// A server with its own node and the agent `node-b`, each running a ready [`PODS`] pod.
+fn cluster_with_pods(name: &str) -> Option<Cluster> {
+    let cluster = Cluster::start(
+        ClusterSpec::new(name)
+            .server_agent(true)
+            .agents(&["node-b"]),
+    )?;
+    cluster.apply(PODS);
+    cluster.wait_for("both pods ready", Duration::from_secs(90), || {
+        let pods = cluster.pods("app=pf");
+        pods.len() == 2
+            && pods.iter().all(|p| {
+                pod_running(p)
+                    && p["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true)
+            })
+    });
+    Some(cluster)
+}
+
 /// MB/s of reading `BIG` bytes.
 fn rate(elapsed: Duration) -> f64 {
     BIG as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
@@ -544,22 +550,9 @@ fn direct_download(cluster: &Cluster, ip: &str) -> Duration {
 #[test]
 #[ignore = "benchmark"]
 fn port_forward_throughput_against_direct() {
-    let Some(cluster) = Cluster::start(
-        ClusterSpec::new("pf-bench")
-            .server_agent(true)
-            .agents(&["node-b"]),
-    ) else {
+    let Some(cluster) = cluster_with_pods("pf-bench") else {
         return;
     };
-    cluster.apply(PODS);
-    cluster.wait_for("both pods ready", Duration::from_secs(90), || {
-        let pods = cluster.pods("app=pf");
-        pods.len() == 2
-            && pods.iter().all(|p| {
-                pod_running(p)
-                    && p["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true)
-            })
-    });
     let api = client(&cluster);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     for (pod, ip) in cluster.pod_ips("app=pf") {

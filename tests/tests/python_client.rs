@@ -132,6 +132,8 @@ fn pytest(cluster: &Cluster, python: &Path, cwd: &Path, paths: &[&str], extra: &
             "-m",
             "pytest",
             "-q",
+            // Say why each skipped test skipped itself.
+            "-rs",
             "-p",
             "no:cacheprovider",
             "--timeout",

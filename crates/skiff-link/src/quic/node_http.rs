@@ -13,8 +13,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::streams::{read_header, LogError, LogStream};
-use crate::proto::{decode, encode, StreamReply, StreamRequest};
+use super::streams::{LogError, LogStream};
+use crate::proto::{encode, StreamReply, StreamRequest};
 
 /// Largest header frame either way (the request has no payload).
 const MAX_HEADER_LEN: usize = 4096;
@@ -82,23 +82,9 @@ pub type NodeHttpHandler =
 pub(crate) async fn open_node_http(
     connection: &quinn::Connection,
 ) -> Result<NodeHttpConnection, LogError> {
-    let (mut send, mut recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
-    let header = encode(&StreamRequest::NodeHttp, MAX_HEADER_LEN)
-        .map_err(|e| LogError::Failed(e.to_string()))?;
-    send.write_all(&header)
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot send the request to the node: {e}")))?;
-    let (frame, rest) = read_header(&mut recv)
-        .await
-        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
-    match decode::<StreamReply>(&frame) {
-        Ok(StreamReply::Accepted) => Ok(NodeHttpConnection::new(rest, recv, send)),
-        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
-        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
-    }
+    let (rest, recv, send) =
+        super::streams::open_stream(connection, &StreamRequest::NodeHttp, "node HTTP").await?;
+    Ok(NodeHttpConnection::new(rest, recv, send))
 }
 
 /// Answers a node HTTP stream (agent side): hands the connection to `handler`, or says the

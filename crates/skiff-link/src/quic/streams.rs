@@ -222,34 +222,18 @@ pub(crate) async fn open_port_forward(
     connection: &quinn::Connection,
     request: PortForwardRequest,
 ) -> Result<PortForwardStream, LogError> {
-    let (mut send, mut recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
-    let header = encode(&StreamRequest::PortForward(request), MAX_HEADER_LEN)
-        .map_err(|e| LogError::Failed(e.to_string()))?;
-    send.write_all(&header).await.map_err(|e| {
-        LogError::Failed(format!(
-            "cannot send the port-forward request to the node: {e}"
-        ))
-    })?;
-    let (frame, rest) = read_header(&mut recv)
-        .await
-        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
-    match decode::<StreamReply>(&frame) {
-        Ok(StreamReply::Accepted) => Ok(PortForwardStream {
-            reader: LogStream {
-                inner: std::io::Cursor::new(rest).chain(recv),
-            },
-            writer: send,
-        }),
-        Ok(StreamReply::Failed {
-            not_found: true,
-            message,
-        }) => Err(LogError::NotFound(message)),
-        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
-        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
-    }
+    let (rest, recv, send) = open_stream(
+        connection,
+        &StreamRequest::PortForward(request),
+        "port-forward",
+    )
+    .await?;
+    Ok(PortForwardStream {
+        reader: LogStream {
+            inner: std::io::Cursor::new(rest).chain(recv),
+        },
+        writer: send,
+    })
 }
 
 /// Serves a port-forward stream (agent side): connects, answers, then splices the connection
@@ -307,32 +291,13 @@ pub(crate) async fn open_exec(
     connection: &quinn::Connection,
     request: ExecRequest,
 ) -> Result<ExecStream, LogError> {
-    let (mut send, mut recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
-    let header = encode(&StreamRequest::Exec(request), MAX_HEADER_LEN)
-        .map_err(|e| LogError::Failed(e.to_string()))?;
-    send.write_all(&header)
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot send the exec request to the node: {e}")))?;
-    let (frame, rest) = read_header(&mut recv)
-        .await
-        .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
-    match decode::<StreamReply>(&frame) {
-        Ok(StreamReply::Accepted) => Ok(ExecStream {
-            reader: LogStream {
-                inner: std::io::Cursor::new(rest).chain(recv),
-            },
-            writer: send,
-        }),
-        Ok(StreamReply::Failed {
-            not_found: true,
-            message,
-        }) => Err(LogError::NotFound(message)),
-        Ok(StreamReply::Failed { message, .. }) => Err(LogError::Failed(message)),
-        Err(e) => Err(LogError::Failed(format!("bad answer from the node: {e}"))),
-    }
+    let (rest, recv, send) = open_stream(connection, &StreamRequest::Exec(request), "exec").await?;
+    Ok(ExecStream {
+        reader: LogStream {
+            inner: std::io::Cursor::new(rest).chain(recv),
+        },
+        writer: send,
+    })
 }
 
 /// Relays an exec between the server's stream and the process (agent side): stdin, resize
@@ -464,23 +429,34 @@ pub(crate) async fn open_log(
     connection: &quinn::Connection,
     request: LogRequest,
 ) -> Result<LogStream, LogError> {
+    let (rest, recv, mut send) =
+        open_stream(connection, &StreamRequest::Logs(request), "log").await?;
+    let _ = send.finish();
+    Ok(LogStream {
+        inner: std::io::Cursor::new(rest).chain(recv),
+    })
+}
+
+/// Opens a stream for `request` on `connection` (server side) and reads the node's answer:
+/// what followed the answer, and both halves, once the node accepted.
+pub(crate) async fn open_stream(
+    connection: &quinn::Connection,
+    request: &StreamRequest,
+    what: &str,
+) -> Result<(Bytes, quinn::RecvStream, quinn::SendStream), LogError> {
     let (mut send, mut recv) = connection
         .open_bi()
         .await
         .map_err(|e| LogError::Failed(format!("cannot open a stream to the node: {e}")))?;
-    let header = encode(&StreamRequest::Logs(request), MAX_HEADER_LEN)
-        .map_err(|e| LogError::Failed(e.to_string()))?;
-    send.write_all(&header)
-        .await
-        .map_err(|e| LogError::Failed(format!("cannot send the log request to the node: {e}")))?;
-    let _ = send.finish();
+    let header = encode(request, MAX_HEADER_LEN).map_err(|e| LogError::Failed(e.to_string()))?;
+    send.write_all(&header).await.map_err(|e| {
+        LogError::Failed(format!("cannot send the {what} request to the node: {e}"))
+    })?;
     let (frame, rest) = read_header(&mut recv)
         .await
         .map_err(|e| LogError::Failed(format!("no answer from the node: {e}")))?;
     match decode::<StreamReply>(&frame) {
-        Ok(StreamReply::Accepted) => Ok(LogStream {
-            inner: std::io::Cursor::new(rest).chain(recv),
-        }),
+        Ok(StreamReply::Accepted) => Ok((rest, recv, send)),
         Ok(StreamReply::Failed {
             not_found: true,
             message,

@@ -101,10 +101,7 @@ impl NodeProxy for NodeLogProxy {
                 .await
                 .map_err(proxy_error)?;
             let (reader, writer) = stream.into_split();
-            Ok((
-                Box::pin(reader) as NodeReader,
-                Box::pin(writer) as NodeWriter,
-            ))
+            Ok(boxed(reader, writer))
         })
     }
 
@@ -116,10 +113,7 @@ impl NodeProxy for NodeLogProxy {
             let sender = self.sender(node)?;
             let connection = sender.open_node_http().await.map_err(proxy_error)?;
             let (reader, writer) = connection.into_split();
-            Ok((
-                Box::pin(reader) as NodeReader,
-                Box::pin(writer) as NodeWriter,
-            ))
+            Ok(boxed(reader, writer))
         })
     }
 
@@ -141,10 +135,15 @@ impl NodeProxy for NodeLogProxy {
                 .await
                 .map_err(proxy_error)?;
             let (reader, writer) = stream.into_split();
-            Ok((
-                Box::pin(reader) as NodeReader,
-                Box::pin(writer) as NodeWriter,
-            ))
+            Ok(boxed(reader, writer))
         })
     }
+}
+
+/// Both halves of a node stream, as the API server takes them.
+fn boxed(
+    reader: impl tokio::io::AsyncRead + Send + 'static,
+    writer: impl tokio::io::AsyncWrite + Send + 'static,
+) -> (NodeReader, NodeWriter) {
+    (Box::pin(reader), Box::pin(writer))
 }
