@@ -7,17 +7,10 @@
 #   images/python/build.sh OUT.tar [--tag TAG] [--name REPO]    (default docker.io/library/python:latest)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${1:?usage: $0 OUT.tar [--tag TAG] [--name REPO]}"
-shift
-tag="latest"
 repo="docker.io/library/python"
-while (($#)); do
-  case "$1" in
-    --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
-    --name) repo="${2:?--name needs a value}"; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=../args.sh
+source "$here/../args.sh"
+parse_image_args "$@"
 
 python=/usr/bin/python3.11
 stdlib=/usr/lib/python3.11

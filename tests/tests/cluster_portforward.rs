@@ -18,12 +18,13 @@ use skiff_tests::harness::{pod_running, Cluster, ClusterSpec};
 use skiff_tests::https::{HttpsClient, WebSocket};
 use tokio_tungstenite::tungstenite::Message;
 
-const PODS: &str = r#"
+/// One forwarding target pod on `node`: busybox `httpd` on 8080 and an echo server on 9000.
+const POD: &str = r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: pf-server, labels: {app: pf}}
+metadata: {name: NAME, labels: {app: pf}}
 spec:
-  nodeName: server
+  nodeName: NODE
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
@@ -34,23 +35,10 @@ spec:
     readinessProbe:
       tcpSocket: {port: 8080}
       periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {name: pf-b, labels: {app: pf}}
-spec:
-  nodeName: node-b
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && dd if=/dev/zero of=/www/big bs=1048576 count=64 2>/dev/null && (nc -ll -p 9000 -e cat &) && exec httpd -f -p 8080 -h /www"]
-    ports: [{name: http, containerPort: 8080}]
-    readinessProbe:
-      tcpSocket: {port: 8080}
-      periodSeconds: 1
----
+"#;
+
+/// The Service in front of both pods.
+const SERVICE: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: pf-web}
@@ -497,14 +485,18 @@ fn port_forward_and_proxies_on_the_server_node_and_over_the_link() {
     eprintln!("cluster_portforward took {:?}", started.elapsed());
 }
 
-/// A server with its own node and the agent `node-b`, each running a ready [`PODS`] pod.
+/// A server with its own node and the agent `node-b`, each running a ready [`POD`]
+/// (`pf-server`, `pf-b`), and [`SERVICE`].
 fn cluster_with_pods(name: &str) -> Option<Cluster> {
     let cluster = Cluster::start(
         ClusterSpec::new(name)
             .server_agent(true)
             .agents(&["node-b"]),
     )?;
-    cluster.apply(PODS);
+    for (name, node) in [("pf-server", "server"), ("pf-b", "node-b")] {
+        cluster.apply(&POD.replace("NAME", name).replace("NODE", node));
+    }
+    cluster.apply(SERVICE);
     cluster.wait_for("both pods ready", Duration::from_secs(90), || {
         let pods = cluster.pods("app=pf");
         pods.len() == 2

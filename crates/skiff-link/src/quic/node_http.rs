@@ -14,10 +14,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::streams::{LogError, LogStream};
-use crate::proto::{encode, StreamReply, StreamRequest};
-
-/// Largest header frame either way (the request has no payload).
-const MAX_HEADER_LEN: usize = 4096;
+use crate::proto::StreamRequest;
 
 /// One HTTP/1.1 connection carried by a link stream: read what the peer sent, write ours.
 pub struct NodeHttpConnection {
@@ -96,20 +93,11 @@ pub(crate) async fn serve_node_http(
     handler: Option<NodeHttpHandler>,
 ) {
     let Some(handler) = handler else {
-        let failed = StreamReply::Failed {
-            not_found: true,
-            message: "this node serves no HTTP endpoints".into(),
-        };
-        if let Ok(frame) = encode(&failed, MAX_HEADER_LEN) {
-            let _ = send.write_all(&frame).await;
-        }
-        let _ = send.finish();
+        let error = LogError::NotFound("this node serves no HTTP endpoints".into());
+        super::streams::refuse(&mut send, &error).await;
         return;
     };
-    let Ok(frame) = encode(&StreamReply::Accepted, MAX_HEADER_LEN) else {
-        return;
-    };
-    if send.write_all(&frame).await.is_err() {
+    if !super::streams::accept(&mut send).await {
         return;
     }
     handler(NodeHttpConnection::new(leftover, recv, send)).await;

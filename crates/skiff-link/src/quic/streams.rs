@@ -245,28 +245,15 @@ async fn serve_port_forward(
     request: PortForwardRequest,
     logs: &dyn LogProvider,
 ) {
-    let reply = |reply: &StreamReply| encode(reply, MAX_HEADER_LEN);
     let tcp = match logs.open_port_forward(request).await {
         Ok(tcp) => tcp,
         Err(error) => {
-            let failed = StreamReply::Failed {
-                not_found: matches!(error, LogError::NotFound(_)),
-                message: error.to_string(),
-            };
-            if let Ok(frame) = reply(&failed) {
-                let _ = send.write_all(&frame).await;
-            }
-            let _ = send.finish();
+            refuse(&mut send, &error).await;
             return;
         }
     };
-    match reply(&StreamReply::Accepted) {
-        Ok(frame) => {
-            if send.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        Err(_) => return,
+    if !accept(&mut send).await {
+        return;
     }
     let (tcp_read, tcp_write) = tcp.into_split();
     let quic_read = std::io::Cursor::new(leftover).chain(recv);
@@ -481,14 +468,11 @@ pub(crate) async fn serve_stream(
             return;
         }
     };
-    let reply = |reply: &StreamReply| encode(reply, MAX_HEADER_LEN);
     match request {
         Ok(StreamRequest::Logs(request)) => match logs.open_log(request).await {
             Ok(mut reader) => {
-                if let Ok(frame) = reply(&StreamReply::Accepted) {
-                    if send.write_all(&frame).await.is_err() {
-                        return;
-                    }
+                if !accept(&mut send).await {
+                    return;
                 }
                 if let Err(error) = tokio::io::copy(&mut reader, &mut send).await {
                     tracing::debug!(%error, "log stream ended early");
@@ -498,36 +482,20 @@ pub(crate) async fn serve_stream(
                 let _ = send.finish();
             }
             Err(error) => {
-                let failed = StreamReply::Failed {
-                    not_found: matches!(error, LogError::NotFound(_)),
-                    message: error.to_string(),
-                };
-                if let Ok(frame) = reply(&failed) {
-                    let _ = send.write_all(&frame).await;
-                }
-                let _ = send.finish();
+                refuse(&mut send, &error).await;
             }
         },
         Ok(StreamRequest::Exec(request)) => {
             let command = request.command.clone();
             match logs.open_exec(request).await {
                 Ok(io) => {
-                    if let Ok(frame) = reply(&StreamReply::Accepted) {
-                        if send.write_all(&frame).await.is_err() {
-                            return;
-                        }
+                    if !accept(&mut send).await {
+                        return;
                     }
                     relay_exec(send, recv, leftover, io, command).await;
                 }
                 Err(error) => {
-                    let failed = StreamReply::Failed {
-                        not_found: matches!(error, LogError::NotFound(_)),
-                        message: error.to_string(),
-                    };
-                    if let Ok(frame) = reply(&failed) {
-                        let _ = send.write_all(&frame).await;
-                    }
-                    let _ = send.finish();
+                    refuse(&mut send, &error).await;
                 }
             }
         }
@@ -539,14 +507,28 @@ pub(crate) async fn serve_stream(
             serve_port_forward(send, recv, leftover, request, logs).await
         }
         Err(error) => {
-            let failed = StreamReply::Failed {
-                not_found: false,
-                message: format!("unsupported stream request: {error}"),
-            };
-            if let Ok(frame) = reply(&failed) {
-                let _ = send.write_all(&frame).await;
-            }
-            let _ = send.finish();
+            let error = LogError::Failed(format!("unsupported stream request: {error}"));
+            refuse(&mut send, &error).await;
         }
     }
+}
+
+/// Answers a server stream that it is accepted (agent side); false when the server is gone.
+pub(crate) async fn accept(send: &mut quinn::SendStream) -> bool {
+    match encode(&StreamReply::Accepted, MAX_HEADER_LEN) {
+        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Answers a server stream with the failure `error` (agent side) and ends it.
+pub(crate) async fn refuse(send: &mut quinn::SendStream, error: &LogError) {
+    let failed = StreamReply::Failed {
+        not_found: matches!(error, LogError::NotFound(_)),
+        message: error.to_string(),
+    };
+    if let Ok(frame) = encode(&failed, MAX_HEADER_LEN) {
+        let _ = send.write_all(&frame).await;
+    }
+    let _ = send.finish();
 }
